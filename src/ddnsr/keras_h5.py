@@ -134,10 +134,10 @@ def keras_mapping(module: nn.Module, variables: list[KerasVariable], path: str =
         raise KerasFileError(f"{path}: {len(layers)} weighted layers, expected {len(targets)} for "
                              f"{type(module).__name__}")
     pairs = []
-    for group, (mod_name, tensors) in zip(layers, targets):
+    for group, (mod_name, tensors) in zip(layers, targets, strict=True):
         if len(group) != len(tensors):
             raise KerasFileError(f"{path}: layer {group[0].name} has {len(group)} variables, expected {len(tensors)}")
-        for var, t in zip(group, tensors):
+        for var, t in zip(group, tensors, strict=True):
             pairs.append((f"{mod_name}.{t}" if mod_name else t, var))
     return pairs
 
@@ -170,3 +170,12 @@ def load_keras_model(path: str | os.PathLike) -> nn.Module:
     config, variables = read_keras_h5(path)
     module = build_from_keras(config, variables, str(path))
     return load_keras_into(module, variables, str(path)).eval()
+
+
+def keras_trainable_order(module: nn.Module, path: str | os.PathLike) -> list[str]:
+    """Our parameter names in the order of the Keras model's ``trainable_variables`` (the file's
+    layer order, BatchNorm moving statistics left out): how the official code lists gradients."""
+    _, variables = read_keras_h5(path)
+    by_var = {id(v): name for name, v in keras_mapping(module, variables, str(path))}
+    params = dict(module.named_parameters())
+    return [by_var[id(v)] for v in variables if by_var[id(v)] in params]

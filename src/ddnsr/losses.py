@@ -1,0 +1,181 @@
+"""DDNSR's losses and its training step (METHOD.md, "One training step").
+
+One forward pass gives every loss; each network then gets the gradient of *its own* loss with
+respect to its own weights only: loss_R -> R, loss_D -> D, d_up -> Dhr, d_lr -> Dlr (so R's loss
+does not move D although y_lr comes from D, and D's cycle loss does not move R). This is done with
+one ``torch.autograd.grad`` call per network over the shared graph, which only walks the paths
+that lead to that network's weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .nets import VGG19Features
+
+MODES = ("esrgan", "psnr")
+GAN_TYPES = ("ragan", "gan")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """The loss options, official values as defaults.
+
+    ``mode``: 'esrgan' (VGG content + RaGAN + L1 for R) or 'psnr' (MSE for R, no HR discriminator).
+    ``weights_down``: (w1, w2, w3) of loss_D = w1 content_down + w2 adv_down + w3 cycle_down.
+    ``weights_up``: (content, adversarial, cycle) of loss_R in esrgan mode.
+    ``gan_up`` / ``gan_down``: 'ragan' or 'gan' for the HR and LR adversarial terms.
+    Taps: Keras VGG19 layer names (pre-activation) of the three perceptual terms.
+    """
+
+    mode: str = "esrgan"
+    weights_down: tuple[float, float, float] = (0.1, 1.0, 10.0)
+    weights_up: tuple[float, float, float] = (1.0, 0.005, 0.01)
+    gan_up: str = "ragan"
+    gan_down: str = "gan"
+    tap_up: str = "block5_conv4"
+    tap_content_down: str = "block3_conv4"
+    tap_cycle_down: str = "block2_conv2"
+    pool: int = 4
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"loss mode must be one of {MODES}, got {self.mode!r}")
+        for g in (self.gan_up, self.gan_down):
+            if g not in GAN_TYPES:
+                raise ValueError(f"GAN type must be one of {GAN_TYPES}, got {g!r}")
+        if len(self.weights_down) != 3 or len(self.weights_up) != 3:
+            raise ValueError("loss weights are three numbers each")
+
+    @property
+    def taps(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys((self.tap_up, self.tap_content_down, self.tap_cycle_down)))
+
+
+def bce_logits(logits: torch.Tensor, target: float) -> torch.Tensor:
+    """Binary cross-entropy of logits against a constant label, mean over all elements (Keras)."""
+    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
+
+
+def gan_losses(real: torch.Tensor, fake: torch.Tensor, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(generator loss, discriminator loss) from discriminator logits of real and fake samples.
+
+    'gan': generator BCE(1, fake); discriminator BCE(1, real) + BCE(0, fake).
+    'ragan' (relativistic average): dr = real - mean(fake), df = fake - mean(real); generator
+    BCE(1, df) + BCE(0, dr); discriminator BCE(1, dr) + BCE(0, df).
+    """
+    if kind == "gan":
+        return bce_logits(fake, 1.0), bce_logits(real, 1.0) + bce_logits(fake, 0.0)
+    if kind == "ragan":
+        dr = real - fake.mean()
+        df = fake - real.mean()
+        return bce_logits(df, 1.0) + bce_logits(dr, 0.0), bce_logits(dr, 1.0) + bce_logits(df, 0.0)
+    raise ValueError(f"unknown GAN type {kind!r}")
+
+
+@dataclass
+class Networks:
+    """The four trained networks (Dhr may be None in 'psnr' mode) and the frozen VGG19 taps."""
+
+    R: nn.Module
+    D: nn.Module
+    Dhr: nn.Module | None
+    Dlr: nn.Module
+    vgg: VGG19Features
+
+    def trained(self) -> dict[str, nn.Module]:
+        """The updated networks by name, in the official order (R, D, Dhr, Dlr)."""
+        nets = {"R": self.R, "D": self.D, "Dhr": self.Dhr, "Dlr": self.Dlr}
+        return {k: v for k, v in nets.items() if v is not None}
+
+
+@dataclass
+class StepOutput:
+    """Everything one step computes: scalar losses, the images, and per-network gradients."""
+
+    losses: dict[str, torch.Tensor]
+    images: dict[str, torch.Tensor]
+    grads: dict[str, list[torch.Tensor | None]] = field(default_factory=dict)
+
+
+def forward_losses(nets: Networks, x: torch.Tensor, y: torch.Tensor, cfg: LossConfig) -> StepOutput:
+    """The forward pass of one step. x: N x 3 x h x w real LR in [0, 1]; y: N x 3 x 4h x 4w clean HR.
+
+    Returns the losses named as the official code's (``content_up``, ``adv_up``, ``cycle_up``,
+    ``adv_disc_up`` or ``loss_up`` in psnr mode; ``content_down``, ``adv_down``, ``cycle_down``,
+    ``adv_disc_down``) plus the totals ``loss_R``, ``loss_D``, ``loss_Dhr``, ``loss_Dlr``.
+    """
+    sr_x = nets.R(x)
+    x_cyc = nets.D(sr_x, x)
+    y_lr = nets.D(y, x)
+    y_sr = nets.R(y_lr)
+
+    vgg = nets.vgg
+    losses: dict[str, torch.Tensor] = {}
+    if cfg.mode == "esrgan":
+        if nets.Dhr is None:
+            raise ValueError("esrgan mode needs an HR discriminator")
+        f_up = vgg(torch.cat((y, y_sr)))[cfg.tap_up]
+        f_y, f_ysr = f_up.chunk(2)
+        losses["content_up"] = F.mse_loss(f_ysr, f_y)
+        # discriminators see real and fake in separate calls, as the official code (matters with batch-stat BN)
+        real_hr, fake_hr = nets.Dhr(y), nets.Dhr(y_sr)
+        losses["adv_up"], losses["adv_disc_up"] = gan_losses(real_hr, fake_hr, cfg.gan_up)
+        losses["cycle_up"] = F.l1_loss(y_sr, y)
+        wc, wa, wl = cfg.weights_up
+        losses["loss_R"] = wc * losses["content_up"] + wa * losses["adv_up"] + wl * losses["cycle_up"]
+        losses["loss_Dhr"] = losses["adv_disc_up"]
+    else:
+        losses["loss_up"] = F.mse_loss(y_sr, y)
+        losses["loss_R"] = losses["loss_up"]
+
+    pooled = F.avg_pool2d(y, cfg.pool)
+    f_cd = vgg(torch.cat((pooled, y_lr)))[cfg.tap_content_down]
+    f_pool, f_ylr = f_cd.chunk(2)
+    losses["content_down"] = F.mse_loss(f_ylr, f_pool)
+    f_cyc = vgg(torch.cat((x, x_cyc)))[cfg.tap_cycle_down]
+    f_x, f_xcyc = f_cyc.chunk(2)
+    losses["cycle_down"] = F.mse_loss(f_xcyc, f_x)
+    real_lr, fake_lr = nets.Dlr(x), nets.Dlr(y_lr)
+    losses["adv_down"], losses["adv_disc_down"] = gan_losses(real_lr, fake_lr, cfg.gan_down)
+    w1, w2, w3 = cfg.weights_down
+    losses["loss_D"] = w1 * losses["content_down"] + w2 * losses["adv_down"] + w3 * losses["cycle_down"]
+    losses["loss_Dlr"] = losses["adv_disc_down"]
+    images = {"x": x, "sr_x": sr_x, "x_cyc": x_cyc, "y": y, "y_lr": y_lr, "y_sr": y_sr}
+    return StepOutput(losses=losses, images=images)
+
+
+def step_gradients(nets: Networks, x: torch.Tensor, y: torch.Tensor, cfg: LossConfig) -> StepOutput:
+    """One training step's losses and, for each network, the gradient of its own loss.
+
+    ``out.grads[name]`` lists one tensor per ``net.parameters()`` entry (None where the loss does
+    not depend on it). Nothing is written to ``.grad`` and no weight changes.
+    """
+    out = forward_losses(nets, x, y, cfg)
+    trained = nets.trained()
+    names = list(trained)
+    for i, name in enumerate(names):
+        params = [p for p in trained[name].parameters() if p.requires_grad]
+        loss = out.losses[f"loss_{name}"]
+        out.grads[name] = list(torch.autograd.grad(loss, params, retain_graph=i < len(names) - 1,
+                                                   allow_unused=True))
+    return out
+
+
+def apply_gradients(nets: Networks, grads: dict[str, list[torch.Tensor | None]]) -> None:
+    """Store per-network gradients in ``.grad`` (replacing any), ready for ``optimizer.step()``."""
+    for name, net in nets.trained().items():
+        params = [p for p in net.parameters() if p.requires_grad]
+        for p, g in zip(params, grads[name], strict=True):
+            p.grad = None if g is None else g.detach()
+
+
+def detach_losses(losses: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Loss tensors as Python floats (one synchronisation)."""
+    keys = list(losses)
+    values = torch.stack([losses[k].detach().float() for k in keys]).tolist()
+    return dict(zip(keys, values, strict=True))

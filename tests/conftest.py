@@ -1,0 +1,34 @@
+"""Shared test fixtures: where ../shared is, the VGG19 file, small helpers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("DDNSR_SHARED", REPO.parent / "shared"))
+GOLDEN = SHARED / "golden"
+DATA = SHARED / "data"
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+def need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"{path} is not present (the shared folder beside the repository)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def vgg19_path() -> Path:
+    """The Keras VGG19 notop file: $DDNSR_VGG19, else the cache; skipped with the reason if absent."""
+    from ddnsr.weights import VGG19_KERAS, cache_dir
+
+    env = os.environ.get("DDNSR_VGG19")
+    path = Path(env) if env else cache_dir() / VGG19_KERAS.filename
+    if not path.is_file():
+        pytest.skip(f"VGG19 weights not found at {path}: run ../shared/weights/fetch-vgg19.sh DIR and set DDNSR_VGG19")
+    return path

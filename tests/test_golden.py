@@ -1,0 +1,136 @@
+"""The port reproduces the official TensorFlow implementation (../shared/golden, see its README)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import GOLDEN, need
+from ddnsr.keras_h5 import keras_trainable_order, load_keras_model
+from ddnsr.losses import LossConfig, Networks, step_gradients
+from ddnsr.nets import DegradationNet, VGG19Features
+
+
+def nchw(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).contiguous()
+
+
+def nhwc(t: torch.Tensor) -> np.ndarray:
+    return t.detach().permute(0, 2, 3, 1).numpy()
+
+
+@pytest.fixture(scope="module")
+def golden():
+    return dict(np.load(need(GOLDEN / "official_step.npz")))
+
+
+@pytest.fixture(scope="module")
+def official():
+    need(GOLDEN)
+    return {k: load_keras_model(GOLDEN / f"official_{k}.h5") for k in ("R", "D", "Dhr", "Dlr")}
+
+
+@pytest.fixture(scope="module")
+def vgg(vgg19_path):
+    return VGG19Features(("block5_conv4", "block3_conv4", "block2_conv2"), weights=vgg19_path)
+
+
+def test_official_files_recognised(official):
+    assert type(official["R"]).__name__ == "RRDBNet" and official["R"].config["num_block"] == 2
+    assert official["D"].config == dict(filters=32, down_layers=2, res_blocks=2, input_type="dual")
+    assert official["Dhr"].config["filters"] == 8 and official["Dhr"].config["blocks"] == 5
+    assert official["Dlr"].config["input_size"] == 32
+
+
+def test_forward_outputs(official, golden):
+    x, y = nchw(golden["x"]), nchw(golden["y"])
+    with torch.no_grad():
+        single = DegradationNet(**{**official["D"].config, "input_type": "single"})
+        single.load_state_dict(official["D"].state_dict())
+        outs = {
+            "R_x": nhwc(official["R"](x)),
+            "D_y_x": nhwc(official["D"](y, x)),
+            "Dsingle_y_x": nhwc(single(y)),
+            "Dhr_y": official["Dhr"](y).numpy(),
+            "Dlr_x": official["Dlr"](x).numpy(),
+        }
+    for name, out in outs.items():
+        assert out.shape == golden[name].shape, name
+        np.testing.assert_allclose(out, golden[name], atol=1e-4, rtol=0, err_msg=name)
+
+
+def test_vgg_taps(vgg, golden):
+    x, y = nchw(golden["x"]), nchw(golden["y"])
+    pooled = torch.nn.functional.avg_pool2d(y, 4)
+    np.testing.assert_allclose(nhwc(pooled), golden["avgpool4_y"], atol=1e-6)
+    with torch.no_grad():
+        got = {
+            "vgg54_y": nhwc(vgg(y)["block5_conv4"]),
+            "vgg34_pool_y": nhwc(vgg(pooled)["block3_conv4"]),
+            "vgg22_x": nhwc(vgg(x)["block2_conv2"]),
+        }
+    for name, out in got.items():
+        ref = golden[name]
+        assert out.shape == ref.shape, name
+        assert np.abs(out - ref).max() <= 1e-4 * np.abs(ref).max(), name
+
+
+def _step(official, vgg, golden, mode, dtype):
+    x, y = nchw(golden["x"]).to(dtype), nchw(golden["y"]).to(dtype)
+    nets = Networks(R=official["R"], D=official["D"], Dhr=official["Dhr"] if mode == "esrgan" else None,
+                    Dlr=official["Dlr"], vgg=vgg)
+    for net in (*nets.trained().values(), vgg):
+        net.to(dtype)
+    try:
+        out = step_gradients(nets, x, y, LossConfig(mode=mode))
+    finally:
+        for net in (*nets.trained().values(), vgg):
+            net.float()
+    grads = {}
+    for net_name, g in out.grads.items():
+        module = getattr(nets, net_name)
+        grads[net_name] = dict(zip([n for n, _ in module.named_parameters()], g, strict=True))
+    return out, grads
+
+
+# R's gradient is dominated by the VGG54 content term, the difference of two large feature maps, so
+# in float32 it carries rounding noise of about 1e-3 of its size: TensorFlow's stored float32 values
+# differ from the exact (float64) gradient by up to 8.7e-4 in norm and 1.8e-3 of the maximum element
+# for R's first kernel; our float32 differs from our float64 by up to 1.5e-3 in norm. So R is held
+# to the issue's tolerances through our float64 step, and our float32 step to float32 noise; every
+# other network is held to them in float32 directly.
+R_FIRST_TOL = 3e-3  # of the largest magnitude, R's first kernel only (TensorFlow's own noise: 1.8e-3)
+
+
+@pytest.mark.parametrize("mode", ["esrgan", "psnr"])
+def test_training_step(official, vgg, golden, mode):
+    facts = json.loads((GOLDEN / "official_step.json").read_text())[mode]
+    out32, g32 = _step(official, vgg, golden, mode, torch.float32)
+    out64, g64 = _step(official, vgg, golden, mode, torch.float64)
+    for name, ref in facts["losses"].items():
+        assert out32.losses[name].item() == pytest.approx(ref, rel=1e-4), name
+    assert list(out32.grads) == facts["updated_networks_in_order"]
+    for net_name in facts["updated_networks_in_order"]:
+        module = official[net_name]
+        order = keras_trainable_order(module, GOLDEN / f"official_{net_name}.h5")
+        ref_vars = facts[f"grad_{net_name}"]
+        assert len(order) == len(ref_vars)
+        exact = net_name == "R"
+        grads = (g64 if exact else g32)[net_name]
+        for torch_name, ref in zip(order, ref_vars, strict=True):
+            g = grads[torch_name]
+            shape = tuple(ref["shape"])
+            expect = (shape[3], shape[2], shape[0], shape[1]) if len(shape) == 4 else shape[::-1]
+            assert tuple(g.shape) == expect, (torch_name, ref["variable"])
+            assert g.norm().item() == pytest.approx(ref["l2"], rel=1e-3, abs=1e-9), (torch_name, ref["variable"])
+            if exact:
+                assert g32[net_name][torch_name].double().norm().item() == pytest.approx(g.norm().item(), rel=2e-3)
+        for which, torch_name in (("first", order[0]), ("last", order[-1])):
+            ref = golden[f"{mode}_grad_{net_name}_{which}"]
+            g = grads[torch_name].double()
+            g = g.permute(2, 3, 1, 0) if g.ndim == 4 else (g.t() if g.ndim == 2 else g)
+            tol = R_FIRST_TOL if (exact and which == "first") else 1e-4
+            assert np.abs(g.numpy() - ref).max() <= tol * np.abs(ref).max() + 1e-9, (net_name, which)
