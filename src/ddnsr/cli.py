@@ -1,21 +1,62 @@
-"""The ``ddnsr`` command: one sub-command per task, each registered by its module."""
+"""The ``ddnsr`` command: one sub-command per task, each registered by its module.
+
+Errors the user can fix (a bad file, a bad setting) print one line on stderr and exit with 1 (2 for
+usage errors); tracebacks are for bugs only.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+
+# modules that provide ``register(subparsers)``; each adds its sub-command(s)
+COMMAND_MODULES = (
+    "ddnsr.commands",
+    "ddnsr.upscale_cli",
+    "ddnsr.train",
+    "ddnsr.evaluate",
+    "ddnsr.cleanup",
+    "ddnsr.ntire2020",
+)
+
+
+class UserError(Exception):
+    """An error whose message (one line) is all the user needs to see."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ddnsr", description=__doc__)
-    parser.add_subparsers(dest="command", required=True)
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="ddnsr",
+        description="Real-world x4 super-resolution learned from unpaired photos (DDNSR in PyTorch).",
+    )
+    parser.add_argument("--version", action="version", version=f"ddnsr {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        module.register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("ddnsr: interrupted", file=sys.stderr)
+        return 130
+    except (UserError, ValueError, OSError) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"ddnsr {args.command}: error: {msg}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

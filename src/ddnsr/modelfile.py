@@ -1,0 +1,296 @@
+"""Model files in and out: ``load_model``, ``save_model`` and ``convert``.
+
+``load_model(path_or_name)`` returns the network (R or D, recognised from the file) as an
+``nn.Module`` in eval mode, float32, on the CPU, for:
+
+- a bundled model name (``ddnsr.models``: ``track1``, ``track1-single`` ...; R by default,
+  ``kind="degradation"`` for its D);
+- a ``.safetensors`` file written by this project (architecture and configuration in its metadata);
+- an official DDNSR Keras ``.h5`` (``track1_div2k.h5``, ``*-network.h5``, see :mod:`ddnsr.keras_h5`);
+- an ESRGAN-family RRDBNet state dict in ``.pth`` (read with ``torch.load(weights_only=True)``:
+  nothing but tensors is ever unpickled) or ``.safetensors``, with BasicSR / Real-ESRGAN key names
+  (``conv_first``, ``body.N.rdb1.conv1`` ...) or the original ESRGAN ones (``model.0``,
+  ``model.1.sub.N.RDB1.conv1.0`` ...), optionally wrapped in ``params_ema`` / ``params``; the
+  architecture is inferred from the shapes;
+- an ncnn RRDBNet (``.param`` + ``.bin``, see :mod:`ddnsr.ncnn`) where that module is present.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import pickle
+import re
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+from torch import nn
+
+from .keras_h5 import KerasFileError, load_keras_model
+from .nets import DegradationNet, PatchGANDiscriminator, RRDBNet, VGGStyleDiscriminator
+
+FORMAT = "ddnsr"
+ARCHS: dict[str, type[nn.Module]] = {
+    "RRDBNet": RRDBNet,
+    "DegradationNet": DegradationNet,
+    "VGGStyleDiscriminator": VGGStyleDiscriminator,
+    "PatchGANDiscriminator": PatchGANDiscriminator,
+}
+BUNDLED_DIR = Path(__file__).resolve().parent / "models"
+KINDS = ("reconstruction", "degradation")
+
+
+class ModelFileError(ValueError):
+    """A model file (or name) that cannot be loaded; ``str()`` is one line naming the file."""
+
+
+# ---------------------------------------------------------------------------------------------
+# bundled models
+# ---------------------------------------------------------------------------------------------
+
+def bundled_models() -> dict[str, dict[str, Path]]:
+    """Bundled model names -> {'reconstruction': path, 'degradation': path} (what is present)."""
+    out: dict[str, dict[str, Path]] = {}
+    for p in sorted(BUNDLED_DIR.glob("*.safetensors")):
+        m = re.fullmatch(r"(.+)-(reconstruction|degradation)\.safetensors", p.name)
+        if m:
+            out.setdefault(m.group(1), {})[m.group(2)] = p
+    return out
+
+
+def resolve_model_path(model: str | os.PathLike, kind: str = "reconstruction") -> Path:
+    """A bundled name or a path -> an existing file path (one-line ModelFileError otherwise)."""
+    if kind not in KINDS:
+        raise ModelFileError(f"kind must be one of {KINDS}, got {kind!r}")
+    p = Path(model).expanduser()
+    if p.is_file():
+        return p
+    bundled = bundled_models()
+    name = str(model)
+    if name in bundled:
+        if kind not in bundled[name]:
+            raise ModelFileError(f"bundled model {name!r} has no {kind} network")
+        return bundled[name][kind]
+    if p.suffix or os.sep in name:
+        raise ModelFileError(f"{p}: no such file")
+    names = ", ".join(bundled) or "none"
+    raise ModelFileError(f"{name!r} is neither a file nor a bundled model (bundled: {names})")
+
+
+# ---------------------------------------------------------------------------------------------
+# reading
+# ---------------------------------------------------------------------------------------------
+
+def _build(arch: str, config: dict) -> nn.Module:
+    if arch not in ARCHS:
+        raise ValueError(f"unknown architecture {arch!r}")
+    return ARCHS[arch](**config)
+
+
+def _unwrap(state: dict) -> dict[str, torch.Tensor]:
+    for key in ("params_ema", "params", "state_dict", "model"):
+        if key in state and isinstance(state[key], dict):
+            state = state[key]
+            break
+    return {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
+_OLD_ESRGAN = [
+    (re.compile(r"^model\.0\.(weight|bias)$"), r"conv_first.\1"),
+    (re.compile(r"^model\.1\.sub\.(\d+)\.RDB(\d)\.conv(\d)\.0\.(weight|bias)$"), r"body.\1.rdb\2.conv\3.\4"),
+]
+
+
+def _from_old_esrgan(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Original ESRGAN key names (``model.N...``) -> BasicSR names."""
+    blocks = {int(m.group(1)) for k in state if (m := re.match(r"model\.1\.sub\.(\d+)\.RDB", k))}
+    nb = max(blocks) + 1 if blocks else 0
+    # the upsampling convs sit at model.3, model.6 (and further every 3), then conv_hr, conv_last
+    ups = sorted({int(m.group(1)) for k in state if (m := re.fullmatch(r"model\.(\d+)\.weight", k))} - {0})
+    rename = {f"model.1.sub.{nb}": "conv_body"}
+    *up_idx, hr_idx, last_idx = ups
+    for i, idx in enumerate(up_idx, 1):
+        rename[f"model.{idx}"] = f"conv_up{i}"
+    rename[f"model.{hr_idx}"] = "conv_hr"
+    rename[f"model.{last_idx}"] = "conv_last"
+    out = {}
+    for k, v in state.items():
+        for pattern, repl in _OLD_ESRGAN:
+            if pattern.match(k):
+                out[pattern.sub(repl, k)] = v
+                break
+        else:
+            prefix, _, leaf = k.rpartition(".")
+            if prefix not in rename:
+                raise KeyError(k)
+            out[f"{rename[prefix]}.{leaf}"] = v
+    return out
+
+
+def infer_rrdbnet(state: dict[str, torch.Tensor]) -> RRDBNet:
+    """Build the RRDBNet a BasicSR-named state dict describes (raises KeyError if it is none)."""
+    first = state["conv_first.weight"]
+    num_feat, in_ch = first.shape[0], first.shape[1]
+    num_block = len({k.split(".")[1] for k in state if k.startswith("body.")})
+    grow = state["body.0.rdb1.conv1.weight"].shape[0]
+    num_up = len({k.split(".")[0] for k in state if re.match(r"conv_up\d+\.", k)})
+    out_ch = state["conv_last.weight"].shape[0]
+    # pixel-unshuffle variants (Real-ESRGAN x2 / x1) fold the input: 12 or 48 channels for RGB
+    scale, in_img = 2**num_up, in_ch
+    if num_up == 2 and in_ch % 16 == 0 and in_ch // 16 in (1, 3):
+        scale, in_img = 1, in_ch // 16
+    elif num_up == 2 and in_ch % 4 == 0 and in_ch // 4 in (1, 3):
+        scale, in_img = 2, in_ch // 4
+    return RRDBNet(in_img, out_ch, num_feat, num_block, grow, scale)
+
+
+def model_from_state_dict(state: dict[str, torch.Tensor], path: str = "") -> nn.Module:
+    """An RRDBNet from a (possibly wrapped, possibly old-ESRGAN-named) state dict."""
+    state = _unwrap(state)
+    try:
+        if "conv_first.weight" not in state and "model.0.weight" in state:
+            state = _from_old_esrgan(state)
+        model = infer_rrdbnet(state)
+        model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+    except (KeyError, RuntimeError, ValueError, IndexError) as exc:
+        reason = str(exc).splitlines()[0][:160]
+        raise ModelFileError(f"{path}: not an ESRGAN-family RRDBNet state dict ({reason})") from exc
+    return model
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The string metadata of a ``.safetensors`` file (empty when it has none)."""
+    with safe_open(str(path), framework="pt") as f:
+        return dict(f.metadata() or {})
+
+
+def _load_safetensors(path: Path) -> nn.Module:
+    try:
+        meta = read_metadata(path)
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelFileError(f"{path}: not a readable .safetensors file ({exc})") from exc
+    if meta.get("format") == FORMAT and "arch" in meta:
+        try:
+            model = _build(meta["arch"], json.loads(meta.get("config", "{}")))
+            model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+        except (ValueError, TypeError, RuntimeError) as exc:
+            reason = str(exc).splitlines()[0][:160]
+            raise ModelFileError(f"{path}: metadata and weights do not agree ({reason})") from exc
+        model.metadata = meta  # type: ignore[attr-defined]
+        return model
+    return model_from_state_dict(state, str(path))
+
+
+def _load_pth(path: Path) -> nn.Module:
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ModelFileError(
+            f"{path}: refused, the file holds pickled Python objects beyond tensors "
+            "(only plain state dicts are read; nothing was executed)"
+        ) from exc
+    except (RuntimeError, OSError, EOFError, ValueError) as exc:
+        raise ModelFileError(f"{path}: not a readable PyTorch file ({str(exc).splitlines()[0][:160]})") from exc
+    if not isinstance(state, dict):
+        raise ModelFileError(f"{path}: holds a {type(state).__name__}, not a state dict")
+    return model_from_state_dict(state, str(path))
+
+
+def load_model(model: str | os.PathLike, kind: str = "reconstruction") -> nn.Module:
+    """Load a network from a bundled name or a file (see the module docstring); eval mode, float32.
+
+    ``kind`` picks R or D of a bundled model; for files the network is recognised from the file.
+    Raises :class:`ModelFileError` (one line naming the file and the reason) for anything else.
+    """
+    path = resolve_model_path(model, kind)
+    suffix = path.suffix.lower()
+    if path.stat().st_size == 0:
+        raise ModelFileError(f"{path}: empty file")
+    try:
+        if suffix == ".safetensors":
+            net = _load_safetensors(path)
+        elif suffix in (".pth", ".pt", ".ckpt"):
+            net = _load_pth(path)
+        elif suffix in (".h5", ".hdf5", ".keras"):
+            net = load_keras_model(path)
+        elif suffix in (".param", ".bin"):
+            from . import ncnn  # optional reader, added with the ncnn support
+
+            net = ncnn.load_ncnn_rrdbnet(path)
+        else:
+            raise ModelFileError(f"{path}: unknown model file type {suffix!r} "
+                                 "(expected .safetensors, .pth, .h5 or an ncnn .param)")
+    except KerasFileError as exc:
+        raise ModelFileError(str(exc)) from exc
+    return net.float().eval()
+
+
+# ---------------------------------------------------------------------------------------------
+# writing
+# ---------------------------------------------------------------------------------------------
+
+def arch_name(model: nn.Module) -> str:
+    for name, cls in ARCHS.items():
+        if type(model) is cls:
+            return name
+    raise ValueError(f"cannot save a {type(model).__name__}: not one of {', '.join(ARCHS)}")
+
+
+def save_model(model: nn.Module, path: str | os.PathLike, metadata: dict[str, object] | None = None,
+               half: bool = False) -> Path:
+    """Write ``model`` as ``.safetensors`` with its architecture and configuration in the metadata.
+
+    ``metadata`` values are stored as strings (JSON for non-strings). ``half`` stores float16
+    weights (loaded back as float32). Written to a temporary file, then renamed.
+    """
+    path = Path(path)
+    arch = arch_name(model)
+    meta = {"format": FORMAT, "arch": arch, "config": json.dumps(model.config),
+            "kind": getattr(model, "kind", "discriminator"), "ddnsr_version": _version(),
+            "dtype": "float16" if half else "float32"}
+    for k, v in (metadata or {}).items():
+        meta[str(k)] = v if isinstance(v, str) else json.dumps(v)
+    dtype = torch.float16 if half else torch.float32
+    state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(state, tmp, metadata=meta)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def convert(src: str | os.PathLike, dst: str | os.PathLike, half: bool = False) -> Path:
+    """Any readable model file -> our ``.safetensors``, recording the source in the metadata."""
+    src = Path(src)
+    model = load_model(src)
+    meta = dict(getattr(model, "metadata", {}))
+    for k in ("format", "arch", "config", "kind", "ddnsr_version", "dtype"):
+        meta.pop(k, None)
+    meta.update({"source": src.name, "source_sha256": sha256_file(src),
+                 "converted": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")})
+    return save_model(model, dst, meta, half=half)

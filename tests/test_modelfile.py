@@ -1,0 +1,148 @@
+"""load_model / save_model / convert, and the bad-file messages."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from conftest import GOLDEN, need
+from ddnsr.modelfile import ModelFileError, convert, load_model, read_metadata, save_model
+from ddnsr.nets import DegradationNet, RRDBNet
+
+
+@pytest.mark.parametrize("name", ["R", "D", "Dhr", "Dlr"])
+def test_official_h5_round_trip(tmp_path, name):
+    src = need(GOLDEN / f"official_{name}.h5")
+    original = load_model(src)
+    out = convert(src, tmp_path / f"{name}.safetensors")
+    meta = read_metadata(out)
+    assert meta["source"] == src.name and meta["arch"] == type(original).__name__
+    again = load_model(out)
+    assert type(again) is type(original) and again.config == original.config
+    torch.manual_seed(0)
+    y, x = torch.rand(2, 3, 128, 128), torch.rand(2, 3, 32, 32)
+    args = {"R": (x,), "D": (y, x), "Dhr": (y,), "Dlr": (x,)}[name]
+    with torch.no_grad():
+        assert torch.equal(original(*args), again(*args))
+
+
+def test_half_storage_round_trip(tmp_path):
+    net = RRDBNet(num_feat=16, num_block=1, num_grow_ch=8)
+    path = save_model(net, tmp_path / "r.safetensors", {"steps": 3}, half=True)
+    back = load_model(path)
+    assert read_metadata(path)["dtype"] == "float16" and read_metadata(path)["steps"] == "3"
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        assert (net(x) - back(x)).abs().max() < 1 / 255
+
+
+def _basicsr_state(net: RRDBNet) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in net.state_dict().items()}
+
+
+@pytest.mark.parametrize("wrap", [None, "params_ema", "params"])
+def test_real_esrgan_layout_pth(tmp_path, wrap):
+    net = RRDBNet(num_feat=16, num_block=2, num_grow_ch=8, init="esrgan")
+    state = _basicsr_state(net)
+    path = tmp_path / "RealESRGAN_x4plus.pth"
+    torch.save({wrap: state} if wrap else state, path)
+    back = load_model(path)
+    assert back.config == net.config
+    x = torch.rand(1, 3, 12, 12)
+    with torch.no_grad():
+        assert torch.equal(net(x), back(x))
+
+
+def test_x2_pixel_unshuffle_variant_inferred(tmp_path):
+    net = RRDBNet(num_feat=8, num_block=1, num_grow_ch=4, scale=2)
+    from safetensors.torch import save_file
+
+    save_file(_basicsr_state(net), tmp_path / "x2.safetensors")
+    assert load_model(tmp_path / "x2.safetensors").scale == 2
+
+
+def test_old_esrgan_key_names(tmp_path):
+    net = RRDBNet(num_feat=8, num_block=2, num_grow_ch=4)
+    old = {}
+    for k, v in net.state_dict().items():
+        parts = k.split(".")
+        if parts[0] == "body":
+            old[f"model.1.sub.{parts[1]}.RDB{parts[2][-1]}.conv{parts[3][-1]}.0.{parts[4]}"] = v
+        else:
+            idx = {"conv_first": 0, "conv_up1": 3, "conv_up2": 6, "conv_hr": 8, "conv_last": 10}.get(parts[0])
+            old[f"model.1.sub.2.{parts[1]}" if idx is None else f"model.{idx}.{parts[1]}"] = v
+    torch.save(old, tmp_path / "old.pth")
+    back = load_model(tmp_path / "old.pth")
+    x = torch.rand(1, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(net(x), back(x))
+
+
+class Evil:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def test_pickled_objects_refused_without_running(tmp_path, capsys):
+    path = tmp_path / "evil.pth"
+    torch.save({"conv_first.weight": torch.zeros(1), "x": Evil()}, path)
+    with pytest.raises(ModelFileError, match="refused.*pickled") as err:
+        load_model(path)
+    assert "\n" not in str(err.value) and "evil.pth" in str(err.value)
+    assert "pwned" not in capsys.readouterr().out
+
+
+def test_h5_that_is_not_a_ddnsr_network(tmp_path):
+    path = tmp_path / "other.h5"
+    with h5py.File(path, "w") as f:
+        g = f.create_group("model_weights")
+        g.attrs["layer_names"] = [b"conv1d"]
+        layer = g.create_group("conv1d")
+        layer.attrs["weight_names"] = [b"conv1d/kernel:0"]
+        layer.create_dataset("conv1d/kernel:0", data=np.zeros((3, 1, 1), np.float32))
+    with pytest.raises(ModelFileError, match="other.h5: not a DDNSR network"):
+        load_model(path)
+
+
+def test_truncated_h5(tmp_path):
+    src = need(GOLDEN / "official_D.h5").read_bytes()
+    path = tmp_path / "cut.h5"
+    path.write_bytes(src[: len(src) // 3])
+    with pytest.raises(ModelFileError, match="cut.h5") as err:
+        load_model(path)
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_and_missing(tmp_path):
+    (tmp_path / "m.onnx").write_bytes(b"x")
+    with pytest.raises(ModelFileError, match="unknown model file type"):
+        load_model(tmp_path / "m.onnx")
+    with pytest.raises(ModelFileError, match="no such file"):
+        load_model(tmp_path / "nothing.safetensors")
+    with pytest.raises(ModelFileError, match="neither a file nor a bundled model"):
+        load_model("no-such-model")
+
+
+def test_degradation_net_saved_and_loaded(tmp_path):
+    d = DegradationNet(filters=8, res_blocks=1, input_type="single")
+    back = load_model(save_model(d, tmp_path / "d.safetensors"))
+    assert isinstance(back, DegradationNet) and back.input_type == "single"
+
+
+def test_cli_convert_and_bad_input(tmp_path):
+    src = need(GOLDEN / "official_R.h5")
+    out = tmp_path / "r.safetensors"
+    ok = subprocess.run([sys.executable, "-m", "ddnsr.cli", "convert", str(src), "-o", str(out)],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0 and "RRDBNet" in ok.stdout and out.is_file()
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"garbage")
+    res = subprocess.run([sys.executable, "-m", "ddnsr.cli", "convert", str(bad), "-o", str(tmp_path / "o.st")],
+                         capture_output=True, text=True)
+    assert res.returncode == 1
+    assert res.stderr.count("\n") == 1 and "bad.pth" in res.stderr and "Traceback" not in res.stderr
