@@ -48,7 +48,8 @@ PRESETS: dict[str, dict] = {
                   num_workers=4),
     # about an hour on 2 CPU cores (step time measured in the README)
     "cpu": dict(steps=3000, batch_size=8, r_blocks=6, r_feat=32, r_grow=16, d_filters=32, d_res_blocks=4,
-                dhr_filters=32, dlr_filters=64, save_every=250, sample_every=250, log_every=10, num_workers=1),
+                dhr_filters=32, dlr_filters=64, save_every=250, sample_every=250, log_every=10, num_workers=1,
+                precision="bf16"),
     # seconds, for tests
     "smoke": dict(steps=4, batch_size=2, r_blocks=1, r_feat=8, r_grow=4, d_filters=8, d_res_blocks=1,
                   dhr_filters=4, dlr_filters=4, save_every=2, sample_every=2, log_every=1, num_workers=0,
@@ -168,9 +169,8 @@ def build_networks(cfg: TrainConfig, device: torch.device) -> Networks:
     vgg = VGG19Features(loss.taps, preprocess=cfg.vgg_preprocess, weights=cfg.vgg_weights)
     nets = Networks(R=R, D=D, Dhr=Dhr, Dlr=Dlr, vgg=vgg)
     for net in (*nets.trained().values(), vgg):
-        net.to(device)
-        if device.type == "cuda":
-            net.to(memory_format=torch.channels_last)
+        # channels_last: x3 on the CPU (oneDNN) and faster on tensor cores (benchmarks/train_step.py)
+        net.to(device, memory_format=torch.channels_last)
     return nets
 
 
@@ -453,8 +453,8 @@ def train(cfg: TrainConfig) -> dict[str, Path]:
                 for group in opt.param_groups:
                     group["lr"] = lr
             x, y = next(it)
-            x = x.to(device, non_blocking=True)
-            y = y.to(device, non_blocking=True)
+            x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            y = y.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
                 out = step_fn(nets, x, y, loss_cfg) if not scaler.enabled else _scaled_step(nets, x, y,
                                                                                             loss_cfg, scaler)
@@ -502,6 +502,8 @@ def train(cfg: TrainConfig) -> dict[str, Path]:
             writer.close()
         if csv_file:
             csv_file.close()
+    if world > 1:
+        _record_rank_agreement(run_dir, nets, rank, world)
     result: dict[str, Path] = {}
     if main_rank:
         plot_losses(run_dir / "losses.csv", run_dir / "loss_curves.png")
@@ -509,6 +511,28 @@ def train(cfg: TrainConfig) -> dict[str, Path]:
     if world > 1:
         dist.barrier()
     return result
+
+
+def weights_checksum(nets: Networks) -> float:
+    """A float64 checksum of every trained weight (sum of values and of squares), for comparing ranks."""
+    total = torch.zeros((), dtype=torch.float64)
+    for net in nets.trained().values():
+        for t in net.state_dict().values():
+            v = t.detach().double().cpu()
+            total += v.sum() + (v * v).sum() * 1e-3
+    return float(total)
+
+
+def _record_rank_agreement(run_dir: Path, nets: Networks, rank: int, world: int) -> None:
+    """Gather every rank's weight checksum; rank 0 writes them to ``ranks.json``; disagreement is an error."""
+    mine = torch.tensor([weights_checksum(nets)], dtype=torch.float64)
+    gathered = [torch.zeros_like(mine) for _ in range(world)]
+    dist.all_gather(gathered, mine)
+    sums = [float(g.item()) for g in gathered]
+    if rank == 0:
+        (run_dir / "ranks.json").write_text(json.dumps({"world_size": world, "checksums": sums}) + "\n")
+    if len(set(sums)) != 1:
+        raise RuntimeError(f"the ranks' weights differ after training: {sums}")
 
 
 def _scaled_step(nets: Networks, x, y, loss_cfg: LossConfig, scaler: LossScaler):
@@ -601,7 +625,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sample-every", type=int)
     p.add_argument("--log-every", type=int)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
+                   help="autocast precision (default: fp32; the cpu preset uses bf16)")
     p.add_argument("--compile", action="store_true", help="torch.compile R")
     p.add_argument("--workers", dest="num_workers", type=int, help="DataLoader worker processes per stream")
     p.add_argument("--seed", type=int, default=0)

@@ -1,0 +1,114 @@
+"""ddnsr train: smoke runs on ../shared/data, exact resume after SIGKILL, torchrun, refusals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import DATA, need
+from ddnsr.modelfile import load_model, read_metadata
+from ddnsr.train import TrainConfig, build_networks
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "DDNSR_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def train_cmd(run_dir: Path, *extra: str, source: str = "track1") -> list[str]:
+    return [sys.executable, "-m", "ddnsr.cli", "train", "--preset", "smoke", "--source", source,
+            "--records", str(need(DATA / "records.json")), "--run-dir", str(run_dir), "--quiet", *extra]
+
+
+def run(cmd: list[str], vgg: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, env={**ENV, "DDNSR_VGG19": str(vgg)}, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("source", ["track1", "track2"])
+def test_smoke_run(tmp_path, vgg19_path, source):
+    res = run(train_cmd(tmp_path / "run", "--steps", "3", source=source), vgg19_path)
+    assert res.returncode == 0, res.stderr
+    run_dir = tmp_path / "run"
+    rows = (run_dir / "losses.csv").read_text().splitlines()
+    header, last = rows[0].split(","), rows[-1].split(",")
+    assert header[:3] == ["step", "lr", "time"] and "loss_R" in header and "loss_D" in header
+    assert last[0] == "3" and all(float(v) == float(v) and abs(float(v)) < 1e12 for v in last[3:])
+    for f in ("reconstruction.safetensors", "degradation.safetensors", "loss_curves.png", "config.json"):
+        assert (run_dir / f).is_file(), f
+    assert sorted(p.name for p in (run_dir / "samples").iterdir()) == ["step-00000002.png", "step-00000003.png"]
+    assert any((run_dir / "tb").iterdir())
+    meta = read_metadata(run_dir / "reconstruction.safetensors")
+    assert meta["training_steps"] == "3" and meta["training_preset"] == "smoke"
+    assert meta["training_data"].startswith(f"{source}-source")
+    # R changed: its output on a held image differs from the same R before training (same seed)
+    trained = load_model(run_dir / "reconstruction.safetensors")
+    cfg = TrainConfig.from_preset("smoke", source=source, vgg_weights=str(vgg19_path))
+    initial = build_networks(cfg, torch.device("cpu")).R.eval()
+    held = torch.rand(1, 3, 24, 24, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert (trained(held) - initial(held)).abs().max() > 1e-6
+    assert isinstance(load_model(run_dir / "degradation.safetensors"), torch.nn.Module)
+
+
+def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return {k: v for name in ("reconstruction", "degradation")
+            for k, v in load_model(run_dir / f"{name}.safetensors").state_dict().items()}
+
+
+def test_sigkill_and_resume_equals_uninterrupted(tmp_path, vgg19_path):
+    steps = ["--steps", "6", "--save-every", "2"]
+    ref = run(train_cmd(tmp_path / "ref", *steps), vgg19_path)
+    assert ref.returncode == 0, ref.stderr
+    killed_dir = tmp_path / "killed"
+    proc = subprocess.Popen(train_cmd(killed_dir, *steps), env={**ENV, "DDNSR_VGG19": str(vgg19_path)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not (killed_dir / "checkpoints" / "ckpt-00000002.pt").exists():
+        assert proc.poll() is None and time.time() < deadline, "the run ended before its first checkpoint"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed_dir / "reconstruction.safetensors").exists()
+    resumed = run(train_cmd(killed_dir, *steps, "--resume"), vgg19_path)
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = final_weights(tmp_path / "ref"), final_weights(killed_dir)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert len(list((killed_dir / "checkpoints").glob("ckpt-*.pt"))) == 2  # the last two kept
+    assert not list((killed_dir / "checkpoints").glob(".*part"))
+
+
+def test_incompatible_resume_refused(tmp_path, vgg19_path):
+    first = run(train_cmd(tmp_path / "run", "--steps", "2"), vgg19_path)
+    assert first.returncode == 0, first.stderr
+    res = run(train_cmd(tmp_path / "run", "--steps", "4", "--resume", "--mode", "psnr"), vgg19_path)
+    assert res.returncode == 1
+    assert "cannot resume with a different configuration" in res.stderr and "mode" in res.stderr
+    assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
+    again = run(train_cmd(tmp_path / "run", "--steps", "4"), vgg19_path)
+    assert again.returncode == 1 and "--resume" in again.stderr
+
+
+def test_bad_records_key_is_one_line(tmp_path, vgg19_path):
+    records = tmp_path / "records.json"
+    records.write_text(json.dumps({"track1-source": "nowhere"}))
+    cmd = train_cmd(tmp_path / "run", "--steps", "1")
+    cmd[cmd.index("--records") + 1] = str(records)
+    res = run(cmd, vgg19_path)
+    assert res.returncode == 1 and res.stderr.count("\n") == 1
+    assert "track1-source" in res.stderr or "track1-target-div2k" in res.stderr
+
+
+def test_torchrun_two_processes_keep_ranks_identical(tmp_path, vgg19_path):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "ddnsr.cli", *train_cmd(tmp_path / "run", "--steps", "3", "--device", "cpu")[3:]]
+    res = run(cmd, vgg19_path, timeout=400)
+    assert res.returncode == 0, res.stderr[-2000:]
+    ranks = json.loads((tmp_path / "run" / "ranks.json").read_text())
+    assert ranks["world_size"] == 2 and len(set(ranks["checksums"])) == 1
+    assert (tmp_path / "run" / "reconstruction.safetensors").is_file()
