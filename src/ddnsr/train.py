@@ -370,7 +370,7 @@ def default_records() -> Path:
 
 def train(cfg: TrainConfig) -> dict[str, Path]:
     """Run (or resume) training; returns the paths of the final model files (rank 0)."""
-    from .data import make_unpaired
+    from .data import load_records, make_unpaired, resolve_sources, stream_keys
 
     world = int(os.environ.get("WORLD_SIZE", 1))
     rank = int(os.environ.get("RANK", 0))
@@ -384,6 +384,9 @@ def train(cfg: TrainConfig) -> dict[str, Path]:
     records = Path(cfg.records) if cfg.records else default_records()
     data_root = Path(cfg.data_root) if cfg.data_root else records.parent
 
+    recs = load_records(records)  # fail fast on bad data settings, before building anything
+    for key in stream_keys(cfg.source, cfg.target):
+        resolve_sources(recs, data_root, key)
     nets = build_networks(cfg, device)
     opts = make_optimisers(nets, cfg, device)
     scaler = LossScaler(cfg.precision == "fp16")
@@ -402,7 +405,7 @@ def train(cfg: TrainConfig) -> dict[str, Path]:
                 dist.broadcast(t, 0)
 
     batches = make_unpaired(
-        records, data_root, cfg.source, cfg.target, batch_size=cfg.batch_size, lr_crop=cfg.lr_crop,
+        recs, data_root, cfg.source, cfg.target, batch_size=cfg.batch_size, lr_crop=cfg.lr_crop,
         crops_per_image=cfg.crops_per_image, shuffle_buffer=cfg.shuffle_buffer, num_workers=cfg.num_workers,
         seed=cfg.seed, rank=rank, world_size=world, start_batch=start,
     )

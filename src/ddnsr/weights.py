@@ -33,8 +33,8 @@ __all__ = [
 ]
 
 
-class DownloadError(RuntimeError):
-    """A file could not be found locally nor downloaded."""
+class DownloadError(OSError):
+    """A file could not be found locally nor downloaded (an OSError: the command line reports it in one line)."""
 
 
 class ChecksumError(DownloadError):
@@ -159,4 +159,9 @@ def resolve(spec: RemoteFile, path: str | os.PathLike | None = None, *, url: str
             f"{spec.filename} not found: set {spec.env_var}=PATH or put it in {cache_dir()} "
             "(downloads are disabled by DDNSR_OFFLINE)"
         )
-    return download(spec, cached, url=url)
+    try:
+        return download(spec, cached, url=url)
+    except ChecksumError:
+        raise
+    except DownloadError as exc:
+        raise DownloadError(f"{exc}; set {spec.env_var}=PATH to a local copy of {spec.filename}") from exc
