@@ -13,8 +13,9 @@ BICUBIC differs at the borders) and each model (through :class:`ddnsr.infer.Upsc
 NIQE is MATLAB ``niqe_release`` on the ``rgb2gray`` channel (``--niqe-channel y`` for BasicSR's Y),
 PIQE is MATLAB ``piqe``; both on the whole image (no border crop). All results, like the HR image,
 are scored as 8-bit images (clipped to [0, 1] and rounded, as when saved to PNG), so the full-reference
-metrics round Y the MATLAB way; an alpha channel is ignored (colour only). Averages are means over the images (a value that could not be
-computed, e.g. NIQE of an image with fewer than two 96x96 patches, is left out and the report says so).
+metrics round Y the MATLAB way; an alpha channel is ignored (colour only). Averages are means over the
+images (a value that could not be computed, e.g. NIQE of an image with fewer than two 96x96 patches, is
+left out and the report says so).
 
 ``--degrader D`` adds the degradation-fidelity table: for each pair ``i``, ``D(HR_i, reference)`` with
 the LR image of another pair of the same camera as reference (:func:`ddnsr.report.reference_indices`),
@@ -173,14 +174,14 @@ def _load_upscaler(spec: Any, device: str, precision: str, tile: int | None) -> 
     return Upscaler.load(spec, device=device, precision=precision, tile=tile).upscale_array
 
 
-def _load_degrader(spec: Any) -> Callable[..., np.ndarray]:
+def _load_degrader(spec: Any, device: str, precision: str) -> Callable[..., np.ndarray]:
     if hasattr(spec, "degrade_array"):
         return spec.degrade_array
     try:
         from .infer import Degrader
     except ImportError as exc:
         raise ValueError(f"cannot run degradation models: ddnsr.infer is not available ({exc})") from exc
-    return Degrader.load(spec).degrade_array
+    return Degrader.load(spec, device=device, precision=precision).degrade_array
 
 
 def _source(spec: Any) -> str:
@@ -310,7 +311,7 @@ def evaluate(
             nothing is written (except ``json_path``).
         labels, degrader_labels: row labels (default: the name, or the file stem).
         crops: how many images get a side-by-side crop picture; crop_size: its size in HR pixels.
-        device, precision, tile: passed to ``Upscaler.load``.
+        device, precision, tile: passed to ``Upscaler.load`` (device and precision also to ``Degrader.load``).
         niqe_channel: ``"gray"`` (MATLAB ``niqe_release``) or ``"y"``.
         use_lpips: compute LPIPS when the backbone is present locally (never downloaded).
         seed: passed to ``degrade_array``.
@@ -367,7 +368,7 @@ def evaluate(
         methods.append(_Method(label, "model", _source(spec), _load_upscaler(spec, device, precision, tile)))
     deg_methods = [_Method("bicubic", "bicubic", "MATLAB imresize 1/4 (ddnsr.metrics.imresize)", bicubic_downscale)]
     for spec, label in zip(degraders, deg_labels, strict=True):
-        deg_methods.append(_Method(label, "degrader", _source(spec), _load_degrader(spec)))
+        deg_methods.append(_Method(label, "degrader", _source(spec), _load_degrader(spec, device, precision)))
 
     lpips_model = None
     lpips_note = "not applicable: no HR images" if hr_dir is None else ""
