@@ -117,7 +117,7 @@ def forward_losses(nets: Networks, x: torch.Tensor, y: torch.Tensor, cfg: LossCo
     vgg = nets.vgg
     losses: dict[str, torch.Tensor] = {}
     if cfg.mode == "esrgan":
-        if nets.Dhr is None:
+        if nets.Dhr is None:  # noqa: SIM102
             raise ValueError("esrgan mode needs an HR discriminator")
         f_up = vgg(torch.cat((y, y_sr)))[cfg.tap_up]
         f_y, f_ysr = f_up.chunk(2)
@@ -153,10 +153,11 @@ def step_gradients(nets: Networks, x: torch.Tensor, y: torch.Tensor, cfg: LossCo
     """One training step's losses and, for each network, the gradient of its own loss.
 
     ``out.grads[name]`` lists one tensor per ``net.parameters()`` entry (None where the loss does
-    not depend on it). Nothing is written to ``.grad`` and no weight changes.
+    not depend on it). Only networks with a loss in this mode get an entry (in 'psnr' mode an HR
+    discriminator, if present, has none). Nothing is written to ``.grad`` and no weight changes.
     """
     out = forward_losses(nets, x, y, cfg)
-    trained = nets.trained()
+    trained = {k: v for k, v in nets.trained().items() if f"loss_{k}" in out.losses}
     names = list(trained)
     for i, name in enumerate(names):
         params = [p for p in trained[name].parameters() if p.requires_grad]
@@ -170,6 +171,10 @@ def apply_gradients(nets: Networks, grads: dict[str, list[torch.Tensor | None]])
     """Store per-network gradients in ``.grad`` (replacing any), ready for ``optimizer.step()``."""
     for name, net in nets.trained().items():
         params = [p for p in net.parameters() if p.requires_grad]
+        if name not in grads:  # no loss for this network in this step
+            for p in params:
+                p.grad = None
+            continue
         for p, g in zip(params, grads[name], strict=True):
             p.grad = None if g is None else g.detach()
 

@@ -47,14 +47,19 @@ PRESETS: dict[str, dict] = {
                   dhr_filters=64, dlr_filters=128, save_every=5 * 1024, sample_every=5 * 1024, log_every=100,
                   num_workers=4),
     # about an hour on 2 CPU cores (step time measured in the README)
-    "cpu": dict(steps=3000, batch_size=8, r_blocks=6, r_feat=32, r_grow=16, d_filters=32, d_res_blocks=4,
-                dhr_filters=32, dlr_filters=64, save_every=250, sample_every=250, log_every=10, num_workers=1,
+    "cpu": dict(steps=1800, psnr_warmup=600, batch_size=8, r_blocks=6, r_feat=32, r_grow=16, d_filters=32,
+                d_res_blocks=4, dhr_filters=32, dlr_filters=64, save_every=250, sample_every=250, log_every=10,
+                num_workers=1,
                 precision="bf16"),
     # seconds, for tests
     "smoke": dict(steps=4, batch_size=2, r_blocks=1, r_feat=8, r_grow=4, d_filters=8, d_res_blocks=1,
                   dhr_filters=4, dlr_filters=4, save_every=2, sample_every=2, log_every=1, num_workers=0,
                   shuffle_buffer=32, crops_per_image=4),
 }
+
+# losses.csv columns (a psnr-mode step leaves the esrgan-only ones empty, and the reverse)
+LOSS_COLUMNS = ("loss_R", "loss_D", "loss_Dhr", "loss_Dlr", "content_up", "adv_up", "cycle_up", "adv_disc_up",
+                "loss_up", "content_down", "adv_down", "cycle_down", "adv_disc_down")
 
 # phases of the official schedule, as fractions of the whole run: (50, 100, 200, 300) x 1024 steps
 PHASES = (50 / 300, 100 / 300, 200 / 300, 1.0)
@@ -76,6 +81,7 @@ class TrainConfig:
     preset: str = "paper"
     steps: int = 307_200
     mode: str = "esrgan"
+    psnr_warmup: int = 0  # esrgan mode only: train R with the psnr-mode loss for the first N steps
     input_type: str = "dual"
     loss_weights: tuple[float, float, float] = (0.1, 1.0, 10.0)
     init_r: str | None = None
@@ -302,15 +308,15 @@ def plot_losses(csv_path: Path, out: Path) -> None:
         rows = list(csv.DictReader(f))
     if not rows:
         return
-    keys = [k for k in rows[0] if k not in ("step", "lr", "time")]
-    steps = np.array([float(r["step"]) for r in rows])
+    keys = [k for k in rows[0] if k not in ("step", "lr", "time") and any(r[k] for r in rows)]
     pw, ph, cols = 320, 180, 3
     nrows = math.ceil(len(keys) / cols)
     img = Image.new("RGB", (pw * cols, ph * nrows), "white")
     draw = ImageDraw.Draw(img)
     for i, k in enumerate(keys):
         x0, y0 = (i % cols) * pw, (i // cols) * ph
-        vals = np.array([float(r[k]) for r in rows])
+        steps = np.array([float(r["step"]) for r in rows if r[k]])
+        vals = np.array([float(r[k]) for r in rows if r[k]])
         log = bool(np.all(vals > 0))
         v = np.log10(vals) if log else vals
         lo, hi = float(v.min()), float(v.max())
@@ -391,6 +397,7 @@ def train(cfg: TrainConfig) -> dict[str, Path]:
     opts = make_optimisers(nets, cfg, device)
     scaler = LossScaler(cfg.precision == "fp16")
     loss_cfg = LossConfig(mode=cfg.mode, weights_down=tuple(cfg.loss_weights))
+    warmup_cfg = dataclasses.replace(loss_cfg, mode="psnr")
     start = 0
     if cfg.resume:
         ckpt = latest_checkpoint(run_dir)
@@ -458,9 +465,10 @@ def train(cfg: TrainConfig) -> dict[str, Path]:
             x, y = next(it)
             x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             y = y.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            step_cfg = warmup_cfg if step < cfg.psnr_warmup else loss_cfg
             with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                out = step_fn(nets, x, y, loss_cfg) if not scaler.enabled else _scaled_step(nets, x, y,
-                                                                                            loss_cfg, scaler)
+                out = step_fn(nets, x, y, step_cfg) if not scaler.enabled else _scaled_step(nets, x, y,
+                                                                                            step_cfg, scaler)
             if out is None:  # fp16 overflow: step skipped, scale reduced
                 step += 1
                 continue
@@ -483,9 +491,10 @@ def train(cfg: TrainConfig) -> dict[str, Path]:
                     writer.add_scalar("lr", lr, step)
                 if csv_writer:
                     if not header_written:
-                        csv_writer.writerow(["step", "lr", "time", *losses])
+                        csv_writer.writerow(["step", "lr", "time", *LOSS_COLUMNS])
                         header_written = True
-                    csv_writer.writerow([step, lr, f"{time.time() - t0:.1f}", *(f"{v:.6g}" for v in losses.values())])
+                    csv_writer.writerow([step, lr, f"{time.time() - t0:.1f}",
+                                         *(f"{losses[k]:.6g}" if k in losses else "" for k in LOSS_COLUMNS)])
                     csv_file.flush()
             if main_rank and (step % cfg.sample_every == 0 or step == cfg.steps):
                 grid = sample_grid({k: v.detach() for k, v in out.images.items()})
@@ -543,7 +552,7 @@ def _scaled_step(nets: Networks, x, y, loss_cfg: LossConfig, scaler: LossScaler)
     from .losses import forward_losses
 
     out = forward_losses(nets, x, y, loss_cfg)
-    trained = nets.trained()
+    trained = {k: v for k, v in nets.trained().items() if f"loss_{k}" in out.losses}
     names = list(trained)
     for i, name in enumerate(names):
         params = [p for p in trained[name].parameters() if p.requires_grad]
@@ -612,6 +621,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=tuple(PRESETS), default="paper")
     p.add_argument("--steps", type=int, help="total steps (the schedule's phases scale with it)")
     p.add_argument("--mode", choices=("esrgan", "psnr"), default="esrgan")
+    p.add_argument("--psnr-warmup", type=int,
+                   help="esrgan mode: train R with the psnr loss (MSE) for the first N steps, as ESRGAN's "
+                        "PSNR-oriented start (default 0 = official; the cpu preset uses a third of its steps)")
     p.add_argument("--input", dest="input_type", choices=("dual", "single"), default="dual")
     p.add_argument("--loss-weights", type=_weights, default=(0.1, 1.0, 10.0),
                    help="w1,w2,w3 of loss_D = w1 content + w2 adversarial + w3 cycle (default 0.1,1,10)")
