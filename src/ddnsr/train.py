@@ -47,7 +47,7 @@ PRESETS: dict[str, dict] = {
                   dhr_filters=64, dlr_filters=128, save_every=5 * 1024, sample_every=5 * 1024, log_every=100,
                   num_workers=4),
     # about an hour on 2 CPU cores (step time measured in the README)
-    "cpu": dict(steps=1800, psnr_warmup=600, batch_size=8, r_blocks=6, r_feat=32, r_grow=16, d_filters=32,
+    "cpu": dict(steps=3600, psnr_warmup=1200, batch_size=8, r_blocks=6, r_feat=32, r_grow=16, d_filters=32,
                 d_res_blocks=4, dhr_filters=32, dlr_filters=64, save_every=250, sample_every=250, log_every=10,
                 num_workers=1,
                 precision="bf16"),
