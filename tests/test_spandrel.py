@@ -100,6 +100,9 @@ def test_spandrel_loads_ddnsr_reconstruction_weights(tmp_path: Path) -> None:
     torch.manual_seed(0)
     # 64 features: spandrel recognises ESRGAN by its key names and shapes; 2 blocks keep it small
     net = RRDBNet(num_feat=64, num_block=2, num_grow_ch=32, init="esrgan")
+    with torch.no_grad():  # outputs spread like an image's (random ESRGAN-init outputs are all near 0)
+        net.conv_last.weight.mul_(10.0)
+        net.conv_last.bias.fill_(0.5)
     model_path = save_model(net, tmp_path / "r.safetensors")
     rng = np.random.default_rng(0)
     image = rng.random((1, 3, 20, 28), dtype=np.float32)
@@ -120,6 +123,7 @@ def test_spandrel_loads_ddnsr_reconstruction_weights(tmp_path: Path) -> None:
     with torch.no_grad():
         ours_raw = ours_net(torch.from_numpy(image)).numpy()
     assert theirs["raw"].shape == ours_raw.shape == (1, 3, 80, 112)
+    assert 0.1 < ours_raw.std() and np.mean((ours_raw > 0) & (ours_raw < 1)) > 0.5  # a meaningful comparison
     assert np.abs(theirs["raw"] - ours_raw).max() <= 1e-5
 
     up = Upscaler.load(model_path, device="cpu", precision="fp32", tile=0)

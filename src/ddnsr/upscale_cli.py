@@ -1,0 +1,421 @@
+"""``ddnsr upscale`` (x4 super-resolution of photos) and ``ddnsr degrade`` (HR photos -> realistic LR).
+
+::
+
+    ddnsr upscale INPUT... -o OUTDIR [--model NAME|PATH] [--ext png|jpg|webp|tif] [--suffix S]
+    ddnsr degrade INPUT... --reference LR -o OUTDIR [--pairs HRDIR] [--seed N] [--model NAME|PATH]
+
+INPUT: image files and folders (``--recursive`` descends into sub-folders, whose layout is mirrored
+under OUTDIR). Each input gives ``OUTDIR/<stem><suffix>.<ext>``. Files are read by :mod:`ddnsr.io`
+(PNG, JPEG, WebP, BMP, TIFF; 8/16 bit, gray, alpha, palette; EXIF orientation applied, ICC profile
+carried to the output). 16-bit inputs give 16-bit PNG / TIFF outputs; gray stays gray; alpha is kept
+where the format has it (JPEG gets the image over white, with a warning).
+
+Rules for batches:
+
+* an input that cannot be used (missing, unreadable, empty, not an image, corrupt or truncated, over
+  ``--max-pixels``, too small) prints one line on stderr naming it and the reason; the others are still
+  processed; the exit status is 1 if any input failed (2 for usage errors, from argparse);
+* outputs are written atomically (a temporary file renamed into place), so an interrupted run leaves
+  only complete files; an existing output is skipped unless ``--overwrite``, so a rerun continues an
+  interrupted batch; an output that would replace an input file is refused (that input fails);
+* files inside OUTDIR (or the ``--pairs`` folder) are not taken as inputs when a folder is listed.
+
+``degrade``: HR sides that are not multiples of 4 are cropped at the bottom and right (the D network
+needs multiples of 4); ``--pairs HRDIR`` writes that cropped HR under the same name, so that OUTDIR and
+HRDIR form a paired training set. The reference (``--reference`` file or folder of real LR photos of
+the target camera) for each input is drawn from ``--seed`` and the input's name, and each tile takes a
+crop of it at a position drawn from the same seed (mirror-tiled when the photo is smaller than the
+tile's LR size): reruns give the same outputs. Single-input D models need no reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+import warnings
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import io as dio
+from .tiling import DEFAULT_OVERLAP
+
+#: Default input size limit for ``upscale``: 64 megapixels in, about a gigapixel (3 GB as 8-bit RGB) out.
+UPSCALE_MAX_PIXELS = 64_000_000
+OUTPUT_EXTENSIONS = ("png", "jpg", "webp", "tif")
+
+__all__ = ["OUTPUT_EXTENSIONS", "UPSCALE_MAX_PIXELS", "register", "run_degrade", "run_upscale"]
+
+
+# ------------------------------------------------------------------------------------------- arguments
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = _non_negative(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _quality(text: str) -> int:
+    value = _positive(text)
+    if value > 100:
+        raise argparse.ArgumentTypeError(f"must be 1..100, got {value}")
+    return value
+
+
+def _common(p: argparse.ArgumentParser, *, overlap: int, max_pixels: int, tile_unit: str) -> None:
+    from .infer import DEFAULT_MODEL, DEVICES, PRECISIONS
+
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and folders")
+    p.add_argument("-o", "--output-dir", required=True, type=Path, help="output folder (created)")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"bundled model name or model file (default: {DEFAULT_MODEL})")
+    p.add_argument("-r", "--recursive", action="store_true", help="descend into sub-folders of folder inputs")
+    p.add_argument("--ext", choices=OUTPUT_EXTENSIONS, default="png", help="output format (default: png)")
+    p.add_argument("--suffix", default="", help="appended to each output's stem (default: none)")
+    p.add_argument("--quality", type=_quality, default=95, help="JPEG / WebP quality (default: 95; WebP 100: lossless)")
+    p.add_argument("--tile", type=_non_negative, default=None, metavar="PX",
+                   help=f"tile size in {tile_unit} pixels; 0: whole image (default: automatic, bounded memory)")
+    p.add_argument("--tile-overlap", type=_non_negative, default=overlap, metavar="PX",
+                   help=f"context pixels around each tile (default: {overlap})")
+    p.add_argument("--device", choices=DEVICES, default="auto", help="default: auto (cuda, mps, else cpu)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="default: fp32 (bf16 is faster on some CPUs but less exact; fp16 not on the CPU)")
+    p.add_argument("--threads", type=_positive, default=None, help="CPU threads for torch (default: torch's)")
+    p.add_argument("--max-pixels", type=_non_negative, default=max_pixels,
+                   help=f"refuse inputs with more pixels (default: {max_pixels:_}; 0: no limit)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip them)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings or summary")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``upscale`` and ``degrade`` to the ``ddnsr`` sub-commands."""
+    from .infer import DEFAULT_DEGRADE_OVERLAP
+
+    p = sub.add_parser(
+        "upscale", help="x4 super-resolution of photos (files and folders)",
+        description="Upscale photos x4 with a reconstruction network (bundled, from 'ddnsr train', or any "
+        "ESRGAN-family RRDBNet x4 weights) into OUTDIR/<stem><suffix>.<ext> (sub-folders mirrored with "
+        "--recursive). Existing outputs are skipped, so a rerun continues a batch. Exit status 1 if any input "
+        "failed (one line each on stderr), 2 for usage errors.",
+    )
+    _common(p, overlap=DEFAULT_OVERLAP, max_pixels=UPSCALE_MAX_PIXELS, tile_unit="input")
+    p.set_defaults(func=run_upscale)
+
+    d = sub.add_parser(
+        "degrade", help="HR photos -> realistic LR (x1/4) of the learned camera",
+        description="Degrade HR photos x1/4 with a degradation network D, guided by real LR photos of the "
+        "target camera (--reference). HR sides are cropped (bottom / right) to multiples of 4. --pairs also "
+        "writes the matching cropped HR under the same name: a paired training set.",
+    )
+    _common(d, overlap=DEFAULT_DEGRADE_OVERLAP, max_pixels=dio.DEFAULT_MAX_PIXELS, tile_unit="HR")
+    d.add_argument("--reference", default=None, metavar="LR",
+                   help="real LR photo, or folder of them (needed unless D is a single-input model)")
+    d.add_argument("--pairs", type=Path, default=None, metavar="HRDIR",
+                   help="also write each HR image, cropped to multiples of 4, into this folder")
+    d.add_argument("--seed", type=int, default=0, help="picks references and crops (default: 0)")
+    d.set_defaults(func=run_degrade)
+
+
+# --------------------------------------------------------------------------------------------- planning
+
+
+@dataclass
+class _Job:
+    source: Path
+    dest: Path
+    key: str  # the input's name relative to its folder input: seeds the reference choice
+    pair: Path | None = None
+
+
+@dataclass
+class _Plan:
+    jobs: list[_Job] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)  # one line each: "<path>: <reason>"
+
+
+def _inside(path: Path, folder: Path | None) -> bool:
+    if folder is None:
+        return False
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def _plan(inputs: list[str], out_dir: Path, *, recursive: bool, ext: str, suffix: str,
+          pairs_dir: Path | None = None) -> _Plan:
+    """Inputs -> jobs (source, destination), with the inputs that fail already here."""
+    plan = _Plan()
+    found: list[tuple[Path, Path]] = []  # (file, output path relative to the output folder, no extension)
+    for item in inputs:
+        root = Path(item)
+        try:
+            files = dio.list_images([root], recursive=recursive)
+        except dio.ImageError as exc:
+            plan.failures.append(str(exc))
+            continue
+        except OSError as exc:
+            plan.failures.append(f"{root}: cannot list: {exc.strerror or exc}")
+            continue
+        if root.is_dir():
+            # our own outputs in a sub-folder of a folder input are not inputs (a rerun would take them)
+            own = [d for d in (out_dir, pairs_dir) if d is not None and d.resolve() != root.resolve()]
+            files = [f for f in files if not any(_inside(f, d) for d in own)]
+            if not files:
+                plan.failures.append(f"{root}: no image files ({', '.join(dio.IMAGE_EXTENSIONS)})")
+            found.extend((f, f.relative_to(root).with_suffix("")) for f in files)
+        else:
+            found.extend((f, Path(f.stem)) for f in files)
+
+    inputs_resolved = {f.resolve() for f, _ in found}
+    taken: dict[Path, Path] = {}
+    for source, rel in found:
+        name = f"{rel.name}{suffix}.{ext}"
+        dest = out_dir / rel.parent / name
+        pair = None if pairs_dir is None else pairs_dir / rel.parent / name
+        problem = None
+        for target in (dest, pair):
+            if target is None:
+                continue
+            resolved = target.resolve()
+            if resolved in inputs_resolved:
+                problem = (f"output {target} would replace an input file; refused "
+                           "(choose another output folder, --suffix or --ext)")
+            elif resolved in taken:
+                problem = f"output {target} is also the output of {taken[resolved]}; skipped (rename one of them)"
+            if problem:
+                break
+        if problem:
+            plan.failures.append(f"{source}: {problem}")
+            continue
+        taken[dest.resolve()] = source
+        if pair is not None:
+            taken[pair.resolve()] = source
+        plan.jobs.append(_Job(source, dest, rel.as_posix(), pair))
+    return plan
+
+
+# ---------------------------------------------------------------------------------------------- running
+
+
+class _Reporter:
+    """Progress bars over files (and tiles of big images) and one-line messages on stderr."""
+
+    def __init__(self, command: str, quiet: bool) -> None:
+        self.command = command
+        self.quiet = quiet
+        self.failed = 0
+        self._bar = None
+
+    def error(self, line: str) -> None:
+        self.failed += 1
+        self._print(f"ddnsr {self.command}: error: {line}")
+
+    def warn(self, line: str) -> None:
+        if not self.quiet:
+            self._print(f"ddnsr {self.command}: warning: {line}")
+
+    def _print(self, text: str) -> None:
+        if self._bar is not None:
+            from tqdm import tqdm
+
+            tqdm.write(text, file=sys.stderr)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+    def files(self, jobs: list[_Job]) -> Iterator[_Job]:
+        from tqdm import tqdm
+
+        with tqdm(jobs, desc=self.command, unit="img", disable=self.quiet or not jobs, dynamic_ncols=True,
+                  file=sys.stderr) as bar:
+            self._bar = None if self.quiet else bar
+            try:
+                yield from bar
+            finally:
+                self._bar = None
+
+    @contextmanager
+    def tiles(self, name: str) -> Iterator[Callable[[int, int], None]]:
+        """A ``progress(done, total)`` callback that shows a bar when an image has several tiles."""
+        state: dict[str, object] = {}
+
+        def progress(done: int, total: int) -> None:
+            if self.quiet or total <= 1:
+                return
+            bar = state.get("bar")
+            if bar is None:
+                from tqdm import tqdm
+
+                bar = tqdm(total=total, desc=name, unit="tile", leave=False, dynamic_ncols=True, file=sys.stderr)
+                state["bar"] = bar
+            bar.update(done - bar.n)  # type: ignore[attr-defined]
+
+        try:
+            yield progress
+        finally:
+            bar = state.get("bar")
+            if bar is not None:
+                bar.close()  # type: ignore[attr-defined]
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, dio.ImageError):
+        return str(exc)
+    text = " ".join(str(exc).split())
+    if len(text) > 300:
+        text = text[:297] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+#: Failures of one input that do not stop the batch (a bug still gives a traceback).
+_INPUT_ERRORS = (dio.ImageError, ValueError, OSError, MemoryError, RuntimeError)
+
+
+def _run_batch(command: str, args: argparse.Namespace, plan: _Plan,
+               process: Callable[[_Job, Callable[[int, int], None]], None], skip: Callable[[_Job], bool]) -> int:
+    report = _Reporter(command, args.quiet)
+    for line in plan.failures:
+        report.error(line)
+    written = skipped = 0
+    for job in report.files(plan.jobs):
+        if not args.overwrite and skip(job):
+            skipped += 1
+            continue
+        with warnings.catch_warnings(record=True) as caught, report.tiles(job.source.name) as progress:
+            warnings.simplefilter("always")
+            try:
+                process(job, progress)
+            except _INPUT_ERRORS as exc:
+                text = _reason(exc)
+                report.error(text if text.startswith(str(job.source)) else f"{job.source}: {text}")
+            else:
+                written += 1
+        for w in caught:
+            report.warn(" ".join(str(w.message).split()))
+    if not args.quiet:
+        parts = [f"{written} written to {args.output_dir}"]
+        if skipped:
+            parts.append(f"{skipped} skipped (output already there; --overwrite replaces)")
+        if report.failed:
+            parts.append(f"{report.failed} failed")
+        print(f"{command}: {', '.join(parts)}", flush=True)
+    return 1 if report.failed else 0
+
+
+def _check_output_dirs(*folders: Path | None) -> None:
+    for folder in folders:
+        if folder is not None and folder.exists() and not folder.is_dir():
+            raise ValueError(f"{folder}: exists and is not a folder")
+
+
+def _output_depth(loaded: dio.LoadedImage, dest: Path) -> type:
+    from .infer import output_format
+
+    return np.uint16 if loaded.bit_depth == 16 and output_format(dest) in ("PNG", "TIFF") else np.uint8
+
+
+def run_upscale(args: argparse.Namespace) -> int:
+    """``ddnsr upscale``: returns the exit status (model and setting errors raise ValueError)."""
+    from .infer import Upscaler, write_planes
+
+    up = Upscaler.load(args.model, device=args.device, precision=args.precision, tile=args.tile,
+                       threads=args.threads, overlap=args.tile_overlap)
+    plan = _plan(args.inputs, args.output_dir, recursive=args.recursive, ext=args.ext, suffix=args.suffix)
+    _check_output_dirs(args.output_dir)
+    max_pixels = args.max_pixels or None
+
+    def process(job: _Job, progress: Callable[[int, int], None]) -> None:
+        loaded = dio.read_image(job.source, max_pixels=max_pixels)
+        data = up.upscale_planes(loaded.rgb, loaded.alpha, gray=loaded.is_gray,
+                                 dtype=_output_depth(loaded, job.dest), progress=progress)
+        icc = loaded.icc_profile
+        del loaded  # the decoded input is not needed while encoding
+        write_planes(job.dest, data, icc_profile=icc, quality=args.quality)
+
+    return _run_batch("upscale", args, plan, process, skip=lambda job: job.dest.exists())
+
+
+class _References:
+    """The reference LR photos of ``degrade``: one is drawn per input from the seed and the input's name."""
+
+    def __init__(self, spec: str, recursive: bool, max_pixels: int | None) -> None:
+        try:
+            self.files = dio.list_images([spec], recursive=recursive)
+        except dio.ImageError as exc:
+            raise ValueError(f"--reference {exc}") from exc
+        if not self.files:
+            raise ValueError(f"--reference {spec}: no image files")
+        self.max_pixels = max_pixels
+        self._read = functools.lru_cache(maxsize=4)(self._read_uncached)
+
+    def _read_uncached(self, path: Path) -> np.ndarray:
+        try:
+            return dio.read_image(path, max_pixels=self.max_pixels).rgb
+        except dio.ImageError as exc:
+            raise dio.ImageError(path, f"reference unusable: {exc.reason}") from exc
+
+    def pick(self, key: str, seed: int) -> tuple[np.ndarray, int]:
+        """(reference HxWx3 float32, the seed for its crops) for the input named ``key``."""
+        rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, zlib.crc32(key.encode("utf-8"))])
+        path = self.files[int(rng.integers(len(self.files)))]
+        return self._read(path), int(rng.integers(2**31))
+
+
+def run_degrade(args: argparse.Namespace) -> int:
+    """``ddnsr degrade``: returns the exit status (model and setting errors raise ValueError)."""
+    from .infer import Degrader, crop_to_multiple, write_planes
+
+    deg = Degrader.load(args.model, device=args.device, precision=args.precision, tile=args.tile,
+                        threads=args.threads, overlap=args.tile_overlap)
+    _check_output_dirs(args.output_dir, args.pairs)
+    max_pixels = args.max_pixels or None
+    references = None
+    if deg.needs_reference:
+        if args.reference is None:
+            raise ValueError("--reference LR is required: this degradation model takes a real LR photo as "
+                             "its second input")
+        references = _References(args.reference, args.recursive, max_pixels)
+    elif args.reference is not None and not args.quiet:
+        print("ddnsr degrade: warning: --reference is ignored: this degradation model is single-input",
+              file=sys.stderr)
+    plan = _plan(args.inputs, args.output_dir, recursive=args.recursive, ext=args.ext, suffix=args.suffix,
+                 pairs_dir=args.pairs)
+
+    def process(job: _Job, progress: Callable[[int, int], None]) -> None:
+        loaded = dio.read_image(job.source, max_pixels=max_pixels)
+        if loaded.height < 4 or loaded.width < 4:
+            raise dio.ImageError(job.source, f"too small: {loaded.width}x{loaded.height} (4x4 at least)")
+        reference, seed = (None, args.seed) if references is None else references.pick(job.key, args.seed)
+        depth = _output_depth(loaded, job.dest)
+        data = deg.degrade_planes(loaded.rgb, reference, loaded.alpha, seed=seed, gray=loaded.is_gray,
+                                  dtype=depth, progress=progress)
+        write_planes(job.dest, data, icc_profile=loaded.icc_profile, quality=args.quality)
+        if job.pair is not None:
+            alpha = None if loaded.alpha is None else crop_to_multiple(loaded.alpha)
+            dio.write_image(job.pair, crop_to_multiple(loaded.rgb), alpha=alpha, is_gray=loaded.is_gray,
+                            bit_depth=16 if depth == np.uint16 else 8, icc_profile=loaded.icc_profile,
+                            quality=args.quality)
+
+    def done(job: _Job) -> bool:
+        return job.dest.exists() and (job.pair is None or job.pair.exists())
+
+    return _run_batch("degrade", args, plan, process, skip=done)
