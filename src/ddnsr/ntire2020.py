@@ -155,6 +155,8 @@ def download(
     for _ in range(retries + 1):
         try:
             _fetch_once(url, part, size, timeout, progress)
+        except DownloadError:  # final answers (HTTP errors, wrong sizes): no retry
+            raise
         except (_Incomplete, urllib.error.URLError, http.client.HTTPException, OSError) as exc:
             reason = str(getattr(exc, "reason", None) or exc)
             continue
