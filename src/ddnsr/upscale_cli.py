@@ -49,6 +49,8 @@ from .tiling import DEFAULT_OVERLAP
 #: Default input size limit for ``upscale``: 64 megapixels in, about a gigapixel (3 GB as 8-bit RGB) out.
 UPSCALE_MAX_PIXELS = 64_000_000
 OUTPUT_EXTENSIONS = ("png", "jpg", "webp", "tif")
+#: A small synthetic photo shipped with the package, for ``ddnsr upscale --demo``.
+DEMO_IMAGE = Path(__file__).resolve().parent / "assets" / "demo.png"
 
 __all__ = ["OUTPUT_EXTENSIONS", "UPSCALE_MAX_PIXELS", "register", "run_degrade", "run_upscale"]
 
@@ -83,7 +85,7 @@ def _quality(text: str) -> int:
 def _common(p: argparse.ArgumentParser, *, overlap: int, max_pixels: int, tile_unit: str) -> None:
     from .infer import DEFAULT_MODEL, DEVICES, PRECISIONS
 
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and folders")
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files and folders")
     p.add_argument("-o", "--output-dir", required=True, type=Path, help="output folder (created)")
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help=f"bundled model name or model file (default: {DEFAULT_MODEL})")
@@ -117,6 +119,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "failed (one line each on stderr), 2 for usage errors.",
     )
     _common(p, overlap=DEFAULT_OVERLAP, max_pixels=UPSCALE_MAX_PIXELS, tile_unit="input")
+    p.add_argument("--demo", action="store_true", help=f"also upscale the bundled demo photo ({DEMO_IMAGE.name})")
     p.set_defaults(func=run_upscale)
 
     d = sub.add_parser(
@@ -333,9 +336,22 @@ def _output_depth(loaded: dio.LoadedImage, dest: Path) -> type:
     return np.uint16 if loaded.bit_depth == 16 and output_format(dest) in ("PNG", "TIFF") else np.uint8
 
 
+def _require_inputs(args: argparse.Namespace) -> bool:
+    if args.inputs:
+        return True
+    print(f"ddnsr {args.command}: error: no INPUT given" + (" (or --demo)" if args.command == "upscale" else ""),
+          file=sys.stderr)
+    return False
+
+
 def run_upscale(args: argparse.Namespace) -> int:
     """``ddnsr upscale``: returns the exit status (model and setting errors raise ValueError)."""
     from .infer import Upscaler, write_planes
+
+    if args.demo:
+        args.inputs = [*args.inputs, str(DEMO_IMAGE)]
+    if not _require_inputs(args):
+        return 2
 
     up = Upscaler.load(args.model, device=args.device, precision=args.precision, tile=args.tile,
                        threads=args.threads, overlap=args.tile_overlap)
@@ -384,6 +400,8 @@ def run_degrade(args: argparse.Namespace) -> int:
     """``ddnsr degrade``: returns the exit status (model and setting errors raise ValueError)."""
     from .infer import Degrader, crop_to_multiple, write_planes
 
+    if not _require_inputs(args):
+        return 2
     deg = Degrader.load(args.model, device=args.device, precision=args.precision, tile=args.tile,
                         threads=args.threads, overlap=args.tile_overlap)
     _check_output_dirs(args.output_dir, args.pairs)
