@@ -263,6 +263,9 @@ def save_model(model: nn.Module, path: str | os.PathLike, metadata: dict[str, ob
     os.close(fd)
     try:
         save_file(state, tmp, metadata=meta)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a model file is an ordinary file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
