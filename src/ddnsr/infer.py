@@ -412,19 +412,18 @@ def reference_crop(reference: np.ndarray, size: tuple[int, int], rng: np.random.
 # ---------------------------------------------------------------------------------------------- Upscaler
 
 
-class Upscaler:
-    """x4 super-resolution with a reconstruction network R (RRDBNet), tiled, thread-safe.
-
-    Build it with :meth:`load`. ``up(image)`` takes a PIL image or an array (uint8, uint16 or float in
-    [0, 1]; HxW or HxWxC with C = 1 gray, 2 gray + alpha, 3 RGB, 4 RGBA) and returns the same type,
-    dtype and layout at 4x the height and width. :meth:`upscale_array` is the float RGB core.
-    """
+class _TiledNetwork:
+    """What :class:`Upscaler` and :class:`Degrader` share: loading, the settings checks, the engine that
+    runs the network, and the automatic tile size."""
 
     scale: int = 4
+    _kind = ""  # the network kind that load_model picks from a bundled name
+    _default_overlap = DEFAULT_OVERLAP
+    _tile_rule: dict = {}  # extra auto_tile arguments
+    bytes_per_pixel: int
 
-    def __init__(self, net: nn.Module, *, device: torch.device, precision: str = "fp32", tile: int | None = None,
-                 overlap: int = DEFAULT_OVERLAP, name: str = "", channels_last: bool = True) -> None:
-        _check_reconstruction(net, name)
+    def _setup(self, net: nn.Module, device: torch.device, precision: str, tile: int | None, overlap: int,
+               name: str, channels_last: bool) -> None:
         if tile is not None and tile < 0:
             raise ValueError(f"tile must be >= 0 (0: whole image), got {tile}")
         if overlap < 0:
@@ -435,34 +434,32 @@ class Upscaler:
         self.overlap = overlap
         self.name = name
         self._engine = _Engine(net, device, _autocast_dtype(precision, device), channels_last)
-        # measured peak RSS per input pixel with channels_last: 16.0 KiB at 64 features (23 blocks), 8.1-8.5 KiB
-        # at 32 (6 blocks): proportional to the width; +1 KiB for the tile's output and its rounding
-        feat = getattr(net, "config", {}).get("num_feat", 64) if isinstance(net, RRDBNet) else 64
-        self.bytes_per_pixel = DEFAULT_BYTES_PER_PIXEL * int(feat) // 64 + 1024
 
     @classmethod
     def load(cls, model: str | os.PathLike | nn.Module = DEFAULT_MODEL, *, device: str | torch.device = "auto",
              precision: str = "fp32", tile: int | None = None, threads: int | None = None,
-             overlap: int = DEFAULT_OVERLAP) -> Upscaler:
-        """Load R from a bundled name, a model file (see :func:`ddnsr.modelfile.load_model`) or a module.
+             overlap: int | None = None):
+        """Load the network from a bundled name, a model file (see :func:`ddnsr.modelfile.load_model`) or a module.
 
         Args:
-            model: bundled name (default :data:`DEFAULT_MODEL`), ``.safetensors`` / ``.pth`` path, or an
-                ``nn.Module`` mapping Nx3xhxw to Nx3x4hx4w.
+            model: bundled name (default :data:`DEFAULT_MODEL`; its R for :class:`Upscaler`, its D for
+                :class:`Degrader`), a ``.safetensors`` / ``.pth`` / ncnn path, or an ``nn.Module``.
             device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
             precision: ``fp32`` (default), ``bf16`` or ``fp16`` (not on the CPU).
-            tile: tile size in input pixels; None: automatic (bounded memory); 0: whole image.
+            tile: tile size (Upscaler: input pixels; Degrader: HR pixels, a multiple of 4); None: automatic
+                (bounded memory); 0: whole image.
             threads: CPU threads for torch (process-wide); None leaves the setting alone.
-            overlap: input pixels of context around each tile.
+            overlap: pixels of context around each tile (None: the class default).
 
         Raises:
-            ValueError: no such model, a D model, a non-x4 model, an unusable device or precision.
+            ValueError: no such model, a network of the wrong kind or scale, an unusable device or precision.
         """
         dev = resolve_device(device)
         _autocast_dtype(precision, dev)  # fail before loading
         _set_threads(threads)
-        net, name = _load_network(model, "reconstruction")
-        return cls(net, device=dev, precision=precision, tile=tile, overlap=overlap, name=name)
+        net, name = _load_network(model, cls._kind)
+        return cls(net, device=dev, precision=precision, tile=tile,
+                   overlap=cls._default_overlap if overlap is None else overlap, name=name)
 
     def tile_for(self, height: int, width: int) -> int:
         """The tile size used for an input of ``height`` x ``width`` (0: whole image)."""
@@ -470,7 +467,27 @@ class Upscaler:
             return self.tile
         budget = None if self.device.type != "cpu" else _cpu_budget(height * width)
         return auto_tile(height, width, device=self.device, bytes_per_pixel_estimate=self.bytes_per_pixel,
-                         budget_bytes=budget, overlap=self.overlap)
+                         budget_bytes=budget, overlap=self.overlap, **self._tile_rule)
+
+
+class Upscaler(_TiledNetwork):
+    """x4 super-resolution with a reconstruction network R (RRDBNet), tiled, thread-safe.
+
+    Build it with :meth:`load`. ``up(image)`` takes a PIL image or an array (uint8, uint16 or float in
+    [0, 1]; HxW or HxWxC with C = 1 gray, 2 gray + alpha, 3 RGB, 4 RGBA) and returns the same type,
+    dtype and layout at 4x the height and width. :meth:`upscale_array` is the float RGB core.
+    """
+
+    _kind = "reconstruction"
+
+    def __init__(self, net: nn.Module, *, device: torch.device, precision: str = "fp32", tile: int | None = None,
+                 overlap: int = DEFAULT_OVERLAP, name: str = "", channels_last: bool = True) -> None:
+        _check_reconstruction(net, name)
+        self._setup(net, device, precision, tile, overlap, name, channels_last)
+        # measured peak RSS per input pixel with channels_last: 16.0 KiB at 64 features (23 blocks), 8.1-8.5 KiB
+        # at 32 (6 blocks): proportional to the width; +1 KiB for the tile's output and its rounding
+        feat = getattr(net, "config", {}).get("num_feat", 64) if isinstance(net, RRDBNet) else 64
+        self.bytes_per_pixel = DEFAULT_BYTES_PER_PIXEL * int(feat) // 64 + 1024
 
     def upscale_planes(self, rgb: np.ndarray, alpha: np.ndarray | None = None, *, gray: bool = False,
                        channels: int | None = None, keep_alpha: bool = True, dtype: np.dtype | type = np.uint8,
@@ -545,7 +562,7 @@ def _check_reconstruction(net: nn.Module, name: str) -> None:
 # ---------------------------------------------------------------------------------------------- Degrader
 
 
-class Degrader:
+class Degrader(_TiledNetwork):
     """HR photo -> realistic LR (x1/4) of the learned camera with a degradation network D, tiled.
 
     ``deg(hr, reference)``: ``hr`` a PIL image or array (as for :class:`Upscaler`), ``reference`` a real LR
@@ -556,7 +573,9 @@ class Degrader:
     result is reproducible for a given seed and tile size. Single-input D models need no reference.
     """
 
-    scale: int = 4
+    _kind = "degradation"
+    _default_overlap = DEFAULT_DEGRADE_OVERLAP
+    _tile_rule = {"multiple": 8, "min_tile": 64}  # HR tiles: multiples of 8, at least 64
 
     def __init__(self, net: nn.Module, *, device: torch.device, precision: str = "fp32", tile: int | None = None,
                  overlap: int = DEFAULT_DEGRADE_OVERLAP, name: str = "", channels_last: bool = True) -> None:
@@ -565,41 +584,10 @@ class Degrader:
             raise ValueError(f"{label}: is a reconstruction network (R); degrading needs a degradation network (D)")
         if getattr(net, "scale_down", 4) != 4:
             raise ValueError(f"{label}: downscales x1/{net.scale_down}; ddnsr degrades x1/4 only")
-        if tile is not None and tile < 0:
-            raise ValueError(f"tile must be >= 0 (0: whole image), got {tile}")
-        if overlap < 0:
-            raise ValueError(f"tile overlap must be >= 0, got {overlap}")
-        self.device = device
-        self.precision = precision
-        self.tile = tile
-        self.overlap = overlap
-        self.name = name
+        self._setup(net, device, precision, tile, overlap, name, channels_last)
         self.needs_reference = getattr(net, "input_type", "dual") != "single"
-        self._engine = _Engine(net, device, _autocast_dtype(precision, device), channels_last)
         filters = getattr(net, "config", {}).get("filters", 64) if isinstance(net, DegradationNet) else 64
         self.bytes_per_pixel = max(_DEGRADER_BYTES_PER_PIXEL * int(filters) // 64, 256)
-
-    @classmethod
-    def load(cls, model: str | os.PathLike | nn.Module = DEFAULT_MODEL, *, device: str | torch.device = "auto",
-             precision: str = "fp32", tile: int | None = None, threads: int | None = None,
-             overlap: int = DEFAULT_DEGRADE_OVERLAP) -> Degrader:
-        """Load D from a bundled name (its degradation network), a ``.safetensors`` file or a module.
-
-        Arguments as for :meth:`Upscaler.load`; ``tile`` and ``overlap`` are in HR pixels (multiples of 4).
-        """
-        dev = resolve_device(device)
-        _autocast_dtype(precision, dev)
-        _set_threads(threads)
-        net, name = _load_network(model, "degradation")
-        return cls(net, device=dev, precision=precision, tile=tile, overlap=overlap, name=name)
-
-    def tile_for(self, height: int, width: int) -> int:
-        """The tile size (HR pixels, multiple of 4) for an HR input of ``height`` x ``width``."""
-        if self.tile is not None:
-            return self.tile
-        budget = None if self.device.type != "cpu" else _cpu_budget(height * width)
-        return auto_tile(height, width, device=self.device, bytes_per_pixel_estimate=self.bytes_per_pixel,
-                         budget_bytes=budget, overlap=self.overlap, multiple=8, min_tile=64)
 
     def _runner(self, reference: np.ndarray | None, seed: int) -> Callable[[torch.Tensor], torch.Tensor]:
         """``fn(hr_tiles)`` for tiled_apply: D with a fresh reference crop per tile (per-call state)."""
