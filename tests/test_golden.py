@@ -134,3 +134,13 @@ def test_training_step(official, vgg, golden, mode):
             g = g.permute(2, 3, 1, 0) if g.ndim == 4 else (g.t() if g.ndim == 2 else g)
             tol = R_FIRST_TOL if (exact and which == "first") else 1e-4
             assert np.abs(g.numpy() - ref).max() <= tol * np.abs(ref).max() + 1e-9, (net_name, which)
+
+
+def test_loss_scale_leaves_gradients_unchanged(official, vgg, golden):
+    x, y = nchw(golden["x"]), nchw(golden["y"])
+    nets = Networks(R=official["R"], D=official["D"], Dhr=official["Dhr"], Dlr=official["Dlr"], vgg=vgg)
+    plain = step_gradients(nets, x, y, LossConfig())
+    scaled = step_gradients(nets, x, y, LossConfig(), loss_scale=1024.0)
+    for name, grads in plain.grads.items():
+        for a, b in zip(grads, scaled.grads[name], strict=True):
+            torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-9)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
+from conftest import DATA
 from ddnsr.metrics import (
     degradation_fidelity,
     imresize,
@@ -28,8 +28,6 @@ from ddnsr.metrics import (
 from ddnsr.metrics.color import GRAY_WEIGHTS, matlab_round_half_away
 from ddnsr.metrics.noise import IMMERKAER_MASK
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-DATA = SHARED / "data"
 REFS = DATA / "reference-values.json"
 IQA_IDS = ("I03", "I04", "I06", "I08", "I19")
 

@@ -20,6 +20,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import DATA
 from ddnsr import weights
 from ddnsr.metrics import LPIPS, VGG16_TORCHVISION, lpips
 from ddnsr.metrics.perceptual import (
@@ -33,8 +34,6 @@ from ddnsr.metrics.perceptual import (
     load_torchvision_features,
 )
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-DATA = SHARED / "data"
 REFS = DATA / "reference-values.json"
 
 

@@ -112,3 +112,13 @@ def test_torchrun_two_processes_keep_ranks_identical(tmp_path, vgg19_path):
     ranks = json.loads((tmp_path / "run" / "ranks.json").read_text())
     assert ranks["world_size"] == 2 and len(set(ranks["checksums"])) == 1
     assert (tmp_path / "run" / "reconstruction.safetensors").is_file()
+
+
+def test_fp16_run_with_loss_scaling(tmp_path, vgg19_path):
+    res = run(train_cmd(tmp_path / "run", "--steps", "2", "--precision", "fp16"), vgg19_path)
+    assert res.returncode == 0, res.stderr
+    last = (tmp_path / "run" / "losses.csv").read_text().splitlines()[-1].split(",")
+    assert last[0] == "2" and all(abs(float(v)) < 1e12 for v in last[3:] if v)
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "ckpt-00000002.pt", weights_only=False)
+    scaler = ckpt["scaler"]  # two steps: each overflow halves the scale, each good step is counted
+    assert scaler["scale"] in (2.0**16, 2.0**15, 2.0**14) and scaler["good"] <= 2

@@ -149,12 +149,15 @@ def forward_losses(nets: Networks, x: torch.Tensor, y: torch.Tensor, cfg: LossCo
     return StepOutput(losses=losses, images=images)
 
 
-def step_gradients(nets: Networks, x: torch.Tensor, y: torch.Tensor, cfg: LossConfig) -> StepOutput:
+def step_gradients(nets: Networks, x: torch.Tensor, y: torch.Tensor, cfg: LossConfig,
+                   loss_scale: float = 1.0) -> StepOutput:
     """One training step's losses and, for each network, the gradient of its own loss.
 
     ``out.grads[name]`` lists one tensor per ``net.parameters()`` entry (None where the loss does
     not depend on it). Only networks with a loss in this mode get an entry (in 'psnr' mode an HR
     discriminator, if present, has none). Nothing is written to ``.grad`` and no weight changes.
+    ``loss_scale`` (fp16 training) multiplies each loss before differentiation and divides the float32
+    gradients after, so small gradients survive in half precision.
     """
     out = forward_losses(nets, x, y, cfg)
     trained = {k: v for k, v in nets.trained().items() if f"loss_{k}" in out.losses}
@@ -162,8 +165,9 @@ def step_gradients(nets: Networks, x: torch.Tensor, y: torch.Tensor, cfg: LossCo
     for i, name in enumerate(names):
         params = [p for p in trained[name].parameters() if p.requires_grad]
         loss = out.losses[f"loss_{name}"]
-        out.grads[name] = list(torch.autograd.grad(loss, params, retain_graph=i < len(names) - 1,
-                                                   allow_unused=True))
+        grads = torch.autograd.grad(loss * loss_scale if loss_scale != 1.0 else loss, params,
+                                    retain_graph=i < len(names) - 1, allow_unused=True)
+        out.grads[name] = [g if g is None or loss_scale == 1.0 else g.float() / loss_scale for g in grads]
     return out
 
 

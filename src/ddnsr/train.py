@@ -192,6 +192,20 @@ class LossScaler:
     def __init__(self, enabled: bool, scale: float = 2.0**16, interval: int = 2000):
         self.enabled, self.scale, self.interval, self.good = enabled, scale, interval, 0
 
+    def update(self, grads: dict[str, list[torch.Tensor | None]]) -> bool:
+        """After a step's (unscaled) gradients: True to apply them; False on overflow (scale halved)."""
+        if not self.enabled:
+            return True
+        if not all(torch.isfinite(g).all() for gs in grads.values() for g in gs if g is not None):
+            self.scale /= 2
+            self.good = 0
+            return False
+        self.good += 1
+        if self.good >= self.interval:
+            self.scale *= 2
+            self.good = 0
+        return True
+
     def state_dict(self) -> dict:
         return {"scale": self.scale, "good": self.good}
 
@@ -439,7 +453,6 @@ def train(cfg: TrainConfig) -> dict[str, Path]:
         csv_file = open(csv_path, "a", newline="")  # noqa: SIM115
 
     autocast_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.precision]
-    step_fn = step_gradients
     if cfg.compile:
         nets.R = torch.compile(nets.R)  # type: ignore[assignment]
     from tqdm import tqdm
@@ -467,17 +480,14 @@ def train(cfg: TrainConfig) -> dict[str, Path]:
             y = y.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             step_cfg = warmup_cfg if step < cfg.psnr_warmup else loss_cfg
             with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                out = step_fn(nets, x, y, step_cfg) if not scaler.enabled else _scaled_step(nets, x, y,
-                                                                                            step_cfg, scaler)
-            if out is None:  # fp16 overflow: step skipped, scale reduced
-                step += 1
-                continue
+                out = step_gradients(nets, x, y, step_cfg, loss_scale=scaler.scale if scaler.enabled else 1.0)
             if world > 1:
                 for grads in out.grads.values():
                     _all_reduce_mean(grads, world)
-            apply_gradients(nets, out.grads)
-            for opt in opts.values():
-                opt.step()
+            if scaler.update(out.grads):  # fp16 overflow: the update is skipped, the step still counts
+                apply_gradients(nets, out.grads)
+                for opt in opts.values():
+                    opt.step()
             step += 1
             bar.update(1)
             if main_rank and (step % cfg.log_every == 0 or step == cfg.steps):
@@ -545,30 +555,6 @@ def _record_rank_agreement(run_dir: Path, nets: Networks, rank: int, world: int)
         (run_dir / "ranks.json").write_text(json.dumps({"world_size": world, "checksums": sums}) + "\n")
     if len(set(sums)) != 1:
         raise RuntimeError(f"the ranks' weights differ after training: {sums}")
-
-
-def _scaled_step(nets: Networks, x, y, loss_cfg: LossConfig, scaler: LossScaler):
-    """fp16: gradients of scaled losses, unscaled; None (and a smaller scale) on overflow."""
-    from .losses import forward_losses
-
-    out = forward_losses(nets, x, y, loss_cfg)
-    trained = {k: v for k, v in nets.trained().items() if f"loss_{k}" in out.losses}
-    names = list(trained)
-    for i, name in enumerate(names):
-        params = [p for p in trained[name].parameters() if p.requires_grad]
-        grads = torch.autograd.grad(out.losses[f"loss_{name}"] * scaler.scale, params,
-                                    retain_graph=i < len(names) - 1, allow_unused=True)
-        out.grads[name] = [None if g is None else g.float() / scaler.scale for g in grads]
-    finite = all(torch.isfinite(g).all() for gs in out.grads.values() for g in gs if g is not None)
-    if not finite:
-        scaler.scale /= 2
-        scaler.good = 0
-        return None
-    scaler.good += 1
-    if scaler.good >= scaler.interval:
-        scaler.scale *= 2
-        scaler.good = 0
-    return out
 
 
 def export_models(run_dir: Path, nets: Networks, cfg: TrainConfig, step: int) -> dict[str, Path]:
