@@ -144,3 +144,14 @@ def test_loss_scale_leaves_gradients_unchanged(official, vgg, golden):
     for name, grads in plain.grads.items():
         for a, b in zip(grads, scaled.grads[name], strict=True):
             torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-9)
+
+
+def test_colour_term_is_zero_for_a_colour_keeping_degradation():
+    """color_distance compares local mean colours: a box-filter x4 downscale has none, a shift has it all."""
+    from ddnsr.losses import bicubic_down, color_distance
+
+    y = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    pooled = torch.nn.functional.avg_pool2d(y, 4)
+    assert float(color_distance(pooled, y)) < 1e-6
+    assert float(color_distance(pooled + 0.1, y)) == pytest.approx(0.1, rel=1e-5)
+    assert float(color_distance(bicubic_down(y), y)) < 0.02

@@ -122,3 +122,31 @@ def test_fp16_run_with_loss_scaling(tmp_path, vgg19_path):
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "ckpt-00000002.pt", weights_only=False)
     scaler = ckpt["scaler"]  # two steps: each overflow halves the scale, each good step is counted
     assert scaler["scale"] in (2.0**16, 2.0**15, 2.0**14) and scaler["good"] <= 2
+
+
+def test_bicubic_baseline_trains_r_alone(tmp_path, vgg19_path):
+    """--degradation bicubic: R learns from bicubic downscales; no D is built, trained or exported."""
+    res = run(train_cmd(tmp_path / "run", "--steps", "2", "--degradation", "bicubic"), vgg19_path)
+    assert res.returncode == 0, res.stderr
+    run_dir = tmp_path / "run"
+    assert (run_dir / "reconstruction.safetensors").is_file()
+    assert not (run_dir / "degradation.safetensors").exists()
+    assert read_metadata(run_dir / "reconstruction.safetensors")["degradation"] == "bicubic"
+    ckpt = torch.load(run_dir / "checkpoints" / "ckpt-00000002.pt", weights_only=False)
+    assert set(ckpt["nets"]) == {"R", "Dhr"}
+    rows = (run_dir / "losses.csv").read_text().splitlines()
+    row = dict(zip(rows[0].split(","), rows[-1].split(","), strict=True))
+    assert row["loss_R"] and not row["loss_D"] and not row["color_down"]
+
+
+def test_colour_and_r_weights_reach_the_losses(tmp_path, vgg19_path):
+    """--color-weight and --loss-weights-up change loss_D and loss_R exactly as documented."""
+    res = run(train_cmd(tmp_path / "run", "--steps", "1", "--color-weight", "50",
+                        "--loss-weights-up", "1,0.005,0.2"), vgg19_path)
+    assert res.returncode == 0, res.stderr
+    header, last = ((tmp_path / "run" / "losses.csv").read_text().splitlines()[i].split(",") for i in (0, -1))
+    v = {k: float(x) for k, x in zip(header, last, strict=True) if x}
+    assert v["loss_D"] == pytest.approx(0.1 * v["content_down"] + v["adv_down"] + 10 * v["cycle_down"]
+                                        + 50 * v["color_down"], rel=1e-4)
+    assert v["loss_R"] == pytest.approx(v["content_up"] + 0.005 * v["adv_up"] + 0.2 * v["cycle_up"], rel=1e-4)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["loss_weights_up"] == [1.0, 0.005, 0.2]

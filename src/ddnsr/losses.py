@@ -19,6 +19,7 @@ from .nets import VGG19Features
 
 MODES = ("esrgan", "psnr")
 GAN_TYPES = ("ragan", "gan")
+DEGRADATIONS = ("learned", "bicubic")
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,11 @@ class LossConfig:
     ``weights_up``: (content, adversarial, cycle) of loss_R in esrgan mode.
     ``gan_up`` / ``gan_down``: 'ragan' or 'gan' for the HR and LR adversarial terms.
     Taps: Keras VGG19 layer names (pre-activation) of the three perceptual terms.
+    ``weight_color`` (not in the official code, 0 = official): adds ``weight_color * color_down`` to
+    loss_D, the L1 distance between the 4x4-pooled colours of D(y, x) and of the 16x16-pooled y, so D
+    keeps the local mean colour of the HR it degrades (``color_down`` is always computed, as a monitor).
+    ``degradation``: 'learned' (D makes R's training input) or 'bicubic' (R learns from the bicubic x4
+    downscale of y, with the same R losses: the classic non-blind SR baseline; no D, no LR discriminator).
     """
 
     mode: str = "esrgan"
@@ -41,6 +47,8 @@ class LossConfig:
     tap_content_down: str = "block3_conv4"
     tap_cycle_down: str = "block2_conv2"
     pool: int = 4
+    weight_color: float = 0.0
+    degradation: str = "learned"
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -48,6 +56,8 @@ class LossConfig:
         for g in (self.gan_up, self.gan_down):
             if g not in GAN_TYPES:
                 raise ValueError(f"GAN type must be one of {GAN_TYPES}, got {g!r}")
+        if self.degradation not in DEGRADATIONS:
+            raise ValueError(f"degradation must be one of {DEGRADATIONS}, got {self.degradation!r}")
         if len(self.weights_down) != 3 or len(self.weights_up) != 3:
             raise ValueError("loss weights are three numbers each")
 
@@ -79,12 +89,13 @@ def gan_losses(real: torch.Tensor, fake: torch.Tensor, kind: str) -> tuple[torch
 
 @dataclass
 class Networks:
-    """The four trained networks (Dhr may be None in 'psnr' mode) and the frozen VGG19 taps."""
+    """The four trained networks and the frozen VGG19 taps. Dhr is None in 'psnr' mode; D and Dlr
+    are None when R learns from bicubic downscales (``LossConfig.degradation == 'bicubic'``)."""
 
     R: nn.Module
-    D: nn.Module
+    D: nn.Module | None
     Dhr: nn.Module | None
-    Dlr: nn.Module
+    Dlr: nn.Module | None
     vgg: VGG19Features
 
     def trained(self) -> dict[str, nn.Module]:
@@ -109,11 +120,61 @@ def forward_losses(nets: Networks, x: torch.Tensor, y: torch.Tensor, cfg: LossCo
     ``adv_disc_up`` or ``loss_up`` in psnr mode; ``content_down``, ``adv_down``, ``cycle_down``,
     ``adv_disc_down``) plus the totals ``loss_R``, ``loss_D``, ``loss_Dhr``, ``loss_Dlr``.
     """
+    if cfg.degradation == "bicubic":
+        return _bicubic_losses(nets, x, y, cfg)
+    if nets.D is None or nets.Dlr is None:
+        raise ValueError("learned degradation needs D and the LR discriminator")
     sr_x = nets.R(x)
     x_cyc = nets.D(sr_x, x)
     y_lr = nets.D(y, x)
     y_sr = nets.R(y_lr)
 
+    losses = _reconstruction_losses(nets, y, y_sr, cfg)
+    vgg = nets.vgg
+    pooled = F.avg_pool2d(y, cfg.pool)
+    f_cd = vgg(torch.cat((pooled, y_lr)))[cfg.tap_content_down]
+    f_pool, f_ylr = f_cd.chunk(2)
+    losses["content_down"] = F.mse_loss(f_ylr, f_pool)
+    f_cyc = vgg(torch.cat((x, x_cyc)))[cfg.tap_cycle_down]
+    f_x, f_xcyc = f_cyc.chunk(2)
+    losses["cycle_down"] = F.mse_loss(f_xcyc, f_x)
+    real_lr, fake_lr = nets.Dlr(x), nets.Dlr(y_lr)
+    losses["adv_down"], losses["adv_disc_down"] = gan_losses(real_lr, fake_lr, cfg.gan_down)
+    losses["color_down"] = color_distance(y_lr, y, cfg.pool)
+    w1, w2, w3 = cfg.weights_down
+    losses["loss_D"] = w1 * losses["content_down"] + w2 * losses["adv_down"] + w3 * losses["cycle_down"]
+    if cfg.weight_color:
+        losses["loss_D"] = losses["loss_D"] + cfg.weight_color * losses["color_down"]
+    losses["loss_Dlr"] = losses["adv_disc_down"]
+    images = {"x": x, "sr_x": sr_x, "x_cyc": x_cyc, "y": y, "y_lr": y_lr, "y_sr": y_sr}
+    return StepOutput(losses=losses, images=images)
+
+
+def color_distance(lr: torch.Tensor, hr: torch.Tensor, scale: int = 4, block: int = 4) -> torch.Tensor:
+    """Mean absolute difference of local mean colours: ``lr`` pooled over ``block`` x ``block`` pixels
+    against ``hr`` pooled over (scale * block)^2. lr: N x 3 x h x w, hr: N x 3 x (scale h) x (scale w)."""
+    return F.l1_loss(F.avg_pool2d(lr, block), F.avg_pool2d(hr, scale * block))
+
+
+def bicubic_down(y: torch.Tensor, scale: int = 4) -> torch.Tensor:
+    """Antialiased bicubic downscale by ``scale`` (Keys a = -0.5, as MATLAB's imresize), clipped to [0, 1]."""
+    return F.interpolate(y, scale_factor=1 / scale, mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
+
+
+def _bicubic_losses(nets: Networks, x: torch.Tensor, y: torch.Tensor, cfg: LossConfig) -> StepOutput:
+    """R trained on (bicubic(y), y) with the same R losses; x only feeds the picture grid."""
+    y_lr = bicubic_down(y, cfg.pool)
+    y_sr = nets.R(y_lr)
+    losses = _reconstruction_losses(nets, y, y_sr, cfg)
+    with torch.no_grad():
+        sr_x = nets.R(x)
+    images = {"x": x, "sr_x": sr_x, "y": y, "y_lr": y_lr, "y_sr": y_sr}
+    return StepOutput(losses=losses, images=images)
+
+
+def _reconstruction_losses(nets: Networks, y: torch.Tensor, y_sr: torch.Tensor, cfg: LossConfig
+                           ) -> dict[str, torch.Tensor]:
+    """R's losses (and the HR discriminator's in esrgan mode) for the restored ``y_sr`` of ``y``."""
     vgg = nets.vgg
     losses: dict[str, torch.Tensor] = {}
     if cfg.mode == "esrgan":
@@ -132,21 +193,7 @@ def forward_losses(nets: Networks, x: torch.Tensor, y: torch.Tensor, cfg: LossCo
     else:
         losses["loss_up"] = F.mse_loss(y_sr, y)
         losses["loss_R"] = losses["loss_up"]
-
-    pooled = F.avg_pool2d(y, cfg.pool)
-    f_cd = vgg(torch.cat((pooled, y_lr)))[cfg.tap_content_down]
-    f_pool, f_ylr = f_cd.chunk(2)
-    losses["content_down"] = F.mse_loss(f_ylr, f_pool)
-    f_cyc = vgg(torch.cat((x, x_cyc)))[cfg.tap_cycle_down]
-    f_x, f_xcyc = f_cyc.chunk(2)
-    losses["cycle_down"] = F.mse_loss(f_xcyc, f_x)
-    real_lr, fake_lr = nets.Dlr(x), nets.Dlr(y_lr)
-    losses["adv_down"], losses["adv_disc_down"] = gan_losses(real_lr, fake_lr, cfg.gan_down)
-    w1, w2, w3 = cfg.weights_down
-    losses["loss_D"] = w1 * losses["content_down"] + w2 * losses["adv_down"] + w3 * losses["cycle_down"]
-    losses["loss_Dlr"] = losses["adv_disc_down"]
-    images = {"x": x, "sr_x": sr_x, "x_cyc": x_cyc, "y": y, "y_lr": y_lr, "y_sr": y_sr}
-    return StepOutput(losses=losses, images=images)
+    return losses
 
 
 def step_gradients(nets: Networks, x: torch.Tensor, y: torch.Tensor, cfg: LossConfig,

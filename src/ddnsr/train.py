@@ -59,7 +59,7 @@ PRESETS: dict[str, dict] = {
 
 # losses.csv columns (a psnr-mode step leaves the esrgan-only ones empty, and the reverse)
 LOSS_COLUMNS = ("loss_R", "loss_D", "loss_Dhr", "loss_Dlr", "content_up", "adv_up", "cycle_up", "adv_disc_up",
-                "loss_up", "content_down", "adv_down", "cycle_down", "adv_disc_down")
+                "loss_up", "content_down", "adv_down", "cycle_down", "adv_disc_down", "color_down")
 
 # phases of the official schedule, as fractions of the whole run: (50, 100, 200, 300) x 1024 steps
 PHASES = (50 / 300, 100 / 300, 200 / 300, 1.0)
@@ -84,6 +84,7 @@ class TrainConfig:
     psnr_warmup: int = 0  # esrgan mode only: train R with the psnr-mode loss for the first N steps
     input_type: str = "dual"
     loss_weights: tuple[float, float, float] = (0.1, 1.0, 10.0)
+    loss_weights_up: tuple[float, float, float] = (1.0, 0.005, 0.01)  # R: content, adversarial, L1
     init_r: str | None = None
     init: str = "keras"
     lr: float = 1e-4
@@ -102,6 +103,8 @@ class TrainConfig:
     hr_disc: str = "auto"  # 'vgg' (Track 1), 'patch' (Track 2) or 'auto'
     bn_mode: str = "frozen"
     vgg_preprocess: str = "official"
+    color_weight: float = 0.0  # not in the official code: D keeps the local mean colour (losses.LossConfig)
+    degradation: str = "learned"  # 'bicubic': R learns from bicubic downscales (track1-bicubic baseline)
     vgg_weights: str | None = None
     save_every: int = 5 * 1024
     sample_every: int = 5 * 1024
@@ -159,7 +162,8 @@ def build_networks(cfg: TrainConfig, device: torch.device) -> Networks:
             raise ValueError(f"--init-r {cfg.init_r}: not an x4 RRDBNet")
     else:
         R = RRDBNet(num_feat=cfg.r_feat, num_block=cfg.r_blocks, num_grow_ch=cfg.r_grow, init=cfg.init)
-    D = DegradationNet(cfg.d_filters, 2, cfg.d_res_blocks, cfg.input_type, init=cfg.init)
+    learned = cfg.degradation == "learned"
+    D = DegradationNet(cfg.d_filters, 2, cfg.d_res_blocks, cfg.input_type, init=cfg.init) if learned else None
     hr_size = cfg.lr_crop * 4
     hr_disc = cfg.hr_disc if cfg.hr_disc != "auto" else ("vgg" if cfg.source == "track1" else "patch")
     Dhr: nn.Module | None = None
@@ -170,14 +174,20 @@ def build_networks(cfg: TrainConfig, device: torch.device) -> Networks:
             Dhr = PatchGANDiscriminator(cfg.dhr_filters, cfg.bn_mode, init=cfg.init)
         else:
             raise ValueError(f"hr_disc must be 'vgg', 'patch' or 'auto', got {cfg.hr_disc!r}")
-    Dlr = VGGStyleDiscriminator(cfg.dlr_filters, 3, cfg.lr_crop, cfg.bn_mode, init=cfg.init)
-    loss = LossConfig(mode=cfg.mode, weights_down=tuple(cfg.loss_weights))
+    Dlr = VGGStyleDiscriminator(cfg.dlr_filters, 3, cfg.lr_crop, cfg.bn_mode, init=cfg.init) if learned else None
+    loss = loss_config(cfg)
     vgg = VGG19Features(loss.taps, preprocess=cfg.vgg_preprocess, weights=cfg.vgg_weights)
     nets = Networks(R=R, D=D, Dhr=Dhr, Dlr=Dlr, vgg=vgg)
     for net in (*nets.trained().values(), vgg):
         # channels_last: x3 on the CPU (oneDNN) and faster on tensor cores (benchmarks/train_step.py)
         net.to(device, memory_format=torch.channels_last)
     return nets
+
+
+def loss_config(cfg: TrainConfig) -> LossConfig:
+    return LossConfig(mode=cfg.mode, weights_down=tuple(cfg.loss_weights), weights_up=tuple(cfg.loss_weights_up),
+                      weight_color=cfg.color_weight,
+                      degradation=cfg.degradation)
 
 
 def make_optimisers(nets: Networks, cfg: TrainConfig, device: torch.device) -> dict[str, torch.optim.Adam]:
@@ -400,6 +410,8 @@ def train(cfg: TrainConfig) -> dict[str, Path]:
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     main_rank = rank == 0
+    if device.type == "cuda":  # fixed crop sizes: let cuDNN pick its fastest kernels
+        torch.backends.cudnn.benchmark = True
     run_dir = Path(cfg.run_dir)
     records = Path(cfg.records) if cfg.records else default_records()
     data_root = Path(cfg.data_root) if cfg.data_root else records.parent
@@ -410,7 +422,7 @@ def train(cfg: TrainConfig) -> dict[str, Path]:
     nets = build_networks(cfg, device)
     opts = make_optimisers(nets, cfg, device)
     scaler = LossScaler(cfg.precision == "fp16")
-    loss_cfg = LossConfig(mode=cfg.mode, weights_down=tuple(cfg.loss_weights))
+    loss_cfg = loss_config(cfg)
     warmup_cfg = dataclasses.replace(loss_cfg, mode="psnr")
     start = 0
     if cfg.resume:
@@ -567,6 +579,8 @@ def export_models(run_dir: Path, nets: Networks, cfg: TrainConfig, step: int) ->
         "training_preset": cfg.preset,
         "training_mode": cfg.mode,
         "input_type": cfg.input_type,
+        "degradation": cfg.degradation,
+        "color_weight": str(cfg.color_weight),
         "batch_size": str(cfg.batch_size),
         "init_r": cfg.init_r or "",
         "commit": _git_commit(),
@@ -576,10 +590,9 @@ def export_models(run_dir: Path, nets: Networks, cfg: TrainConfig, step: int) ->
     def plain(m: nn.Module) -> nn.Module:
         return getattr(m, "_orig_mod", m).cpu().float().eval()
 
-    out = {
-        "reconstruction": save_model(plain(nets.R), run_dir / "reconstruction.safetensors", facts),
-        "degradation": save_model(plain(nets.D), run_dir / "degradation.safetensors", facts),
-    }
+    out = {"reconstruction": save_model(plain(nets.R), run_dir / "reconstruction.safetensors", facts)}
+    if nets.D is not None:  # a bicubic-trained R has no learned degradation
+        out["degradation"] = save_model(plain(nets.D), run_dir / "degradation.safetensors", facts)
     return out
 
 
@@ -613,6 +626,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", dest="input_type", choices=("dual", "single"), default="dual")
     p.add_argument("--loss-weights", type=_weights, default=(0.1, 1.0, 10.0),
                    help="w1,w2,w3 of loss_D = w1 content + w2 adversarial + w3 cycle (default 0.1,1,10)")
+    p.add_argument("--loss-weights-up", type=_weights, default=(1.0, 0.005, 0.01),
+                   help="esrgan mode: content,adversarial,L1 weights of loss_R (default 1,0.005,0.01 = official)")
     p.add_argument("--init-r", help="start R from these weights (any file ddnsr.load_model reads)")
     p.add_argument("--init", choices=("keras", "esrgan"), default="keras", help="weight initialisation")
     p.add_argument("--batch-size", type=int)
@@ -620,6 +635,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--restart-adam", action="store_true", help="reset Adam moments at each phase (official)")
     p.add_argument("--bn-mode", choices=("frozen", "batch"), default="frozen")
     p.add_argument("--vgg-preprocess", choices=("official", "caffe"), default="official")
+    p.add_argument("--color-weight", type=float, default=0.0,
+                   help="add W x (L1 of D's local mean colours against the HR's) to loss_D; not in the official "
+                        "code (default 0; see README, 'Colour drift')")
+    p.add_argument("--degradation", choices=("learned", "bicubic"), default="learned",
+                   help="R's training input: D(y, x) (the method) or the bicubic x4 downscale of y (baseline)")
     p.add_argument("--vgg-weights", help="Keras VGG19 notop .h5 (default: $DDNSR_VGG19 or the cache)")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     p.add_argument("--save-every", type=int)
@@ -638,6 +658,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     keys = {f.name for f in dataclasses.fields(TrainConfig)} - {"preset", "extra"}
     overrides = {k: getattr(args, k) for k in keys if hasattr(args, k)}
     overrides["loss_weights"] = tuple(args.loss_weights)
+    overrides["loss_weights_up"] = tuple(args.loss_weights_up)
     if not overrides.get("run_dir"):
         overrides["run_dir"] = f"runs/{args.source}-{args.target}-{args.preset}"
     cfg = TrainConfig.from_preset(args.preset, **overrides)

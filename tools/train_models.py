@@ -1,0 +1,132 @@
+"""Train the models of the README's results table (issue 'Trained models'), each with the same recipe.
+
+    python tools/train_models.py --records ../shared/data/records.json --out runs/models \\
+        [--only track1,track1-single] [--parallel N] [--device auto] [--deadline-min M] [--large-steps N]
+
+Every model is a ``ddnsr train`` run of the ``cpu`` preset (2,100 steps, about an hour on 2 CPU cores),
+differing only in what the table compares (input type, R's training input, Track, target). The
+Track-2 ``cleanup`` target must exist under the data root as ``track2-target-cleanup`` (make it with
+``ddnsr clean-up -i <data root>/track2-train-source -o <data root>/track2-target-cleanup``).
+
+Runs are started ``--parallel`` at a time (on one GPU several small runs share it well). With
+``--deadline-min``, runs still going at the deadline are stopped and their models exported from the
+last checkpoint; ``summary.json`` records which runs finished and at which step each model was taken.
+``track1-large`` (only with ``--large-steps``) is model 1 with batch 16 and the given number of steps:
+the "larger run" for a machine with a GPU. ``track1-ft`` (R started from Real-ESRGAN x4plus) needs
+``--init-r`` and full-size R; it is run separately (see the README).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+# the colour term of D (README, 'Colour drift'): 10 for the shipped models, 0 = the official losses
+COLOR = ["--color-weight", "10"]
+MODELS: dict[str, list[str]] = {
+    "track1": ["--source", "track1", "--target", "div2k", *COLOR],
+    "track1-single": ["--source", "track1", "--target", "div2k", "--input", "single", *COLOR],
+    "track1-bicubic": ["--source", "track1", "--target", "div2k", "--degradation", "bicubic"],
+    "track2-div2k": ["--source", "track2", "--target", "div2k", *COLOR],
+    "track2-cleanup": ["--source", "track2", "--target", "cleanup", *COLOR],
+    "track2-mixed": ["--source", "track2", "--target", "mixed", *COLOR],
+    # ablations of the colour term (not shipped): the official losses, and a weaker term
+    "track1-official": ["--source", "track1", "--target", "div2k", "--color-weight", "0"],
+    "track1-single-official": ["--source", "track1", "--target", "div2k", "--input", "single",
+                               "--color-weight", "0"],
+    "track1-color1": ["--source", "track1", "--target", "div2k", "--color-weight", "1"],
+}
+
+
+def last_checkpoint_step(run_dir: Path) -> int | None:
+    from ddnsr.train import latest_checkpoint
+
+    ckpt = latest_checkpoint(run_dir)
+    return int(ckpt.stem.split("-")[1]) if ckpt else None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--records", required=True)
+    ap.add_argument("--data-root")
+    ap.add_argument("--out", default="runs/models", type=Path)
+    ap.add_argument("--only", help="comma-separated model names (default: all but the ablations)")
+    ap.add_argument("--preset", default="cpu", help="the recipe of every run (smoke: for testing this script)")
+    ap.add_argument("--parallel", type=int, default=1)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--deadline-min", type=float, default=None)
+    ap.add_argument("--large-steps", type=int, default=0, help="also train track1-large with this many steps")
+    ap.add_argument("--extra", default="", help="more ddnsr train arguments for every run")
+    args = ap.parse_args()
+    models = dict(MODELS)
+    if args.large_steps:
+        models["track1-large"] = [*MODELS["track1"], "--batch-size", "16", "--steps", str(args.large_steps),
+                                  "--save-every", "500"]
+    names = args.only.split(",") if args.only else [n for n in models if n != "track1-large" or args.large_steps]
+    unknown = [n for n in names if n not in models]
+    if unknown:
+        sys.exit(f"--only: unknown model(s) {', '.join(unknown)}; known: {', '.join(models)}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    base = [sys.executable, "-m", "ddnsr", "train", "--preset", args.preset, "--records", args.records,
+            "--device", args.device, "--quiet", *args.extra.split()]
+    if args.data_root:
+        base += ["--data-root", args.data_root]
+    deadline = time.time() + 60 * args.deadline_min if args.deadline_min else None
+    queue = list(names)
+    running: dict[str, tuple[subprocess.Popen, float]] = {}
+    summary: dict[str, dict] = {}
+    # the large run first: it is the longest
+    queue.sort(key=lambda n: n != "track1-large")
+    while queue or running:
+        while queue and len(running) < args.parallel:
+            name = queue.pop(0)
+            log = open(args.out / f"{name}.log", "w")  # noqa: SIM115
+            cmd = [*base, "--run-dir", str(args.out / name), *models[name]]
+            print(f"start {name}: {' '.join(cmd[2:])}", flush=True)
+            running[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True),
+                             time.time())
+        time.sleep(2)
+        for name, (proc, t0) in list(running.items()):
+            if proc.poll() is not None:
+                summary[name] = {"finished": proc.returncode == 0, "returncode": proc.returncode,
+                                 "minutes": round((time.time() - t0) / 60, 2)}
+                print(f"done {name}: rc {proc.returncode} after {summary[name]['minutes']} min", flush=True)
+                del running[name]
+        if deadline and time.time() > deadline:
+            for name, (proc, t0) in running.items():
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                summary[name] = {"finished": False, "returncode": "killed at the deadline",
+                                 "minutes": round((time.time() - t0) / 60, 2)}
+                print(f"stopped {name} at the deadline", flush=True)
+            for name in queue:
+                summary[name] = {"finished": False, "returncode": "not started"}
+            running.clear()
+            queue.clear()
+    exports = []
+    for name, info in summary.items():
+        run_dir = args.out / name
+        if not info["finished"]:
+            step = last_checkpoint_step(run_dir)
+            info["exported_at_step"] = step
+            if step is not None:  # export the last checkpoint as it is (all at once)
+                cmd = [*base, "--run-dir", str(run_dir), *models[name], "--resume", "--steps", str(step)]
+                exports.append(subprocess.Popen(cmd, stdout=open(args.out / f"{name}.log", "a"),  # noqa: SIM115
+                                                stderr=subprocess.STDOUT))
+    for proc in exports:
+        proc.wait()
+    for name, info in summary.items():
+        run_dir = args.out / name
+        info["files"] = sorted(p.name for p in run_dir.glob("*.safetensors")) if run_dir.is_dir() else []
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()
