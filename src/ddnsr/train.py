@@ -47,10 +47,11 @@ PRESETS: dict[str, dict] = {
                   dhr_filters=64, dlr_filters=128, save_every=5 * 1024, sample_every=5 * 1024, log_every=100,
                   num_workers=4),
     # about an hour on 2 CPU cores: measured 1.0 s/step in the PSNR warm-up, 2.25 s/step after (README)
+    # and two anchors of colour that the official losses lack (README, "Colour drift"): R's L1 weight 0.2
+    # instead of 0.01, and D's colour term at weight 50
     "cpu": dict(steps=2100, psnr_warmup=700, batch_size=8, r_blocks=6, r_feat=32, r_grow=16, d_filters=32,
                 d_res_blocks=4, dhr_filters=32, dlr_filters=64, save_every=250, sample_every=250, log_every=10,
-                num_workers=1,
-                precision="bf16"),
+                num_workers=1, precision="bf16", loss_weights_up=(1.0, 0.005, 0.2), color_weight=50.0),
     # seconds, for tests
     "smoke": dict(steps=4, batch_size=2, r_blocks=1, r_feat=8, r_grow=4, d_filters=8, d_res_blocks=1,
                   dhr_filters=4, dlr_filters=4, save_every=2, sample_every=2, log_every=1, num_workers=0,
@@ -370,7 +371,12 @@ def _git_commit() -> str:
         here = Path(__file__).resolve().parent
         out = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"], capture_output=True,
                              text=True, timeout=5)
-        return out.stdout.strip() or "unknown"
+        commit = out.stdout.strip()
+        if not commit:
+            return "unknown"
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return commit + ("+changes" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
@@ -624,10 +630,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="esrgan mode: train R with the psnr loss (MSE) for the first N steps, as ESRGAN's "
                         "PSNR-oriented start (default 0 = official; the cpu preset uses a third of its steps)")
     p.add_argument("--input", dest="input_type", choices=("dual", "single"), default="dual")
-    p.add_argument("--loss-weights", type=_weights, default=(0.1, 1.0, 10.0),
+    p.add_argument("--loss-weights", type=_weights,
                    help="w1,w2,w3 of loss_D = w1 content + w2 adversarial + w3 cycle (default 0.1,1,10)")
-    p.add_argument("--loss-weights-up", type=_weights, default=(1.0, 0.005, 0.01),
-                   help="esrgan mode: content,adversarial,L1 weights of loss_R (default 1,0.005,0.01 = official)")
+    p.add_argument("--loss-weights-up", type=_weights,
+                   help="esrgan mode: content,adversarial,L1 weights of loss_R (default 1,0.005,0.01 = official; "
+                        "the cpu preset: 1,0.005,0.2)")
     p.add_argument("--init-r", help="start R from these weights (any file ddnsr.load_model reads)")
     p.add_argument("--init", choices=("keras", "esrgan"), default="keras", help="weight initialisation")
     p.add_argument("--batch-size", type=int)
@@ -635,9 +642,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--restart-adam", action="store_true", help="reset Adam moments at each phase (official)")
     p.add_argument("--bn-mode", choices=("frozen", "batch"), default="frozen")
     p.add_argument("--vgg-preprocess", choices=("official", "caffe"), default="official")
-    p.add_argument("--color-weight", type=float, default=0.0,
+    p.add_argument("--color-weight", type=float,
                    help="add W x (L1 of D's local mean colours against the HR's) to loss_D; not in the official "
-                        "code (default 0; see README, 'Colour drift')")
+                        "code (default 0; the cpu preset: 50; see README, 'Colour drift')")
     p.add_argument("--degradation", choices=("learned", "bicubic"), default="learned",
                    help="R's training input: D(y, x) (the method) or the bicubic x4 downscale of y (baseline)")
     p.add_argument("--vgg-weights", help="Keras VGG19 notop .h5 (default: $DDNSR_VGG19 or the cache)")
@@ -657,8 +664,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     keys = {f.name for f in dataclasses.fields(TrainConfig)} - {"preset", "extra"}
     overrides = {k: getattr(args, k) for k in keys if hasattr(args, k)}
-    overrides["loss_weights"] = tuple(args.loss_weights)
-    overrides["loss_weights_up"] = tuple(args.loss_weights_up)
     if not overrides.get("run_dir"):
         overrides["run_dir"] = f"runs/{args.source}-{args.target}-{args.preset}"
     cfg = TrainConfig.from_preset(args.preset, **overrides)
