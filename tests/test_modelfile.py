@@ -9,9 +9,10 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
 
 from conftest import GOLDEN, need
-from ddnsr.modelfile import ModelFileError, convert, load_model, read_metadata, save_model
+from ddnsr.modelfile import ModelFileError, convert, load_model, read_metadata, save_half, save_model
 from ddnsr.nets import DegradationNet, RRDBNet
 
 
@@ -146,3 +147,17 @@ def test_cli_convert_and_bad_input(tmp_path):
                          capture_output=True, text=True)
     assert res.returncode == 1
     assert res.stderr.count("\n") == 1 and "bad.pth" in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("kind", ["reconstruction", "degradation"])
+def test_save_half_keeps_metadata_and_reports_the_float16_error(tmp_path, kind):
+    torch.manual_seed(0)
+    net = RRDBNet(num_feat=8, num_block=1, num_grow_ch=4) if kind == "reconstruction" else DegradationNet(8, 2, 1)
+    src = save_model(net, tmp_path / "src.safetensors", {"training_steps": "7", "note": "old"})
+    dst, diff = save_half(src, tmp_path / "half.safetensors", {"note": "new"})
+    meta = read_metadata(dst)
+    assert meta["dtype"] == "float16" and meta["training_steps"] == "7" and meta["note"] == "new"
+    assert meta["kind"] == kind
+    with safe_open(str(dst), framework="pt") as f:
+        assert all(f.get_tensor(k).dtype == torch.float16 for k in f.keys())
+    assert 0 < diff < 1  # float16 rounding shows, within one 8-bit level

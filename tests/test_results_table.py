@@ -164,6 +164,16 @@ def test_limit_takes_the_first_images(run, tmp_path):
     assert "only the first 1 images" in (out / "table.md").read_text(encoding="utf-8")
 
 
+def test_real_lr_limit_keeps_track1_valid_whole(run, tmp_path):
+    out = tmp_path / "out"
+    tool.main(["--data", str(run["data"]), "--out", str(out), "--pictures", str(tmp_path / "p"),
+               "--models", "none", "--real-lr-limit", "1", "--no-progress", "--device", "cpu"])
+    res = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert res["track1_valid"]["n_images"] == 3
+    assert all(v["n_images"] == 1 for v in res["real_lr"].values())
+    assert "only the first 1 images of each real-lr folder" in (out / "table.md").read_text(encoding="utf-8")
+
+
 def test_missing_markers_is_a_one_line_error(run, tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("# no markers\n", encoding="utf-8")

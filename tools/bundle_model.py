@@ -15,9 +15,7 @@ import argparse
 import csv
 from pathlib import Path
 
-import torch
-
-from ddnsr.modelfile import BUNDLED_DIR, load_model, read_metadata, save_model
+from ddnsr.modelfile import BUNDLED_DIR, read_metadata, save_half
 
 DATA_LICENCE = ("weights trained on research data sets (RealSR v3, BSD100, Urban100; non-commercial research "
                 "use); code MIT")
@@ -35,34 +33,22 @@ def main() -> None:
     rows = list(csv.DictReader(open(args.run_dir / "losses.csv")))
     minutes = float(rows[-1]["time"]) / 60 if rows else 0.0
     device = extra.pop("training_device", "")
-    torch.manual_seed(0)
-    hr = torch.rand(1, 3, 64, 64)
-    lr = torch.nn.functional.avg_pool2d(hr, 4)
+    took = f"{minutes:.0f} min" + (f" ({device})" if device else "")
     for kind in ("reconstruction", "degradation"):
         src = args.run_dir / f"{kind}.safetensors"
         if kind == "degradation" and not src.exists():
             print(f"{args.run_dir}: no degradation network (R trained on bicubic pairs)")
             continue
-        model = load_model(src)
-        meta = {k: v for k, v in read_metadata(src).items()
-                if k not in ("format", "arch", "config", "kind", "ddnsr_version", "dtype")}
-        took = f"{minutes:.0f} min" + (f" ({device})" if device else "")
-        meta.update({"license": args.license, "training_time": took, "note": args.note, "name": args.name, **extra})
-        dst = save_model(model, BUNDLED_DIR / f"{args.name}-{kind}.safetensors", meta, half=True)
-        back = load_model(dst)
-        with torch.no_grad():
-            a = model(lr) if kind == "reconstruction" else model(hr, lr)
-            b = back(lr) if kind == "reconstruction" else back(hr, lr)
-        diff = float((a.clamp(0, 1) - b.clamp(0, 1)).abs().max()) * 255
+        meta = {"license": args.license, "training_time": took, "note": args.note, "name": args.name, **extra}
+        dst, diff = save_half(src, BUNDLED_DIR / f"{args.name}-{kind}.safetensors", meta)
         if diff > 1.0:
             dst.unlink()
             raise SystemExit(f"{kind}: float16 output differs by {diff:.2f}/255 from float32: not bundled")
+        size = dst.stat().st_size / 1e6
         if read_metadata(src).get("dtype") == "float16":  # e.g. packed on a device machine: checked there
-            size = dst.stat().st_size / 1e6
             print(f"{dst} ({size:.2f} MB), source already float16 (output unchanged: {diff:.3f}/255)")
         else:
-            print(f"{dst} ({dst.stat().st_size / 1e6:.2f} MB), float16 vs float32: max {diff:.3f}/255")
-
+            print(f"{dst} ({size:.2f} MB), float16 vs float32: max {diff:.3f}/255")
 
 if __name__ == "__main__":
     main()

@@ -17,12 +17,15 @@ import argparse
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from ddnsr.data import load_records, make_unpaired
-from ddnsr.losses import color_distance
+from ddnsr.losses import LossConfig, Networks, forward_losses
 from ddnsr.modelfile import load_model
-from ddnsr.nets import VGG19Features
+from ddnsr.nets import VGG19Features, VGGStyleDiscriminator
+
+# (network, loss term, weight): each term of loss_R and loss_D at the official weights, R's L1 also at 1
+TERMS = (("R", "content_up", 1.0), ("R", "cycle_up", 0.01), ("R", "cycle_up", 1.0),
+         ("D", "content_down", 0.1), ("D", "cycle_down", 10.0), ("D", "color_down", 1.0))
 
 
 def grad_norm(loss: torch.Tensor, net: torch.nn.Module) -> float:
@@ -45,9 +48,10 @@ def main(argv: list[str] | None = None) -> None:
         R, D = load_model(folder / "reconstruction.safetensors"), load_model(folder / "degradation.safetensors")
     else:
         R, D = load_model(args.model), load_model(args.model, kind="degradation")
-    R.train()
-    D.train()
-    vgg = VGG19Features(("block5_conv4", "block3_conv4", "block2_conv2"))
+    cfg = LossConfig()
+    # the discriminators are not saved with the models: untrained stand-ins, only so that the losses run
+    nets = Networks(R=R.train(), D=D.train(), Dhr=VGGStyleDiscriminator(32, 5, 128),
+                    Dlr=VGGStyleDiscriminator(64, 3, 32), vgg=VGG19Features(cfg.taps))
     records = Path(args.records)
     stream = make_unpaired(load_records(records), Path(args.data_root) if args.data_root else records.parent,
                            args.source, args.target, batch_size=args.batch_size, lr_crop=32, crops_per_image=16,
@@ -55,22 +59,10 @@ def main(argv: list[str] | None = None) -> None:
     rows: dict[str, list[tuple[float, float]]] = {}
     torch.manual_seed(0)
     for _, (x, y) in zip(range(args.batches), stream, strict=False):
-        y_lr = D(y, x)
-        y_sr = R(y_lr.detach())
-        f_y, f_sr = vgg(torch.cat((y, y_sr)))["block5_conv4"].chunk(2)
-        x_cyc = D(R(x).detach(), x)
-        f_pool, f_ylr = vgg(torch.cat((F.avg_pool2d(y, 4), y_lr)))["block3_conv4"].chunk(2)
-        f_x, f_cyc = vgg(torch.cat((x, x_cyc)))["block2_conv2"].chunk(2)
-        terms = {
-            ("R", "content_up (VGG54), weight 1"): F.mse_loss(f_sr, f_y),
-            ("R", "cycle_up (L1), weight 0.01"): 0.01 * F.l1_loss(y_sr, y),
-            ("R", "cycle_up (L1), weight 1"): F.l1_loss(y_sr, y),
-            ("D", "content_down (VGG34), weight 0.1"): 0.1 * F.mse_loss(f_ylr, f_pool),
-            ("D", "cycle_down (VGG22), weight 10"): 10 * F.mse_loss(f_cyc, f_x),
-            ("D", "color_down, weight 1"): color_distance(y_lr, y),
-        }
-        for (net, name), loss in terms.items():
-            rows.setdefault(f"{net}: {name}", []).append(
+        losses = forward_losses(nets, x, y, cfg).losses
+        for net, term, weight in TERMS:
+            loss = weight * losses[term]
+            rows.setdefault(f"{net}: {term}, weight {weight:g}", []).append(
                 (float(loss.detach()), grad_norm(loss, R if net == "R" else D)))
     print(f"{'term':44s} {'value':>10s} {'|gradient|':>12s}")
     for name, vals in rows.items():
