@@ -10,7 +10,7 @@ import torch
 
 from conftest import GOLDEN, need
 from ddnsr.keras_h5 import keras_trainable_order, load_keras_model
-from ddnsr.losses import LossConfig, Networks, step_gradients
+from ddnsr.losses import LossConfig, Networks, detach_losses, step_gradients
 from ddnsr.nets import DegradationNet, VGG19Features
 
 
@@ -155,3 +155,26 @@ def test_colour_term_is_zero_for_a_colour_keeping_degradation():
     assert float(color_distance(pooled, y)) < 1e-6
     assert float(color_distance(pooled + 0.1, y)) == pytest.approx(0.1, rel=1e-5)
     assert float(color_distance(bicubic_down(y), y)) < 0.02
+
+
+def test_r_colour_term_moves_r_only(official, vgg, golden):
+    """--color-weight-up adds w x color_up to loss_R: R's gradient gains exactly that term's gradient
+    (through R(x), not through D), and the gradients of D and the discriminators do not change."""
+    from ddnsr.losses import color_distance
+
+    x, y = nchw(golden["x"]), nchw(golden["y"])
+    nets = Networks(R=official["R"], D=official["D"], Dhr=official["Dhr"], Dlr=official["Dlr"], vgg=vgg)
+    plain = step_gradients(nets, x, y, LossConfig())
+    colour = step_gradients(nets, x, y, LossConfig(weight_color_up=3.0))
+    lc, lp = detach_losses(colour.losses), detach_losses(plain.losses)
+    assert lc["color_up"] == pytest.approx(lp["color_up"], rel=1e-6)
+    assert lc["loss_R"] == pytest.approx(lp["loss_R"] + 3.0 * lp["color_up"], rel=1e-5)
+    for name in ("D", "Dhr", "Dlr"):
+        for a, b in zip(plain.grads[name], colour.grads[name], strict=True):
+            torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-10)
+    params = list(nets.R.parameters())
+    term = torch.autograd.grad(3.0 * color_distance(x, nets.R(x)), params, allow_unused=True)
+    for a, b, t in zip(plain.grads["R"], colour.grads["R"], term, strict=True):
+        torch.testing.assert_close(b, a + t, rtol=1e-4, atol=1e-8)
+    with pytest.raises(ValueError, match="learned degradation"):
+        LossConfig(weight_color_up=1.0, degradation="bicubic")

