@@ -6,7 +6,9 @@ For each configuration it times full training steps (forward, the four per-netwo
 four Adam updates) on random data of the right shapes, after warm-up, and prints steps/s of
 every variant and its ratio to the eager fp32 baseline. Variants: eager fp32; channels_last;
 bf16 autocast; bf16 autocast + channels_last; on CUDA also torch.compile of R and D (bf16) —
-whatever the device supports. Needs the VGG19 weights (``DDNSR_VGG19`` or the cache).
+whatever the device supports. It also prints the arithmetic of one step (counted by
+``torch.utils.flop_counter`` on one sample, times the batch) and so the TFLOP/s each variant sustains.
+Needs the VGG19 weights (``DDNSR_VGG19`` or the cache).
 """
 
 from __future__ import annotations
@@ -53,6 +55,18 @@ def bench(cfg: TrainConfig, device: torch.device, *, dtype, channels_last: bool,
     return steps / (time.perf_counter() - t)
 
 
+def step_flops(cfg: TrainConfig) -> float:
+    """Floating-point operations of one training step of ``cfg`` (forward and the four gradients; the Adam
+    updates are negligible), counted on the CPU for one sample and multiplied by the batch size."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    nets = build_networks(cfg, torch.device("cpu"))
+    x, y = torch.rand(1, 3, cfg.lr_crop, cfg.lr_crop), torch.rand(1, 3, 4 * cfg.lr_crop, 4 * cfg.lr_crop)
+    with FlopCounterMode(display=False) as counter:
+        step_gradients(nets, x, y, LossConfig(mode=cfg.mode))
+    return float(counter.get_total_flops()) * cfg.batch_size
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", choices=("paper", "cpu", "both"), default="both")
@@ -78,8 +92,9 @@ def main() -> None:
         cfg = TrainConfig.from_preset(preset)
         steps = args.steps or (30 if gpu else (2 if preset == "paper" else 5))
         warmup = args.warmup if args.warmup is not None else (5 if gpu else 1)
+        flops = step_flops(cfg)
         print(f"\n{preset}: batch {cfg.batch_size}, R {cfg.r_blocks} blocks x {cfg.r_feat}, "
-              f"D {cfg.d_filters} filters, {steps} timed steps")
+              f"D {cfg.d_filters} filters, {steps} timed steps, {flops / 1e12:.2f} TFLOP per step")
         base = None
         for label, dtype, cl, comp in variants:
             try:
@@ -88,7 +103,8 @@ def main() -> None:
                 print(f"  {label:34s} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:100]}")
                 continue
             base = base or sps
-            print(f"  {label:34s} {sps:8.3f} steps/s  ({1 / sps:7.3f} s/step)  x{sps / base:.2f} vs eager fp32")
+            print(f"  {label:34s} {sps:8.3f} steps/s  ({1 / sps:7.3f} s/step)  x{sps / base:.2f} vs eager fp32"
+                  f"  {sps * flops / 1e12:8.2f} TFLOP/s")
 
 
 if __name__ == "__main__":

@@ -28,33 +28,37 @@ import sys
 import time
 from pathlib import Path
 
-# The recipe of the bundled Track-2, track1-single and ablation models (trained together on one GPU
-# before the cpu preset got its colour anchors): D's colour term at 10, R's official L1 weight 0.01.
-# ``track1`` is the cpu preset as it is now (colour term 50, L1 weight 0.2; README, "Colour drift").
-FIRST = ["--color-weight", "10", "--loss-weights-up", "1,0.005,0.01"]
-OFFICIAL = ["--color-weight", "0", "--loss-weights-up", "1,0.005,0.01"]
+# The recipe of the bundled Track-2 models (trained together on one GPU before the cpu preset got its colour
+# anchors): D's colour term at 10, R's official L1 weight 0.01, no colour term for R.
+FIRST = ["--color-weight", "10", "--loss-weights-up", "1,0.005,0.01", "--color-weight-up", "0"]
+OFFICIAL = ["--color-weight", "0", "--loss-weights-up", "1,0.005,0.01", "--color-weight-up", "0"]
+# the cpu preset as it was in session 2 (D's colour term 50, R's L1 weight 0.2, no colour term for R)
+NO_CU = ["--color-weight-up", "0"]
+T1 = ["--source", "track1", "--target", "div2k"]
 MODELS: dict[str, list[str]] = {
-    "track1": ["--source", "track1", "--target", "div2k"],
-    "track1-single": ["--source", "track1", "--target", "div2k", "--input", "single", *FIRST],
-    "track1-bicubic": ["--source", "track1", "--target", "div2k", "--degradation", "bicubic", *OFFICIAL],
+    # track1, track1-single and track1-bicubic: the cpu preset as it is (README, "Colour drift"); the bicubic
+    # baseline cannot have R's colour term (R never sees real LR there)
+    "track1": [*T1],
+    "track1-single": [*T1, "--input", "single"],
+    "track1-bicubic": [*T1, "--degradation", "bicubic", *NO_CU],
     "track2-div2k": ["--source", "track2", "--target", "div2k", *FIRST],
     "track2-cleanup": ["--source", "track2", "--target", "cleanup", *FIRST],
     "track2-mixed": ["--source", "track2", "--target", "mixed", *FIRST],
-    # ablations (not shipped): the first recipe for track1, the official losses, a weaker colour term
-    "track1-first": ["--source", "track1", "--target", "div2k", *FIRST],
-    "track1-official": ["--source", "track1", "--target", "div2k", *OFFICIAL],
-    "track1-single-official": ["--source", "track1", "--target", "div2k", "--input", "single", *OFFICIAL],
-    "track1-color1": ["--source", "track1", "--target", "div2k", "--color-weight", "1", "--loss-weights-up",
-                      "1,0.005,0.01"],
-    # session 3 (README, "Colour drift"): another seed of track1; R's colour term on real LR (weights 5, 20);
-    # track1-single and track1-bicubic with track1's own recipe (cpu preset as it is, no --color-weight-up)
-    "track1-seed1": ["--source", "track1", "--target", "div2k", "--seed", "1"],
-    "track1-cu5": ["--source", "track1", "--target", "div2k", "--color-weight-up", "5"],
-    "track1-cu5-seed1": ["--source", "track1", "--target", "div2k", "--color-weight-up", "5", "--seed", "1"],
-    "track1-cu20": ["--source", "track1", "--target", "div2k", "--color-weight-up", "20"],
-    "track1-single-cpu": ["--source", "track1", "--target", "div2k", "--input", "single"],
-    "track1-single-cu5": ["--source", "track1", "--target", "div2k", "--input", "single", "--color-weight-up", "5"],
-    "track1-bicubic-cpu": ["--source", "track1", "--target", "div2k", "--degradation", "bicubic"],
+    # ablations (not shipped), session 2: the first recipe for track1, the official losses, a weaker colour term
+    "track1-first": [*T1, *FIRST],
+    "track1-official": [*T1, *OFFICIAL],
+    "track1-single-official": [*T1, "--input", "single", *OFFICIAL],
+    "track1-color1": [*T1, "--color-weight", "1", "--loss-weights-up", "1,0.005,0.01", *NO_CU],
+    # session 3: the session-2 preset (no colour term for R) again and with another seed; R's colour term at
+    # weights 5 and 20; single input and the bicubic baseline at those recipes
+    "track1-nocu": [*T1, *NO_CU],
+    "track1-seed1": [*T1, *NO_CU, "--seed", "1"],
+    "track1-cu5": [*T1, "--color-weight-up", "5"],
+    "track1-cu5-seed1": [*T1, "--color-weight-up", "5", "--seed", "1"],
+    "track1-cu20": [*T1, "--color-weight-up", "20"],
+    "track1-single-cpu": [*T1, "--input", "single", *NO_CU],
+    "track1-single-cu5": [*T1, "--input", "single", "--color-weight-up", "5"],
+    "track1-bicubic-cpu": [*T1, "--degradation", "bicubic", *NO_CU],
 }
 SHIPPED = ["track1", "track1-single", "track1-bicubic", "track2-div2k", "track2-cleanup", "track2-mixed"]
 # track1-ft (with --ft-from): R starts from pretrained weights and is held for the first seventh of the run

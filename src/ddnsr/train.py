@@ -47,11 +47,12 @@ PRESETS: dict[str, dict] = {
                   dhr_filters=64, dlr_filters=128, save_every=5 * 1024, sample_every=5 * 1024, log_every=100,
                   num_workers=4),
     # about an hour on 2 CPU cores: measured 1.0 s/step in the PSNR warm-up, 2.25 s/step after (README)
-    # and two anchors of colour that the official losses lack (README, "Colour drift"): R's L1 weight 0.2
-    # instead of 0.01, and D's colour term at weight 50
+    # and three anchors of colour that the official losses lack (README, "Colour drift"): R's L1 weight 0.2
+    # instead of 0.01, D's colour term at weight 50, and R's colour term on the real LR at weight 20
     "cpu": dict(steps=2100, psnr_warmup=700, batch_size=8, r_blocks=6, r_feat=32, r_grow=16, d_filters=32,
                 d_res_blocks=4, dhr_filters=32, dlr_filters=64, save_every=250, sample_every=250, log_every=10,
-                num_workers=1, precision="bf16", loss_weights_up=(1.0, 0.005, 0.2), color_weight=50.0),
+                num_workers=1, precision="bf16", loss_weights_up=(1.0, 0.005, 0.2), color_weight=50.0,
+                color_weight_up=20.0),
     # seconds, for tests
     "smoke": dict(steps=4, batch_size=2, r_blocks=1, r_feat=8, r_grow=4, d_filters=8, d_res_blocks=1,
                   dhr_filters=4, dlr_filters=4, save_every=2, sample_every=2, log_every=1, num_workers=0,
@@ -660,7 +661,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "code (default 0; the cpu preset: 50; see README, 'Colour drift')")
     p.add_argument("--color-weight-up", type=float,
                    help="add W x (L1 of R(real LR)'s local mean colours against the real LR's) to loss_R; not in "
-                        "the official code (default 0; see README, 'Colour drift')")
+                        "the official code (default 0; the cpu preset: 20; see README, 'Colour drift')")
     p.add_argument("--degradation", choices=("learned", "bicubic"), default="learned",
                    help="R's training input: D(y, x) (the method) or the bicubic x4 downscale of y (baseline)")
     p.add_argument("--vgg-weights", help="Keras VGG19 notop .h5 (default: $DDNSR_VGG19 or the cache)")
