@@ -13,8 +13,9 @@ from ddnsr.nets import DegradationNet, RRDBNet
 FACTS = ("training_steps", "training_data", "training_preset", "commit", "date", "license", "training_time")
 
 
-# the models of the README's results table (track1-ft: not trained yet, see the README)
-SHIPPED = ("track1", "track1-single", "track1-bicubic", "track2-div2k", "track2-cleanup", "track2-mixed")
+# the models of the README's results table
+SHIPPED = ("track1", "track1-single", "track1-bicubic", "track1-ft", "track2-div2k", "track2-cleanup",
+           "track2-mixed")
 
 
 def test_default_model_is_bundled_with_both_networks():
@@ -39,6 +40,8 @@ def test_bundled_model_loads_by_name_and_is_labelled(name):
         meta = read_metadata(bundled_models()[name][kind])
         missing = [k for k in FACTS if not meta.get(k)]
         assert not missing, f"{name} {kind}: metadata lacks {missing}"
+        if meta.get("init_r"):  # started from someone else's weights: their licence is named
+            assert "Real-ESRGAN" in meta["license"] and "BSD" in meta["license"], name
 
 
 def test_bundled_weights_budget():

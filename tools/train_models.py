@@ -48,6 +48,8 @@ MODELS: dict[str, list[str]] = {
     "track1-first": [*T1, *FIRST],
     "track1-official": [*T1, *OFFICIAL],
     "track1-single-official": [*T1, "--input", "single", *OFFICIAL],
+    "track1-single-first": [*T1, "--input", "single", *FIRST],  # the session-2 track1-single
+    "track1-bicubic-official": [*T1, "--degradation", "bicubic", *OFFICIAL],  # the session-2 track1-bicubic
     "track1-color1": [*T1, "--color-weight", "1", "--loss-weights-up", "1,0.005,0.01", *NO_CU],
     # session 3: the session-2 preset (no colour term for R) again and with another seed; R's colour term at
     # weights 5 and 20; single input and the bicubic baseline at those recipes
