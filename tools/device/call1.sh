@@ -4,8 +4,8 @@
 # (64 MiB travel per call, so the data went in two calls to the same warm machine.)
 # device call 1: stage VGG19 (fp16) and the small data sets, CUDA smoke test of every table model, benchmark
 set -u
-export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1 DDNSR_OFFLINE=1 OMP_NUM_THREADS=2
-G=/root/g; mkdir -p $G && cp -r .gpu/a/. $G/ && export DDNSR_VGG19=$G/vgg19_fp16.h5
+. tools/device/common.sh; export OMP_NUM_THREADS=2
+stage .gpu/a
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch,sys;print(sys.version.split()[0], torch.__version__, torch.cuda.get_device_name())"
 T0=$(date +%s)

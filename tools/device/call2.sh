@@ -1,9 +1,8 @@
 #!/bin/bash
 # device call 2 (on the machine call 1 warmed): train every table model at once until the deadline, pack
 set -u
-G=/root/g; test -f $G/vgg19_fp16.h5 || { echo "COLD: no $G (call 1's files are gone)"; exit 3; }
-export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1 DDNSR_OFFLINE=1 OMP_NUM_THREADS=1 DDNSR_VGG19=$G/vgg19_fp16.h5
-cp -r .gpu/b/data/. $G/data/
+. tools/device/common.sh; need vgg19_fp16.h5
+stage .gpu/b
 DL=${DL:-6}
 SPS=$(grep "bf16 + channels_last " $G/bench-cpu.txt | grep -v compile | awk "{print \$4}"); SPS=${SPS:-20}
 LS=$(python3 -c "print(max(2100, int(float('$SPS') * 0.3 * $DL * 60) // 100 * 100))")

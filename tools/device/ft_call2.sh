@@ -3,9 +3,8 @@
 # `ddnsr convert --half`, and the first part of data/clean-hr). Measures track1-ft's steps/s alone on the GPU
 # (60 steps on the small smoke target), which sets its step count in call 3.
 set -u
-G=/root/g; test -f $G/vgg19_fp16.h5 || { echo "COLD: no $G (call 1's files are gone)"; exit 3; }
-export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1 DDNSR_OFFLINE=1 OMP_NUM_THREADS=2 DDNSR_VGG19=$G/vgg19_fp16.h5
-cp -r .gpu/d/. $G/
+. tools/device/common.sh; export OMP_NUM_THREADS=2; need vgg19_fp16.h5
+stage .gpu/d
 T0=$(date +%s)
 timeout 150 python3 -m ddnsr train --preset cpu --records $G/smoke-records.json --data-root $G/data \
   --run-dir /root/probe --init-r $G/x4plus.safetensors --psnr-warmup 0 --r-start 5 --color-weight-up 5 \

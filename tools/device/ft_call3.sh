@@ -3,9 +3,8 @@
 # cpu-preset variants side by side until the deadline (DL minutes), packs float16 copies, and returns them in
 # 15 MiB parts (at most 60 MiB; any part beyond stays in /root/parts for one more call to fetch).
 set -u
-G=/root/g; test -f $G/x4plus.safetensors || { echo "COLD: no $G (call 2's files are gone)"; exit 3; }
-export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1 DDNSR_OFFLINE=1 OMP_NUM_THREADS=1 DDNSR_VGG19=$G/vgg19_fp16.h5
-cp -r .gpu/e/data/. $G/data/
+. tools/device/common.sh; need x4plus.safetensors
+stage .gpu/e
 ls $G/data/clean-hr | wc -l
 DL=${DL:-6.5}
 SPS=$(cat $G/ft-sps.txt 2>/dev/null); SPS=${SPS:-5}

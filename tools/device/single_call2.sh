@@ -2,9 +2,8 @@
 # Session 3, second machine, call 2 of 2 (carry .gpu/f: data/clean-hr): track1-single at the cpu preset as it
 # now is (R's colour term 20), fp32 (faster than bf16 autocast on the H200), stopped at the deadline if need be.
 set -u
-G=/root/g; test -f $G/vgg19_fp16.h5 || { echo "COLD: no $G (call 1's files are gone)"; exit 3; }
-export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1 DDNSR_OFFLINE=1 OMP_NUM_THREADS=4 DDNSR_VGG19=$G/vgg19_fp16.h5
-cp -r .gpu/f/data/. $G/data/
+. tools/device/common.sh; export OMP_NUM_THREADS=4; need vgg19_fp16.h5
+stage .gpu/f
 python3 tools/train_models.py --records $G/records.json --data-root $G/data --out /root/runs --parallel 1 \
   --deadline-min ${DL:-3.2} --device cuda --only track1-single --extra "--precision fp32" 2>&1 | tee $OUT/train.txt
 python3 tools/device/pack.py /root/runs /root/pack > $OUT/pack.txt 2>&1; echo "pack rc $?"
