@@ -1,6 +1,6 @@
 """The official clean-up script's interface: ``python clean_up.py -input_dir I -output_dir O``.
 
-Halves every image of I with bicubic interpolation into O (see :mod:`ddnsr.cleanup`; the same as
+Halves every image of I with bicubic interpolation into O (see :mod:`ddnsr.datasets.cleanup`; the same as
 ``ddnsr clean-up -i I -o O``).
 """
 
@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 
 try:
-    from ddnsr import cleanup
+    import ddnsr.datasets.cleanup as cleanup
 except ImportError:  # run from a checkout without installing the package
     sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))
-    from ddnsr import cleanup
+    import ddnsr.datasets.cleanup as cleanup
 
 
 def main(argv: list[str] | None = None) -> int:

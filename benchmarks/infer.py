@@ -63,7 +63,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ddnsr.infer import Upscaler
+from ddnsr.inference.upscaler import Upscaler
 from ddnsr.nets import RRDBNet
 
 CONFIGS = {
@@ -241,7 +241,7 @@ def bench_config(config: str, device: torch.device, size: int, repeats: int) -> 
         def run() -> np.ndarray:
             if batch == 1:
                 return upscaler.upscale_array(rgb)
-            from ddnsr.tiling import tiled_apply
+            from ddnsr.inference.tiling import tiled_apply
 
             source = torch.from_numpy(rgb.transpose(2, 0, 1).copy())[None]
             with torch.inference_mode():
@@ -279,8 +279,8 @@ def bench_config(config: str, device: torch.device, size: int, repeats: int) -> 
 
 def big_run(model: str, size: tuple[int, int], threads: int | None) -> None:
     """``ddnsr upscale`` on a generated big PNG in a child process; peak RSS against output + 1.5 GB."""
-    from ddnsr import io as dio
-    from ddnsr.modelfile import save_model
+    import ddnsr.imageio as dio
+    from ddnsr.formats.modelfile import save_model
 
     width, height = size
     with tempfile.TemporaryDirectory(prefix="ddnsr-bench-") as tmp:

@@ -18,8 +18,8 @@ import time
 
 import torch
 
-from ddnsr.losses import LossConfig, apply_gradients, step_gradients
-from ddnsr.train import TrainConfig, build_networks, make_optimisers
+from ddnsr.training.loop import TrainConfig, build_networks, make_optimisers
+from ddnsr.training.losses import LossConfig, apply_gradients, step_gradients
 
 
 def bench(cfg: TrainConfig, device: torch.device, *, dtype, channels_last: bool, compile_: bool,

@@ -25,7 +25,7 @@ def need(path: Path) -> Path:
 @pytest.fixture(scope="session")
 def vgg19_path() -> Path:
     """The Keras VGG19 notop file: $DDNSR_VGG19, else the cache; skipped with the reason if absent."""
-    from ddnsr.weights import VGG19_KERAS, cache_dir
+    from ddnsr.datasets.pretrained import VGG19_KERAS, cache_dir
 
     env = os.environ.get("DDNSR_VGG19")
     path = Path(env) if env else cache_dir() / VGG19_KERAS.filename

@@ -6,8 +6,8 @@ import pytest
 from PIL import Image
 
 from ddnsr.cli import main
-from ddnsr.infer import DEFAULT_MODEL
-from ddnsr.modelfile import BUNDLED_DIR, bundled_models, load_model, read_metadata
+from ddnsr.formats.modelfile import BUNDLED_DIR, bundled_models, load_model, read_metadata
+from ddnsr.inference.upscaler import DEFAULT_MODEL
 from ddnsr.nets import DegradationNet, RRDBNet
 
 FACTS = ("training_steps", "training_data", "training_preset", "commit", "date", "license", "training_time")

@@ -1,4 +1,4 @@
-"""Tests of ddnsr.cleanup: the OpenCV-equivalent bicubic x0.5, the folder clean-up and its commands."""
+"""Tests of ddnsr.datasets.cleanup: the OpenCV-equivalent bicubic x0.5, the folder clean-up and its commands."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pytest
 import torch
 from PIL import Image
 
-from ddnsr.cleanup import bicubic_half, clean_up, clean_up_array, half_size, register
-from ddnsr.data import DataError, DataWarning, load_rgb8
+from ddnsr.datasets.cleanup import bicubic_half, clean_up, clean_up_array, half_size, register
+from ddnsr.training.data import DataError, DataWarning, load_rgb8
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("DDNSR_SHARED", REPO.parent / "shared")) / "data"

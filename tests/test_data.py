@@ -1,4 +1,4 @@
-"""Tests of ddnsr.data: records, image checks, conversions, the crop stream, resume and sharding."""
+"""Tests of ddnsr.training.data: records, image checks, conversions, the crop stream, resume and sharding."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from ddnsr.data import (
+from ddnsr.training.data import (
     BUFFER_BLOCK,
     OFFICIAL_RECORDS,
     CropStream,

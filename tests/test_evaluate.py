@@ -1,4 +1,4 @@
-"""Tests of ``ddnsr evaluate`` (ddnsr.evaluate) and its helpers (ddnsr.report).
+"""Tests of ``ddnsr evaluate`` (ddnsr.evaluation.scoring) and its helpers (ddnsr.evaluation.report).
 
 A tiny paired set is made in a temporary folder: five valid HR/LR pairs (192x192 HR, so that NIQE has
 four 96x96 patches, and their 4x4 box-average LR), an LR image without HR, an HR image without LR, a
@@ -22,9 +22,9 @@ import torch
 from PIL import Image
 
 from ddnsr import cli
-from ddnsr.evaluate import bicubic_upscale, evaluate, lpips_backbone
-from ddnsr.io import write_image
-from ddnsr.report import markdown_table, pair_files, pair_key, reference_indices, texture_window
+from ddnsr.evaluation.report import markdown_table, pair_files, pair_key, reference_indices, texture_window
+from ddnsr.evaluation.scoring import bicubic_upscale, evaluate, lpips_backbone
+from ddnsr.imageio import write_image
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 VALID = SHARED / "data" / "track1-valid"
@@ -81,7 +81,7 @@ def _make_set(root: Path) -> tuple[Path, Path]:
 
 
 def _tiny_models(root: Path) -> tuple[Path, Path, Path]:
-    from ddnsr.modelfile import save_model
+    from ddnsr.formats.modelfile import save_model
     from ddnsr.nets import DegradationNet, RRDBNet
 
     torch.manual_seed(0)
@@ -118,7 +118,7 @@ def _table(md: str, heading: str) -> tuple[list[str], dict[str, list[str]]]:
 
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory):
-    pytest.importorskip("ddnsr.infer", reason="ddnsr.infer (Upscaler, Degrader) is not available")
+    pytest.importorskip("ddnsr.inference.upscaler")
     root = tmp_path_factory.mktemp("evaluate")
     lr_dir, hr_dir = _make_set(root)
     a, b, d = _tiny_models(root)

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from conftest import GOLDEN, need
-from ddnsr.keras_h5 import keras_trainable_order, load_keras_model
-from ddnsr.losses import LossConfig, Networks, detach_losses, step_gradients
+from ddnsr.formats.keras_h5 import keras_trainable_order, load_keras_model
 from ddnsr.nets import DegradationNet, VGG19Features
+from ddnsr.training.losses import LossConfig, Networks, detach_losses, step_gradients
 
 
 def nchw(a: np.ndarray) -> torch.Tensor:
@@ -148,7 +148,7 @@ def test_loss_scale_leaves_gradients_unchanged(official, vgg, golden):
 
 def test_colour_term_is_zero_for_a_colour_keeping_degradation():
     """color_distance compares local mean colours: a box-filter x4 downscale has none, a shift has it all."""
-    from ddnsr.losses import bicubic_down, color_distance
+    from ddnsr.training.losses import bicubic_down, color_distance
 
     y = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     pooled = torch.nn.functional.avg_pool2d(y, 4)
@@ -160,7 +160,7 @@ def test_colour_term_is_zero_for_a_colour_keeping_degradation():
 def test_r_colour_term_moves_r_only(official, vgg, golden):
     """--color-weight-up adds w x color_up to loss_R: R's gradient gains exactly that term's gradient
     (through R(x), not through D), and the gradients of D and the discriminators do not change."""
-    from ddnsr.losses import color_distance
+    from ddnsr.training.losses import color_distance
 
     x, y = nchw(golden["x"]), nchw(golden["y"])
     nets = Networks(R=official["R"], D=official["D"], Dhr=official["Dhr"], Dlr=official["Dlr"], vgg=vgg)

@@ -1,4 +1,4 @@
-"""ddnsr.infer: Upscaler and Degrader on arrays and PIL images, with tiny random networks."""
+"""ddnsr.inference.upscaler: Upscaler and Degrader on arrays and PIL images, with tiny random networks."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
-from ddnsr import Degrader, Upscaler, infer
-from ddnsr import io as dio
-from ddnsr.infer import DEFAULT_MODEL, crop_to_multiple, reference_crop, write_planes
-from ddnsr.modelfile import save_model
+import ddnsr.imageio.core as dio
+import ddnsr.inference.upscaler as infer
+from ddnsr import Degrader, Upscaler
+from ddnsr.formats.modelfile import save_model
+from ddnsr.inference.upscaler import DEFAULT_MODEL, crop_to_multiple, reference_crop, write_planes
 from ddnsr.nets import DegradationNet, RRDBNet
 
 torch.set_num_threads(1)

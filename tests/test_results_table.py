@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ddnsr.modelfile import save_model
+from ddnsr.formats.modelfile import save_model
 from ddnsr.nets import DegradationNet, RRDBNet
 
 REPO = Path(__file__).resolve().parents[1]

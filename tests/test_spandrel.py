@@ -89,7 +89,7 @@ def ensure_venv() -> tuple[Path, str]:
 @pytest.mark.slow
 def test_spandrel_loads_ddnsr_reconstruction_weights(tmp_path: Path) -> None:
     from ddnsr import Upscaler
-    from ddnsr.modelfile import load_model, save_model
+    from ddnsr.formats.modelfile import load_model, save_model
     from ddnsr.nets import RRDBNet
 
     try:

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from ddnsr.tiling import as_ratio, auto_tile, tile_grid, tiled_apply
+from ddnsr.inference.tiling import as_ratio, auto_tile, tile_grid, tiled_apply
 
 # Receptive-field radius, in input pixels, of the networks below:
 #   upscaler: four 3x3 convolutions at LR (4 px) + one 3x3 convolution at HR (1 HR px, < 1 LR px) -> 5;

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from conftest import DATA, need
-from ddnsr.modelfile import load_model, read_metadata
-from ddnsr.train import TrainConfig, build_networks, config_differences
+from ddnsr.formats.modelfile import load_model, read_metadata
+from ddnsr.training.loop import TrainConfig, build_networks, config_differences
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "DDNSR_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import DATA, need
-from ddnsr.train import add_arguments, config_from_args, loss_config
+from ddnsr.training.loop import add_arguments, config_from_args, loss_config
 
 REPO = Path(__file__).resolve().parents[1]
 TOOL = REPO / "tools" / "train_models.py"
@@ -69,7 +69,7 @@ def test_parallel_runs_and_the_deadline(tmp_path, vgg19_path):
     info = json.loads((tmp_path / "b" / "summary.json").read_text())["track1"]
     assert not info["finished"] and info["returncode"] == "killed at the deadline"
     assert info["exported_at_step"] >= 1 and info["files"] == ["degradation.safetensors", "reconstruction.safetensors"]
-    from ddnsr.modelfile import read_metadata
+    from ddnsr.formats.modelfile import read_metadata
 
     meta = read_metadata(tmp_path / "b" / "track1" / "reconstruction.safetensors")
     assert meta["training_steps"] == str(info["exported_at_step"])

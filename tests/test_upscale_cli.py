@@ -17,9 +17,9 @@ import pytest
 import torch
 from PIL import Image, ImageCms
 
-from ddnsr import io as dio
+import ddnsr.imageio.core as dio
 from ddnsr.cli import main
-from ddnsr.modelfile import save_model
+from ddnsr.formats.modelfile import save_model
 from ddnsr.nets import DegradationNet, RRDBNet
 
 torch.set_num_threads(1)
@@ -164,7 +164,7 @@ def test_real_esrgan_pth_model(tmp_path: Path, capsys, models) -> None:
 
 
 def test_model_errors_are_one_line(tmp_path: Path, capsys, models, monkeypatch) -> None:
-    from ddnsr import infer
+    import ddnsr.inference.upscaler as infer
 
     Image.fromarray(rgb8(5, 5)).save(tmp_path / "a.png")
     monkeypatch.setattr(infer, "bundled_models", lambda: {})
@@ -304,7 +304,7 @@ def test_rerun_skips_existing_outputs_and_overwrite_redoes_them(tmp_path: Path, 
     src.mkdir()
     for i, name in enumerate(("a", "b", "c")):
         Image.fromarray(rgb8(6, 6, i)).save(src / f"{name}.png")
-    from ddnsr import infer
+    import ddnsr.inference.upscaler as infer
 
     real_write = infer.write_planes
     calls: list[str] = []

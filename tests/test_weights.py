@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from ddnsr.datasets.pretrained import VGG19_KERAS, ChecksumError, DownloadError, RemoteFile, download, resolve
 from ddnsr.nets import VGG19Features
-from ddnsr.weights import VGG19_KERAS, ChecksumError, DownloadError, RemoteFile, download, resolve
 
 PAYLOAD = bytes(range(256)) * 400  # 102,400 bytes
 

@@ -15,7 +15,7 @@ import argparse
 import csv
 from pathlib import Path
 
-from ddnsr.modelfile import BUNDLED_DIR, read_metadata, save_half
+from ddnsr.formats.modelfile import BUNDLED_DIR, read_metadata, save_half
 
 DATA_LICENCE = ("weights trained on research data sets (RealSR v3, BSD100, Urban100; non-commercial research "
                 "use); code MIT")

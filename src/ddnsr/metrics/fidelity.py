@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .noise import noise_sigma
-from .psnr_ssim import psnr, ssim
+from ddnsr.metrics.noise import noise_sigma
+from ddnsr.metrics.psnr_ssim import psnr, ssim
 
 __all__ = ["degradation_fidelity"]
 

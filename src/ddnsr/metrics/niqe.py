@@ -32,8 +32,8 @@ import numpy as np
 from scipy.ndimage import correlate
 from scipy.special import gamma as gamma_fn
 
-from .color import check_image, matlab_round_half_away, to_gray, to_y
-from .imresize import imresize
+from ddnsr.metrics.color import check_image, matlab_round_half_away, to_gray, to_y
+from ddnsr.metrics.imresize import imresize
 
 __all__ = ["aggd_fit", "mscn", "niqe", "niqe_features", "pristine_model"]
 

@@ -20,7 +20,7 @@ import math
 import numpy as np
 from scipy.signal import convolve2d
 
-from .color import check_image, to_gray
+from ddnsr.metrics.color import check_image, to_gray
 
 __all__ = ["IMMERKAER_MASK", "noise_sigma"]
 

@@ -11,7 +11,7 @@
 
 The backbones are defined here in plain PyTorch (torchvision is not a dependency) with torchvision's
 state-dict keys (``features.0.weight``, ...), so torchvision's own checkpoints load unchanged. They are
-found through :func:`ddnsr.weights.resolve` (argument, ``DDNSR_ALEXNET`` / ``DDNSR_VGG16``, the cache,
+found through :func:`ddnsr.datasets.pretrained.resolve` (argument, ``DDNSR_ALEXNET`` / ``DDNSR_VGG16``, the cache,
 or a checksum-checked download from the PyTorch server) when first needed, not when constructed.
 """
 
@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..weights import ALEXNET_TORCHVISION, RemoteFile, resolve
-from .color import check_image, to_unit
+from ddnsr.datasets.pretrained import ALEXNET_TORCHVISION, RemoteFile, resolve
+from ddnsr.metrics.color import check_image, to_unit
 
 __all__ = [
     "LPIPS",

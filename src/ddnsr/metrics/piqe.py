@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import correlate
 
-from .color import check_image, matlab_round_half_away, to_gray
+from ddnsr.metrics.color import check_image, matlab_round_half_away, to_gray
 
 __all__ = ["piqe", "piqe_maps"]
 

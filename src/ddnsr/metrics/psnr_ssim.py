@@ -18,7 +18,7 @@ import math
 import numpy as np
 from skimage.metrics import structural_similarity
 
-from .color import check_image, to_channel
+from ddnsr.metrics.color import check_image, to_channel
 
 __all__ = ["psnr", "ssim"]
 

@@ -1,9 +1,9 @@
 """The networks of DDNSR, in plain PyTorch: R (RRDBNet), D (DegradationNet), the discriminators, VGG19."""
 
-from .degradation import DegradationNet
-from .discriminators import PatchGANDiscriminator, VGGStyleDiscriminator
-from .rrdbnet import RRDBNet
-from .vgg import VGG19_LAYERS, VGG19Features
+from ddnsr.nets.degradation import DegradationNet
+from ddnsr.nets.discriminators import PatchGANDiscriminator, VGGStyleDiscriminator
+from ddnsr.nets.rrdbnet import RRDBNet
+from ddnsr.nets.vgg import VGG19_LAYERS, VGG19Features
 
 __all__ = [
     "DegradationNet",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .common import Conv2dSame, conv3, initialise, lrelu
+from ddnsr.nets.common import Conv2dSame, conv3, initialise, lrelu
 
 
 class ResBlock(nn.Module):

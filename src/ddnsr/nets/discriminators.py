@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .common import Conv2dSame, KerasBatchNorm2d, conv3, initialise, lrelu
+from ddnsr.nets.common import Conv2dSame, KerasBatchNorm2d, conv3, initialise, lrelu
 
 
 class ConvBNAct(nn.Module):

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import conv3, init_esrgan, init_keras, lrelu
+from ddnsr.nets.common import conv3, init_esrgan, init_keras, lrelu
 
 
 class ResidualDenseBlock(nn.Module):

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..weights import VGG19_KERAS, resolve
+from ddnsr.datasets.pretrained import VGG19_KERAS, resolve
 
 # (block, number of convs, channels)
 VGG19_BLOCKS = ((1, 2, 64), (2, 2, 128), (3, 4, 256), (4, 4, 512), (5, 4, 512))

@@ -1,6 +1,6 @@
 """Float16 copies of every run's networks (same metadata) + logs, into one folder; fp16-vs-fp32 check.
 
-    python tools/device/pack.py RUNS_DIR OUT_DIR     (what tools/device/call2.sh runs on the device)
+    python docs/device-records/pack.py RUNS_DIR OUT_DIR     (what docs/device-records/call2.sh runs on the device)
 """
 
 import json
@@ -8,7 +8,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from ddnsr.modelfile import save_half
+from ddnsr.formats.modelfile import save_half
 
 runs, dst = Path(sys.argv[1]), Path(sys.argv[2])
 dst.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .nets import DegradationNet, PatchGANDiscriminator, RRDBNet, VGGStyleDiscriminator
+from ddnsr.nets import DegradationNet, PatchGANDiscriminator, RRDBNet, VGGStyleDiscriminator
 
 
 class KerasFileError(ValueError):

@@ -12,12 +12,12 @@ import sys
 
 # modules that provide ``register(subparsers)``; each adds its sub-command(s)
 COMMAND_MODULES = (
-    "ddnsr.commands",
-    "ddnsr.upscale_cli",
-    "ddnsr.train",
-    "ddnsr.evaluate",
-    "ddnsr.cleanup",
-    "ddnsr.ntire2020",
+    "ddnsr.cli.info",
+    "ddnsr.cli.upscale",
+    "ddnsr.training.loop",
+    "ddnsr.evaluation.scoring",
+    "ddnsr.datasets.cleanup",
+    "ddnsr.datasets.ntire2020",
 )
 
 
@@ -26,7 +26,7 @@ class UserError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from ddnsr import __version__
 
     parser = argparse.ArgumentParser(
         prog="ddnsr",

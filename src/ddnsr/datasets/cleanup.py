@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from ddnsr.data import DataError, DataWarning, list_images, load_rgb8
+from ddnsr.training.data import DataError, DataWarning, list_images, load_rgb8
 
 __all__ = ["CleanupReport", "bicubic_half", "clean_up", "clean_up_array", "half_size", "register", "run"]
 
@@ -111,7 +111,7 @@ def clean_up(
     """Halve every image of ``input_dir`` (bicubic, see the module docstring) into ``output_dir/<stem>.png``.
 
     Files without an image extension are ignored; unreadable images are skipped with one
-    :class:`~ddnsr.data.DataWarning` each. ``skip_existing`` keeps outputs already written (each one is
+    :class:`~ddnsr.training.data.DataWarning` each. ``skip_existing`` keeps outputs already written (each one is
     complete: they are renamed into place), so an interrupted run can be resumed.
     """
     src, dst = Path(input_dir), Path(output_dir)

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .nets import VGG19Features
+from ddnsr.nets import VGG19Features
 
 MODES = ("esrgan", "psnr")
 GAN_TYPES = ("ragan", "gan")

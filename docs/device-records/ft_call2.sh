@@ -3,7 +3,7 @@
 # `ddnsr convert --half`, and the first part of data/clean-hr). Measures track1-ft's steps/s alone on the GPU
 # (60 steps on the small smoke target), which sets its step count in call 3.
 set -u
-. tools/device/common.sh; export OMP_NUM_THREADS=2; need vgg19_fp16.h5
+. docs/device-records/common.sh; export OMP_NUM_THREADS=2; need vgg19_fp16.h5
 stage .gpu/d
 T0=$(date +%s)
 timeout 150 python3 -m ddnsr train --preset cpu --records $G/smoke-records.json --data-root $G/data \

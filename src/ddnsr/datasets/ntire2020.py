@@ -2,7 +2,7 @@
 
 Downloads the five archives of the original DDNSR README (:data:`ARCHIVES`, the one table of URLs;
 ``--base-url`` replaces their common location, for mirrors and tests), unpacks each into its
-records folder under DIR, then makes the cleaned-up Track 2 target with :func:`ddnsr.cleanup.clean_up`.
+records folder under DIR, then makes the cleaned-up Track 2 target with :func:`ddnsr.datasets.cleanup.clean_up`.
 
 * Resume: bytes go to ``<archive>.zip.part``; a later run asks the server for the rest (HTTP Range)
   and appends; a server that ignores Range sends the whole file again. A transfer is accepted only
@@ -33,9 +33,9 @@ from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
-from ddnsr.cleanup import clean_up
-from ddnsr.data import OFFICIAL_RECORDS, DataError, load_records
-from ddnsr.weights import DownloadError, offline
+from ddnsr.datasets.cleanup import clean_up
+from ddnsr.datasets.pretrained import DownloadError, offline
+from ddnsr.training.data import OFFICIAL_RECORDS, DataError, load_records
 
 __all__ = ["ARCHIVES", "Archive", "DownloadError", "download", "fetch_ntire2020", "register", "run", "unpack"]
 
@@ -141,7 +141,7 @@ def download(
 ) -> Path:
     """Download ``url`` to ``dest`` through ``dest.part``, resuming a partial file; return ``dest``.
 
-    Raises :class:`~ddnsr.weights.DownloadError` (one line) when the transfer stays short after
+    Raises :class:`~ddnsr.datasets.pretrained.DownloadError` (one line) when the transfer stays short after
     ``retries`` further attempts (the ``.part`` is kept for the next run), or on an HTTP error.
     """
     dest = Path(dest)
@@ -256,7 +256,7 @@ def fetch_ntire2020(
 ) -> dict[str, Path]:
     """Download, unpack and clean up the NTIRE 2020 RWSR data under ``root``; return name -> folder.
 
-    ``records``: the layout (a dict or a records.json; default :data:`~ddnsr.data.OFFICIAL_RECORDS`, the
+    ``records``: the layout (a dict or a records.json; default :data:`~ddnsr.training.data.OFFICIAL_RECORDS`, the
     repository's records.json). ``only``: archive names to fetch (default all five). The clean-up target
     (``track2-target-cleanup``) is made from the ``track2-source`` folder whenever that one exists.
     """

@@ -3,7 +3,7 @@
 # cpu-preset variants side by side until the deadline (DL minutes), packs float16 copies, and returns them in
 # 15 MiB parts (at most 60 MiB; any part beyond stays in /root/parts for one more call to fetch).
 set -u
-. tools/device/common.sh; need x4plus.safetensors
+. docs/device-records/common.sh; need x4plus.safetensors
 stage .gpu/e
 ls $G/data/clean-hr | wc -l
 DL=${DL:-6.5}
@@ -14,7 +14,7 @@ python3 tools/train_models.py --records $G/records.json --data-root $G/data --ou
   --deadline-min $DL --device cuda --ft-from $G/x4plus.safetensors --ft-steps $FT \
   --only track1-ft,track1-seed1,track1-cu5,track1-cu5-seed1,track1-cu20,track1-single-cpu,track1-single-cu5,track1-bicubic-cpu \
   2>&1 | tee $OUT/train.txt | grep -v '^ '
-python3 tools/device/pack.py /root/runs /root/pack > $OUT/pack.txt 2>&1; echo "pack rc $?"
+python3 docs/device-records/pack.py /root/runs /root/pack > $OUT/pack.txt 2>&1; echo "pack rc $?"
 cp /root/runs/*.log /root/runs/summary.json /root/pack/
 find /root/pack -name last-sample.png ! -path '*track1-ft*' -delete
 mkdir -p /root/parts && cd /root && tar cf pack.tar pack && split -b 15M pack.tar /root/parts/pack.tar.part-

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from .weights import ALEXNET_TORCHVISION, VGG19_KERAS, cache_dir, offline
+from ddnsr.datasets.pretrained import ALEXNET_TORCHVISION, VGG19_KERAS, cache_dir, offline
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,10 +25,10 @@ def _count(module) -> int:
 def run_info(args: argparse.Namespace) -> int:
     import torch
 
-    from . import __version__
-    from .infer import DEFAULT_MODEL
-    from .modelfile import BUNDLED_DIR, bundled_models, read_metadata
-    from .nets import DegradationNet, PatchGANDiscriminator, RRDBNet, VGGStyleDiscriminator
+    from ddnsr import __version__
+    from ddnsr.formats.modelfile import BUNDLED_DIR, bundled_models, read_metadata
+    from ddnsr.inference.upscaler import DEFAULT_MODEL
+    from ddnsr.nets import DegradationNet, PatchGANDiscriminator, RRDBNet, VGGStyleDiscriminator
 
     print(f"ddnsr {__version__}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
           f"CUDA {'yes: ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no'}")
@@ -60,7 +60,7 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    from .modelfile import convert, load_model, read_metadata
+    from ddnsr.formats.modelfile import convert, load_model, read_metadata
 
     out = convert(args.input, args.output, half=args.half)
     model = load_model(out)

@@ -6,11 +6,11 @@
     up = Upscaler.load("track1")          # a bundled name, a .safetensors from ``ddnsr train``, or ESRGAN weights
     sr = up(image)                        # PIL image or NumPy array in, the same type back, 4x the size
 
-Images of any size run tile by tile (:func:`ddnsr.tiling.tiled_apply`) in bounded memory: the input is
+Images of any size run tile by tile (:func:`ddnsr.inference.tiling.tiled_apply`) in bounded memory: the input is
 kept as one float32 array, each tile's output is clipped, rounded to the output's integer type and
 written straight into one preallocated output array, so a big image never exists as a float32 output.
 The tiled result equals the whole-image one up to float rounding (and, where the network reaches further
-than the tile overlap, a difference well below 1/255; see :mod:`ddnsr.tiling`).
+than the tile overlap, a difference well below 1/255; see :mod:`ddnsr.inference.tiling`).
 
 Defaults and why (measured by ``benchmarks/infer.py``; numbers in its docstring):
 
@@ -22,7 +22,7 @@ Defaults and why (measured by ``benchmarks/infer.py``; numbers in its docstring)
 * the fast path is always on: ``torch.inference_mode()``, the network and each tile in
   ``channels_last`` memory format (same result within float rounding, markedly faster with oneDNN on
   the CPU), one tile at a time (batching equal tiles gave no gain on the CPU and multiplies memory).
-* ``tile=None``: :func:`ddnsr.tiling.auto_tile` with a per-pixel estimate scaled to the network's width
+* ``tile=None``: :func:`ddnsr.inference.tiling.auto_tile` with a per-pixel estimate scaled to the network's width
   and, on the CPU, a budget that leaves room for the input and output arrays (see :func:`_cpu_budget`),
   so that a 4000x3000 photo stays within its 8-bit output plus 1.5 GB. ``tile=0``: whole image.
 * ``threads``: ``torch.set_num_threads`` (process-wide), left alone when None.
@@ -31,9 +31,9 @@ Thread safety: one instance may be called from several threads at once; the netw
 by a lock held only around it, everything else is per-call state.
 
 Colour handling shared with the command line: gray images go through the network as three equal
-channels and come back as their BT.601 luma (as :func:`ddnsr.io.write_image` reduces them); alpha is
+channels and come back as their BT.601 luma (as :func:`ddnsr.imageio.write_image` reduces them); alpha is
 kept (transparent colour is bled from the nearest visible pixel first, the alpha plane is resized with
-bicubic interpolation, see :mod:`ddnsr.io`).
+bicubic interpolation, see :mod:`ddnsr.imageio`).
 """
 
 from __future__ import annotations
@@ -51,10 +51,12 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from . import io as dio
-from .modelfile import bundled_models, load_model
-from .nets import DegradationNet, RRDBNet
-from .tiling import DEFAULT_BYTES_PER_PIXEL, DEFAULT_OVERLAP, auto_tile, tiled_apply
+import ddnsr.imageio.core as dio
+from ddnsr.formats.modelfile import bundled_models, load_model
+from ddnsr.inference.device import DEVICES, PRECISIONS, resolve_device, set_threads
+from ddnsr.inference.device import autocast_dtype as _autocast_dtype
+from ddnsr.inference.tiling import DEFAULT_BYTES_PER_PIXEL, DEFAULT_OVERLAP, auto_tile, tiled_apply
+from ddnsr.nets import DegradationNet, RRDBNet
 
 __all__ = [
     "DEFAULT_DEGRADE_OVERLAP",
@@ -74,8 +76,6 @@ __all__ = [
 #: and ``<name>-degradation.safetensors``).
 DEFAULT_MODEL = "track1"
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("fp32", "bf16", "fp16")
 
 #: HR pixels of context around each degradation tile (16 LR pixels): D's reach is wider than the
 #: upscaler's per input pixel, and D is cheap.
@@ -98,58 +98,6 @@ Progress = Callable[[int, int], None]
 
 
 # --------------------------------------------------------------------------------------------- settings
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> CUDA if available, else MPS if available, else CPU; others are checked to exist.
-
-    Raises:
-        ValueError: an unknown name, or a device this machine does not have.
-    """
-    if isinstance(device, torch.device):
-        name = device.type
-    else:
-        name = str(device).lower()
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if _mps_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    kind = name.split(":")[0]
-    if kind not in DEVICES:
-        raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device cuda: CUDA is not available on this machine (use --device cpu or auto)")
-    if kind == "mps" and not _mps_available():
-        raise ValueError("device mps: Apple MPS is not available on this machine (use --device cpu or auto)")
-    return torch.device(device if isinstance(device, torch.device) else name)
-
-
-def _mps_available() -> bool:
-    backend = getattr(torch.backends, "mps", None)
-    return bool(backend is not None and backend.is_available())
-
-
-def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """None for fp32, else the autocast dtype; fp16 on the CPU is refused (documented choice)."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if precision == "fp32":
-        return None
-    if precision == "fp16":
-        if device.type == "cpu":
-            raise ValueError("precision fp16 is not supported on the CPU (use bf16 or fp32)")
-        return torch.float16
-    return torch.bfloat16
-
-
-def _set_threads(threads: int | None) -> None:
-    if threads is None:
-        return
-    if int(threads) < 1:
-        raise ValueError(f"threads must be at least 1, got {threads}")
-    torch.set_num_threads(int(threads))
 
 
 def _cpu_budget(input_pixels: int) -> int:
@@ -439,7 +387,7 @@ class _TiledNetwork:
     def load(cls, model: str | os.PathLike | nn.Module = DEFAULT_MODEL, *, device: str | torch.device = "auto",
              precision: str = "fp32", tile: int | None = None, threads: int | None = None,
              overlap: int | None = None):
-        """Load the network from a bundled name, a model file (see :func:`ddnsr.modelfile.load_model`) or a module.
+        """Load the network from a bundled name, a model file (see :func:`ddnsr.formats.modelfile.load_model`) or a module.
 
         Args:
             model: bundled name (default :data:`DEFAULT_MODEL`; its R for :class:`Upscaler`, its D for
@@ -456,7 +404,7 @@ class _TiledNetwork:
         """
         dev = resolve_device(device)
         _autocast_dtype(precision, dev)  # fail before loading
-        _set_threads(threads)
+        set_threads(threads)
         net, name = _load_network(model, cls._kind)
         return cls(net, device=dev, precision=precision, tile=tile,
                    overlap=cls._default_overlap if overlap is None else overlap, name=name)
@@ -495,7 +443,7 @@ class Upscaler(_TiledNetwork):
         """Upscale decoded planes into a new 4Hx4WxC array of ``dtype`` (the command line's path).
 
         Args:
-            rgb: HxWx3 float32 in [0, 1] (as :func:`ddnsr.io.read_image` gives).
+            rgb: HxWx3 float32 in [0, 1] (as :func:`ddnsr.imageio.read_image` gives).
             alpha: HxW float32 in [0, 1] or None; transparent colour is bled before the network.
             gray: reduce the output to BT.601 luma (``channels`` then 1 by default, or 3 repeated).
             channels: colour channels of the output (default 1 if gray else 3).
@@ -671,9 +619,9 @@ def write_planes(path: str | os.PathLike, data: np.ndarray, *, icc_profile: byte
                  quality: int = 95) -> Path:
     """Write an already quantized HxWxC array (uint8, or uint16 for PNG / TIFF) atomically.
 
-    C: 1 gray, 2 gray + alpha, 3 RGB, 4 RGBA. Unlike :func:`ddnsr.io.write_image` nothing is converted
+    C: 1 gray, 2 gray + alpha, 3 RGB, 4 RGBA. Unlike :func:`ddnsr.imageio.write_image` nothing is converted
     to float on the way (a 16000x12000 RGB output stays 576 MB). Formats without alpha (JPEG, BMP) get
-    the image composited on white, row block by row block, with an :class:`ddnsr.io.ImageWarning`; WebP
+    the image composited on white, row block by row block, with an :class:`ddnsr.imageio.ImageWarning`; WebP
     has no gray mode (gray is written as RGB). The ICC profile follows the rules of ``write_image``.
 
     Raises:

@@ -1,9 +1,9 @@
 """``ddnsr evaluate``: score x4 SR models (and bicubic) on a folder of LR images, with or without HR.
 
-For every LR image (paired with its HR image by name, see :mod:`ddnsr.report`) each method makes a
+For every LR image (paired with its HR image by name, see :mod:`ddnsr.evaluation.report`) each method makes a
 x4 result: **bicubic** (MATLAB ``imresize(lr, 4)``, Keys cubic a = -0.5, through
 :func:`ddnsr.metrics.imresize`, which reproduces MATLAB's sample positions and border handling; PIL's
-BICUBIC differs at the borders) and each model (through :class:`ddnsr.infer.Upscaler`). Then:
+BICUBIC differs at the borders) and each model (through :class:`ddnsr.inference.upscaler.Upscaler`). Then:
 
 * with HR: PSNR-Y and SSIM-Y (BT.601 Y as MATLAB ``rgb2ycbcr``, 4-pixel border cropped: the
   NTIRE / BasicSR convention), LPIPS (AlexNet v0.1, whole image) when the AlexNet backbone is present
@@ -18,7 +18,7 @@ images (a value that could not be computed, e.g. NIQE of an image with fewer tha
 left out and the report says so).
 
 ``--degrader D`` adds the degradation-fidelity table: for each pair ``i``, ``D(HR_i, reference)`` with
-the LR image of another pair of the same camera as reference (:func:`ddnsr.report.reference_indices`),
+the LR image of another pair of the same camera as reference (:func:`ddnsr.evaluation.report.reference_indices`),
 against the real ``LR_i`` (:func:`ddnsr.metrics.degradation_fidelity`: PSNR-Y, SSIM-Y with no crop,
 Immerkær noise sigma of both). The baseline is MATLAB ``imresize(hr, 1/4)`` (bicubic, antialiased).
 
@@ -47,9 +47,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from .io import ImageError, list_images, read_image, write_image
-from .metrics import degradation_fidelity, imresize, niqe, piqe, psnr, ssim
-from .report import (
+from ddnsr.evaluation.report import (
     atomic_write_text,
     crop_panel,
     escape_cell,
@@ -60,6 +58,8 @@ from .report import (
     texture_window,
     to_uint8,
 )
+from ddnsr.imageio import ImageError, list_images, read_image, write_image
+from ddnsr.metrics import degradation_fidelity, imresize, niqe, piqe, psnr, ssim
 
 __all__ = ["bicubic_downscale", "bicubic_upscale", "evaluate", "lpips_backbone", "register", "run"]
 
@@ -127,7 +127,7 @@ def lpips_backbone() -> tuple[Path | None, str]:
 
     Returns ``(path, "")`` or ``(None, one-line reason)``.
     """
-    from .weights import ALEXNET_TORCHVISION, cache_dir
+    from ddnsr.datasets.pretrained import ALEXNET_TORCHVISION, cache_dir
 
     spec = ALEXNET_TORCHVISION
     env = os.environ.get(spec.env_var)
@@ -168,9 +168,9 @@ def _load_upscaler(spec: Any, device: str, precision: str, tile: int | None) -> 
     if hasattr(spec, "upscale_array"):
         return spec.upscale_array
     try:
-        from .infer import Upscaler
+        from ddnsr.inference.upscaler import Upscaler
     except ImportError as exc:
-        raise ValueError(f"cannot run models: ddnsr.infer is not available ({exc})") from exc
+        raise ValueError(f"cannot run models: ddnsr.inference.upscaler is not available ({exc})") from exc
     return Upscaler.load(spec, device=device, precision=precision, tile=tile).upscale_array
 
 
@@ -178,9 +178,9 @@ def _load_degrader(spec: Any, device: str, precision: str) -> Callable[..., np.n
     if hasattr(spec, "degrade_array"):
         return spec.degrade_array
     try:
-        from .infer import Degrader
+        from ddnsr.inference.upscaler import Degrader
     except ImportError as exc:
-        raise ValueError(f"cannot run degradation models: ddnsr.infer is not available ({exc})") from exc
+        raise ValueError(f"cannot run degradation models: ddnsr.inference.upscaler is not available ({exc})") from exc
     return Degrader.load(spec, device=device, precision=precision).degrade_array
 
 
@@ -303,7 +303,7 @@ def evaluate(
     """Evaluate bicubic and ``models`` on ``lr_dir`` (against ``hr_dir`` when given); see the module doc.
 
     Args:
-        models: bundled model names or model files (loaded with :class:`ddnsr.infer.Upscaler`), or
+        models: bundled model names or model files (loaded with :class:`ddnsr.inference.upscaler.Upscaler`), or
             ready objects with ``upscale_array(rgb) -> rgb``; may be empty (bicubic only).
         lr_dir, hr_dir: folders of LR images and of their HR partners (paired by name).
         degraders: D models (names, files, or objects with ``degrade_array(hr, ref, seed=)``); needs HR.
@@ -380,7 +380,7 @@ def evaluate(
             if backbone is None:
                 lpips_note = why
             else:
-                from .metrics import LPIPS
+                from ddnsr.metrics import LPIPS
 
                 lpips_model = LPIPS("alex", backbone_path=backbone)
                 lpips_note = f"AlexNet v0.1, backbone {backbone}"
@@ -500,7 +500,7 @@ def evaluate(
             "before the first '_'), else the next pair overall; PSNR-Y/SSIM-Y without crop, Immerkær sigma "
             "(8-bit range); baseline MATLAB imresize(hr, 1/4) antialiased")
 
-    from . import __version__
+    from ddnsr import __version__
 
     results: dict[str, Any] = {
         "ddnsr_version": __version__,

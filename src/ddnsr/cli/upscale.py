@@ -6,7 +6,7 @@
     ddnsr degrade INPUT... --reference LR -o OUTDIR [--pairs HRDIR] [--seed N] [--model NAME|PATH]
 
 INPUT: image files and folders (``--recursive`` descends into sub-folders, whose layout is mirrored
-under OUTDIR). Each input gives ``OUTDIR/<stem><suffix>.<ext>``. Files are read by :mod:`ddnsr.io`
+under OUTDIR). Each input gives ``OUTDIR/<stem><suffix>.<ext>``. Files are read by :mod:`ddnsr.imageio`
 (PNG, JPEG, WebP, BMP, TIFF; 8/16 bit, gray, alpha, palette; EXIF orientation applied, ICC profile
 carried to the output). 16-bit inputs give 16-bit PNG / TIFF outputs; gray stays gray; alpha is kept
 where the format has it (JPEG gets the image over white, with a warning).
@@ -43,14 +43,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import io as dio
-from .tiling import DEFAULT_OVERLAP
+import ddnsr.imageio.core as dio
+from ddnsr.inference.tiling import DEFAULT_OVERLAP
 
 #: Default input size limit for ``upscale``: 64 megapixels in, about a gigapixel (3 GB as 8-bit RGB) out.
 UPSCALE_MAX_PIXELS = 64_000_000
 OUTPUT_EXTENSIONS = ("png", "jpg", "webp", "tif")
 #: A small synthetic photo shipped with the package, for ``ddnsr upscale --demo``.
-DEMO_IMAGE = Path(__file__).resolve().parent / "assets" / "demo.png"
+DEMO_IMAGE = Path(__file__).resolve().parent.parent / "assets" / "demo.png"
 
 __all__ = ["OUTPUT_EXTENSIONS", "UPSCALE_MAX_PIXELS", "register", "run_degrade", "run_upscale"]
 
@@ -83,7 +83,7 @@ def _quality(text: str) -> int:
 
 
 def _common(p: argparse.ArgumentParser, *, overlap: int, max_pixels: int, tile_unit: str) -> None:
-    from .infer import DEFAULT_MODEL, DEVICES, PRECISIONS
+    from ddnsr.inference.upscaler import DEFAULT_MODEL, DEVICES, PRECISIONS
 
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files and folders")
     p.add_argument("-o", "--output-dir", required=True, type=Path, help="output folder (created)")
@@ -109,7 +109,7 @@ def _common(p: argparse.ArgumentParser, *, overlap: int, max_pixels: int, tile_u
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``upscale`` and ``degrade`` to the ``ddnsr`` sub-commands."""
-    from .infer import DEFAULT_DEGRADE_OVERLAP
+    from ddnsr.inference.upscaler import DEFAULT_DEGRADE_OVERLAP
 
     p = sub.add_parser(
         "upscale", help="x4 super-resolution of photos (files and folders)",
@@ -331,7 +331,7 @@ def _check_output_dirs(*folders: Path | None) -> None:
 
 
 def _output_depth(loaded: dio.LoadedImage, dest: Path) -> type:
-    from .infer import output_format
+    from ddnsr.inference.upscaler import output_format
 
     return np.uint16 if loaded.bit_depth == 16 and output_format(dest) in ("PNG", "TIFF") else np.uint8
 
@@ -346,7 +346,7 @@ def _require_inputs(args: argparse.Namespace) -> bool:
 
 def run_upscale(args: argparse.Namespace) -> int:
     """``ddnsr upscale``: returns the exit status (model and setting errors raise ValueError)."""
-    from .infer import Upscaler, write_planes
+    from ddnsr.inference.upscaler import Upscaler, write_planes
 
     if args.demo:
         args.inputs = [*args.inputs, str(DEMO_IMAGE)]
@@ -398,7 +398,7 @@ class _References:
 
 def run_degrade(args: argparse.Namespace) -> int:
     """``ddnsr degrade``: returns the exit status (model and setting errors raise ValueError)."""
-    from .infer import Degrader, crop_to_multiple, write_planes
+    from ddnsr.inference.upscaler import Degrader, crop_to_multiple, write_planes
 
     if not _require_inputs(args):
         return 2

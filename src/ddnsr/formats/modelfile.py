@@ -6,13 +6,13 @@
 - a bundled model name (``ddnsr.models``: ``track1``, ``track1-single`` ...; R by default,
   ``kind="degradation"`` for its D);
 - a ``.safetensors`` file written by this project (architecture and configuration in its metadata);
-- an official DDNSR Keras ``.h5`` (``track1_div2k.h5``, ``*-network.h5``, see :mod:`ddnsr.keras_h5`);
+- an official DDNSR Keras ``.h5`` (``track1_div2k.h5``, ``*-network.h5``, see :mod:`ddnsr.formats.keras_h5`);
 - an ESRGAN-family RRDBNet state dict in ``.pth`` (read with ``torch.load(weights_only=True)``:
   nothing but tensors is ever unpickled) or ``.safetensors``, with BasicSR / Real-ESRGAN key names
   (``conv_first``, ``body.N.rdb1.conv1`` ...) or the original ESRGAN ones (``model.0``,
   ``model.1.sub.N.RDB1.conv1.0`` ...), optionally wrapped in ``params_ema`` / ``params``; the
   architecture is inferred from the shapes;
-- an ncnn RRDBNet (``.param`` + ``.bin``, see :mod:`ddnsr.ncnn`) where that module is present.
+- an ncnn RRDBNet (``.param`` + ``.bin``, see :mod:`ddnsr.formats.ncnn`) where that module is present.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
-from .keras_h5 import KerasFileError, load_keras_model
-from .nets import DegradationNet, PatchGANDiscriminator, RRDBNet, VGGStyleDiscriminator
+from ddnsr.formats.keras_h5 import KerasFileError, load_keras_model
+from ddnsr.nets import DegradationNet, PatchGANDiscriminator, RRDBNet, VGGStyleDiscriminator
 
 FORMAT = "ddnsr"
 ARCHS: dict[str, type[nn.Module]] = {
@@ -41,7 +41,7 @@ ARCHS: dict[str, type[nn.Module]] = {
     "VGGStyleDiscriminator": VGGStyleDiscriminator,
     "PatchGANDiscriminator": PatchGANDiscriminator,
 }
-BUNDLED_DIR = Path(__file__).resolve().parent / "models"
+BUNDLED_DIR = Path(__file__).resolve().parent.parent / "models"
 KINDS = ("reconstruction", "degradation")
 
 
@@ -220,7 +220,7 @@ def load_model(model: str | os.PathLike, kind: str = "reconstruction") -> nn.Mod
         elif suffix in (".h5", ".hdf5", ".keras"):
             net = load_keras_model(path)
         elif suffix in (".param", ".bin"):
-            from . import ncnn  # optional reader, added with the ncnn support
+            from ddnsr.formats import ncnn  # optional reader, added with the ncnn support
 
             net = ncnn.load_ncnn_rrdbnet(path)
         else:
@@ -278,7 +278,7 @@ def save_model(model: nn.Module, path: str | os.PathLike, metadata: dict[str, ob
 
 
 def _version() -> str:
-    from . import __version__
+    from ddnsr import __version__
 
     return __version__
 

@@ -4,7 +4,7 @@
 # so that the data fits the 64 MiB a call may carry. Stages the files, then a CUDA smoke test of this
 # session's options (R's colour term, the bicubic baseline with the cpu recipe, single input).
 set -u
-. tools/device/common.sh; export OMP_NUM_THREADS=2
+. docs/device-records/common.sh; export OMP_NUM_THREADS=2
 stage .gpu/c
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch,sys;print(sys.version.split()[0], torch.__version__, torch.cuda.get_device_name())"

@@ -38,8 +38,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from .losses import LossConfig, Networks, apply_gradients, detach_losses, step_gradients
-from .nets import DegradationNet, PatchGANDiscriminator, RRDBNet, VGG19Features, VGGStyleDiscriminator
+from ddnsr.nets import DegradationNet, PatchGANDiscriminator, RRDBNet, VGG19Features, VGGStyleDiscriminator
+from ddnsr.training.losses import LossConfig, Networks, apply_gradients, detach_losses, step_gradients
 
 PRESETS: dict[str, dict] = {
     # the official configuration: full-size networks, batch 16, (50, 100, 200, 300) x 1024 steps
@@ -160,7 +160,7 @@ def build_networks(cfg: TrainConfig, device: torch.device) -> Networks:
     """The four networks of ``cfg`` (R from ``--init-r`` when given) and the frozen VGG19."""
     torch.manual_seed(cfg.seed)
     if cfg.init_r:
-        from .modelfile import load_model
+        from ddnsr.formats.modelfile import load_model
 
         R = load_model(cfg.init_r)
         if not isinstance(R, RRDBNet) or R.scale != 4:
@@ -403,7 +403,7 @@ def _all_reduce_mean(grads: list[torch.Tensor | None], world: int) -> None:
 def default_records() -> Path:
     """The repository's ``records.json`` (official ``datasets/...`` layout), else the package copy."""
     here = Path(__file__).resolve()
-    for cand in (Path.cwd() / "records.json", here.parents[2] / "records.json"):
+    for cand in (Path.cwd() / "records.json", here.parents[3] / "records.json"):
         if cand.is_file():
             return cand
     raise ValueError("no records.json found: pass --records FILE --data-root DIR")
@@ -411,7 +411,7 @@ def default_records() -> Path:
 
 def train(cfg: TrainConfig) -> dict[str, Path]:
     """Run (or resume) training; returns the paths of the final model files (rank 0)."""
-    from .data import load_records, make_unpaired, resolve_sources, stream_keys
+    from ddnsr.training.data import load_records, make_unpaired, resolve_sources, stream_keys
 
     world = int(os.environ.get("WORLD_SIZE", 1))
     rank = int(os.environ.get("RANK", 0))
@@ -586,7 +586,7 @@ def _record_rank_agreement(run_dir: Path, nets: Networks, rank: int, world: int)
 
 def export_models(run_dir: Path, nets: Networks, cfg: TrainConfig, step: int) -> dict[str, Path]:
     """``reconstruction.safetensors`` and ``degradation.safetensors`` with the training facts."""
-    from .modelfile import save_model
+    from ddnsr.formats.modelfile import save_model
 
     facts = {
         "training_steps": str(step),
@@ -706,6 +706,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 if __name__ == "__main__":
-    from .cli import main
+    from ddnsr.cli import main
 
     sys.exit(main(["train", *sys.argv[1:]]))

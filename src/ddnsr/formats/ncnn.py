@@ -39,7 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .nets import RRDBNet
+from ddnsr.nets import RRDBNet
 
 MAGIC = 7767517
 TAG_FP16 = 0x01306B47
@@ -101,7 +101,7 @@ class _BinError(_Refusal):
 
 def _error(path: str | os.PathLike, reason: str) -> Exception:
     """A one-line ``ModelFileError`` naming ``path`` (imported late: modelfile imports this module)."""
-    from .modelfile import ModelFileError
+    from ddnsr.formats.modelfile import ModelFileError
 
     return ModelFileError(f"{path}: {reason}")
 

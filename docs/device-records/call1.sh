@@ -4,7 +4,7 @@
 # (64 MiB travel per call, so the data went in two calls to the same warm machine.)
 # device call 1: stage VGG19 (fp16) and the small data sets, CUDA smoke test of every table model, benchmark
 set -u
-. tools/device/common.sh; export OMP_NUM_THREADS=2
+. docs/device-records/common.sh; export OMP_NUM_THREADS=2
 stage .gpu/a
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch,sys;print(sys.version.split()[0], torch.__version__, torch.cuda.get_device_name())"
@@ -13,7 +13,7 @@ timeout 100 python3 tools/train_models.py --records $G/smoke-records.json --data
   --preset smoke --parallel 10 --large-steps 4 --device cuda > $OUT/smoke.txt 2>&1; echo "smoke rc $? in $(( $(date +%s) - T0 )) s"
 for f in /root/smoke/*.log; do echo "== $f"; tail -n 2 $f; done >> $OUT/smoke.txt 2>&1
 grep -c '"finished": true' /root/smoke/summary.json
-timeout 60 python3 tools/device/pack.py /root/smoke /root/smokepack > $OUT/smokepack.txt 2>&1; echo "pack rc $?"; tail -n 3 $OUT/smokepack.txt
+timeout 60 python3 docs/device-records/pack.py /root/smoke /root/smokepack > $OUT/smokepack.txt 2>&1; echo "pack rc $?"; tail -n 3 $OUT/smokepack.txt
 T0=$(date +%s)
 timeout 170 python3 benchmarks/train_step.py --config paper --steps 20 --warmup 5 2>&1 | tee $G/bench-paper.txt
 echo "paper bench $(( $(date +%s) - T0 )) s"

@@ -1,0 +1,52 @@
+"""The one error base of ddnsr and its kinds.
+
+Every error a user can fix (a bad image, a bad model file, bad training data, a bad setting, a failed
+download) is a :class:`DdnsrError`; its message is one line that names the file or setting and the
+reason. The command line prints that line (exit 1); any other exception is a bug and shows its
+traceback. Each kind also keeps the standard base it had before (``ValueError`` / ``OSError``), so
+``except ValueError`` in user code goes on working.
+"""
+
+from __future__ import annotations
+
+import os
+
+__all__ = ["DataError", "DdnsrError", "DownloadError", "ImageError", "ModelFileError", "SettingError", "one_line"]
+
+
+class DdnsrError(Exception):
+    """Base of every error whose one-line message is all the user needs to see."""
+
+
+class SettingError(DdnsrError, ValueError):
+    """A bad argument or setting (a flag's value, a size, a device this machine lacks)."""
+
+
+class ImageError(DdnsrError):
+    """An image (or video) file that cannot be read or written; ``str()`` is ``"<path>: <reason>"``."""
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        super().__init__(path, reason)
+        self.path = os.fspath(path)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+class ModelFileError(DdnsrError, ValueError):
+    """A model file that is missing, malformed, crafted or of an unsupported architecture."""
+
+
+class DataError(DdnsrError, ValueError):
+    """Training or evaluation data that cannot be used (a missing folder, no images, too small)."""
+
+
+class DownloadError(DdnsrError, OSError):
+    """A download that failed or was refused (offline, HTTP error, checksum, size bound)."""
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type name when the message is empty."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

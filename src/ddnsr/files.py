@@ -1,0 +1,106 @@
+"""Small file-system helpers with one home: the atomic writer, the commit lookup, JSON-safe values.
+
+:func:`atomic_write` is the only way ddnsr writes a result file: the bytes go to
+``.<name>.<random>.part`` beside the destination, are flushed and fsynced, and the temporary file is
+renamed over the destination (then the folder is fsynced where folders can be opened). On any error
+the temporary file is removed and an existing destination is left as it was, so a killed run never
+leaves a half-written file under the final name. New files get ordinary permissions (0o666 less the
+umask).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import secrets
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+__all__ = ["TEMPORARY_SUFFIX", "atomic_write", "git_commit", "is_temporary_name", "jsonable", "temporary_name"]
+
+TEMPORARY_SUFFIX = ".part"
+
+
+def temporary_name(path: Path) -> Path:
+    """A hidden, unique temporary name beside ``path`` (``.<name>.<random>.part``)."""
+    return path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMPORARY_SUFFIX}")
+
+
+def is_temporary_name(name: str) -> bool:
+    """True for names ddnsr (or an editor) uses for unfinished files: hidden, ``.part``, ``.tmp``, ``~``."""
+    return name.startswith((".", "~$")) or name.endswith(("~", TEMPORARY_SUFFIX, ".tmp"))
+
+
+def atomic_write(path: str | os.PathLike, content: bytes | str | Callable[[BinaryIO], None]) -> Path:
+    """Write ``content`` (bytes, UTF-8 text, or a function writing to a binary file) atomically to ``path``.
+
+    The parent folder is created. Returns ``path`` as a :class:`~pathlib.Path`.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, str):
+        data = content.encode("utf-8")
+        write: Callable[[BinaryIO], None] = lambda f: f.write(data)  # noqa: E731
+    elif isinstance(content, (bytes, bytearray, memoryview)):
+        write = lambda f: f.write(content)  # noqa: E731
+    else:
+        write = content
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        temporary = temporary_name(path)
+        try:
+            fd = os.open(temporary, flags, 0o666)  # the umask applies, as for any new file
+            break
+        except FileExistsError:
+            continue
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    with contextlib.suppress(OSError):  # make the rename durable where folders can be opened
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    return path
+
+
+def git_commit() -> str:
+    """The short commit of the checkout ddnsr runs from, ``+changes`` when tracked files differ; else "unknown"."""
+    here = str(Path(__file__).resolve().parent)
+    try:
+        out = subprocess.run(["git", "-C", here, "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=5)
+        commit = out.stdout.strip()
+        if not commit:
+            return "unknown"
+        dirty = subprocess.run(["git", "-C", here, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return commit + ("+changes" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with paths as strings, tuples as lists, NumPy scalars as Python numbers, NaN/inf as None."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
