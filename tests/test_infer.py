@@ -12,11 +12,13 @@ import pytest
 import torch
 from PIL import Image
 
-import ddnsr.imageio.core as dio
+import ddnsr.imageio as dio
+import ddnsr.imageio.write as dio_write
 import ddnsr.inference.upscaler as infer
 from ddnsr import Degrader, Upscaler
 from ddnsr.formats.modelfile import save_model
-from ddnsr.inference.upscaler import DEFAULT_MODEL, crop_to_multiple, reference_crop, write_planes
+from ddnsr.imageio import write_planes
+from ddnsr.inference.upscaler import DEFAULT_MODEL, crop_to_multiple, reference_crop
 from ddnsr.nets import DegradationNet, RRDBNet
 
 torch.set_num_threads(1)
@@ -314,7 +316,7 @@ def test_write_planes_is_atomic_when_the_encoder_fails(tmp_path: Path, monkeypat
         f.write(b"\x89PNG partial")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(dio, "_encode", broken)
+    monkeypatch.setattr(dio_write, "_encode", broken)
     with pytest.raises(dio.ImageError, match="No space left"):
         write_planes(dest, np.zeros((4, 4, 3), np.uint8))
     assert dest.read_bytes() == b"old"

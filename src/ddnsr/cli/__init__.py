@@ -10,6 +10,8 @@ import argparse
 import importlib
 import sys
 
+from ddnsr.errors import DdnsrError, one_line
+
 # modules that provide ``register(subparsers)``; each adds its sub-command(s)
 COMMAND_MODULES = (
     "ddnsr.cli.info",
@@ -19,10 +21,6 @@ COMMAND_MODULES = (
     "ddnsr.datasets.cleanup",
     "ddnsr.datasets.ntire2020",
 )
-
-
-class UserError(Exception):
-    """An error whose message (one line) is all the user needs to see."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,9 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ddnsr: interrupted", file=sys.stderr)
         return 130
-    except (UserError, ValueError, OSError) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"ddnsr {args.command}: error: {msg}", file=sys.stderr)
+    except (DdnsrError, OSError) as exc:  # a user can fix these; anything else is a bug: traceback
+        print(f"ddnsr {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return 1
 
 

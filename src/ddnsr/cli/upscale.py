@@ -43,7 +43,8 @@ from pathlib import Path
 
 import numpy as np
 
-import ddnsr.imageio.core as dio
+import ddnsr.imageio as dio
+from ddnsr.errors import DdnsrError, SettingError
 from ddnsr.inference.tiling import DEFAULT_OVERLAP
 
 #: Default input size limit for ``upscale``: 64 megapixels in, about a gigapixel (3 GB as 8-bit RGB) out.
@@ -290,7 +291,12 @@ def _reason(exc: BaseException) -> str:
 
 
 #: Failures of one input that do not stop the batch (a bug still gives a traceback).
-_INPUT_ERRORS = (dio.ImageError, ValueError, OSError, MemoryError, RuntimeError)
+_INPUT_ERRORS = (DdnsrError, OSError, MemoryError)
+
+
+def _is_input_error(exc: BaseException) -> bool:
+    """True for a failure of one input (bad file, no room, out of memory): it is reported, the batch goes on."""
+    return isinstance(exc, _INPUT_ERRORS) or (isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
 
 
 def _run_batch(command: str, args: argparse.Namespace, plan: _Plan,
@@ -307,7 +313,9 @@ def _run_batch(command: str, args: argparse.Namespace, plan: _Plan,
             warnings.simplefilter("always")
             try:
                 process(job, progress)
-            except _INPUT_ERRORS as exc:
+            except Exception as exc:
+                if not _is_input_error(exc):
+                    raise
                 text = _reason(exc)
                 report.error(text if text.startswith(str(job.source)) else f"{job.source}: {text}")
             else:
@@ -327,13 +335,12 @@ def _run_batch(command: str, args: argparse.Namespace, plan: _Plan,
 def _check_output_dirs(*folders: Path | None) -> None:
     for folder in folders:
         if folder is not None and folder.exists() and not folder.is_dir():
-            raise ValueError(f"{folder}: exists and is not a folder")
+            raise SettingError(f"{folder}: exists and is not a folder")
 
 
 def _output_depth(loaded: dio.LoadedImage, dest: Path) -> type:
-    from ddnsr.inference.upscaler import output_format
 
-    return np.uint16 if loaded.bit_depth == 16 and output_format(dest) in ("PNG", "TIFF") else np.uint8
+    return np.uint16 if loaded.bit_depth == 16 and dio.output_format(dest) in ("PNG", "TIFF") else np.uint8
 
 
 def _require_inputs(args: argparse.Namespace) -> bool:
@@ -345,8 +352,8 @@ def _require_inputs(args: argparse.Namespace) -> bool:
 
 
 def run_upscale(args: argparse.Namespace) -> int:
-    """``ddnsr upscale``: returns the exit status (model and setting errors raise ValueError)."""
-    from ddnsr.inference.upscaler import Upscaler, write_planes
+    """``ddnsr upscale``: returns the exit status (model and setting errors raise DdnsrError)."""
+    from ddnsr.inference.upscaler import Upscaler
 
     if args.demo:
         args.inputs = [*args.inputs, str(DEMO_IMAGE)]
@@ -365,7 +372,7 @@ def run_upscale(args: argparse.Namespace) -> int:
                                  dtype=_output_depth(loaded, job.dest), progress=progress)
         icc = loaded.icc_profile
         del loaded  # the decoded input is not needed while encoding
-        write_planes(job.dest, data, icc_profile=icc, quality=args.quality)
+        dio.write_planes(job.dest, data, icc_profile=icc, quality=args.quality)
 
     return _run_batch("upscale", args, plan, process, skip=lambda job: job.dest.exists())
 
@@ -377,9 +384,9 @@ class _References:
         try:
             self.files = dio.list_images([spec], recursive=recursive)
         except dio.ImageError as exc:
-            raise ValueError(f"--reference {exc}") from exc
+            raise SettingError(f"--reference {exc}") from exc
         if not self.files:
-            raise ValueError(f"--reference {spec}: no image files")
+            raise SettingError(f"--reference {spec}: no image files")
         self.max_pixels = max_pixels
         self._read = functools.lru_cache(maxsize=4)(self._read_uncached)
 
@@ -397,8 +404,8 @@ class _References:
 
 
 def run_degrade(args: argparse.Namespace) -> int:
-    """``ddnsr degrade``: returns the exit status (model and setting errors raise ValueError)."""
-    from ddnsr.inference.upscaler import Degrader, crop_to_multiple, write_planes
+    """``ddnsr degrade``: returns the exit status (model and setting errors raise DdnsrError)."""
+    from ddnsr.inference.upscaler import Degrader, crop_to_multiple
 
     if not _require_inputs(args):
         return 2
@@ -409,7 +416,7 @@ def run_degrade(args: argparse.Namespace) -> int:
     references = None
     if deg.needs_reference:
         if args.reference is None:
-            raise ValueError("--reference LR is required: this degradation model takes a real LR photo as "
+            raise SettingError("--reference LR is required: this degradation model takes a real LR photo as "
                              "its second input")
         references = _References(args.reference, args.recursive, max_pixels)
     elif args.reference is not None and not args.quiet:
@@ -426,7 +433,7 @@ def run_degrade(args: argparse.Namespace) -> int:
         depth = _output_depth(loaded, job.dest)
         data = deg.degrade_planes(loaded.rgb, reference, loaded.alpha, seed=seed, gray=loaded.is_gray,
                                   dtype=depth, progress=progress)
-        write_planes(job.dest, data, icc_profile=loaded.icc_profile, quality=args.quality)
+        dio.write_planes(job.dest, data, icc_profile=loaded.icc_profile, quality=args.quality)
         if job.pair is not None:
             alpha = None if loaded.alpha is None else crop_to_multiple(loaded.alpha)
             dio.write_image(job.pair, crop_to_multiple(loaded.rgb), alpha=alpha, is_gray=loaded.is_gray,

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
+from ddnsr.errors import SettingError
 from ddnsr.training.data import DataError, DataWarning, list_images, load_rgb8
 
 __all__ = ["CleanupReport", "bicubic_half", "clean_up", "clean_up_array", "half_size", "register", "run"]
@@ -49,11 +50,11 @@ def bicubic_half(images: torch.Tensor) -> torch.Tensor:
     Values are not clipped (the cubic kernel overshoots a little); the dtype is kept.
     """
     if images.ndim != 4 or not images.is_floating_point():
-        raise ValueError(f"expected an N x C x H x W float tensor, got {tuple(images.shape)} {images.dtype}")
+        raise SettingError(f"expected an N x C x H x W float tensor, got {tuple(images.shape)} {images.dtype}")
     height, width = images.shape[-2:]
     out_h, out_w = half_size(height, width)
     if out_h < 1 or out_w < 1:
-        raise ValueError(f"{width}x{height} is too small to halve")
+        raise SettingError(f"{width}x{height} is too small to halve")
     odd = (height | width) % 2
     padded = F.pad(images, (0, width % 2, 0, height % 2), mode="replicate") if odd else images
     half = F.interpolate(
@@ -70,7 +71,7 @@ def clean_up_array(rgb: np.ndarray, *, truncate: bool = False) -> np.ndarray:
     official arithmetic, float32 in [0, 1], clipped, times 255 and truncated.
     """
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-        raise ValueError(f"expected an H x W x 3 uint8 image, got {rgb.shape} {rgb.dtype}")
+        raise SettingError(f"expected an H x W x 3 uint8 image, got {rgb.shape} {rgb.dtype}")
     chw = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None]
     if truncate:
         half = bicubic_half(chw.to(torch.float32) / 255.0)

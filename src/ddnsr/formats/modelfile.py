@@ -31,7 +31,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
-from ddnsr.formats.keras_h5 import KerasFileError, load_keras_model
+from ddnsr.errors import ModelFileError, SettingError
+from ddnsr.formats.keras_h5 import load_keras_model
+from ddnsr.formats.ncnn import load_ncnn_rrdbnet
 from ddnsr.nets import DegradationNet, PatchGANDiscriminator, RRDBNet, VGGStyleDiscriminator
 
 FORMAT = "ddnsr"
@@ -43,10 +45,6 @@ ARCHS: dict[str, type[nn.Module]] = {
 }
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "models"
 KINDS = ("reconstruction", "degradation")
-
-
-class ModelFileError(ValueError):
-    """A model file (or name) that cannot be loaded; ``str()`` is one line naming the file."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -88,7 +86,7 @@ def resolve_model_path(model: str | os.PathLike, kind: str = "reconstruction") -
 
 def _build(arch: str, config: dict) -> nn.Module:
     if arch not in ARCHS:
-        raise ValueError(f"unknown architecture {arch!r}")
+        raise ModelFileError(f"unknown architecture {arch!r}")
     return ARCHS[arch](**config)
 
 
@@ -212,22 +210,17 @@ def load_model(model: str | os.PathLike, kind: str = "reconstruction") -> nn.Mod
     suffix = path.suffix.lower()
     if path.stat().st_size == 0:
         raise ModelFileError(f"{path}: empty file")
-    try:
-        if suffix == ".safetensors":
-            net = _load_safetensors(path)
-        elif suffix in (".pth", ".pt", ".ckpt"):
-            net = _load_pth(path)
-        elif suffix in (".h5", ".hdf5", ".keras"):
-            net = load_keras_model(path)
-        elif suffix in (".param", ".bin"):
-            from ddnsr.formats import ncnn  # optional reader, added with the ncnn support
-
-            net = ncnn.load_ncnn_rrdbnet(path)
-        else:
-            raise ModelFileError(f"{path}: unknown model file type {suffix!r} "
-                                 "(expected .safetensors, .pth, .h5 or an ncnn .param)")
-    except KerasFileError as exc:
-        raise ModelFileError(str(exc)) from exc
+    if suffix == ".safetensors":
+        net = _load_safetensors(path)
+    elif suffix in (".pth", ".pt", ".ckpt"):
+        net = _load_pth(path)
+    elif suffix in (".h5", ".hdf5", ".keras"):
+        net = load_keras_model(path)
+    elif suffix in (".param", ".bin"):
+        net = load_ncnn_rrdbnet(path)
+    else:
+        raise ModelFileError(f"{path}: unknown model file type {suffix!r} "
+                             "(expected .safetensors, .pth, .h5 or an ncnn .param)")
     return net.float().eval()
 
 
@@ -239,7 +232,7 @@ def arch_name(model: nn.Module) -> str:
     for name, cls in ARCHS.items():
         if type(model) is cls:
             return name
-    raise ValueError(f"cannot save a {type(model).__name__}: not one of {', '.join(ARCHS)}")
+    raise SettingError(f"cannot save a {type(model).__name__}: not one of {', '.join(ARCHS)}")
 
 
 # the metadata keys save_model writes itself (how the file is made, not facts about the model)

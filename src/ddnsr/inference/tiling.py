@@ -23,6 +23,8 @@ from fractions import Fraction
 
 import torch
 
+from ddnsr.errors import SettingError
+
 __all__ = [
     "DEFAULT_BYTES_PER_PIXEL",
     "DEFAULT_CPU_BUDGET",
@@ -57,16 +59,16 @@ def as_ratio(scale: Scale | float) -> tuple[int, int]:
     ``0.25 -> (1, 4)``. Raises ValueError for non-positive or non-rational-looking values."""
     if isinstance(scale, tuple):
         if len(scale) != 2:
-            raise ValueError(f"scale pair must be (num, den), got {scale!r}")
+            raise SettingError(f"scale pair must be (num, den), got {scale!r}")
         ratio = Fraction(int(scale[0]), int(scale[1]))
     elif isinstance(scale, float):
         ratio = Fraction(scale).limit_denominator(1024)
         if abs(float(ratio) - scale) > 1e-9:
-            raise ValueError(f"scale {scale} is not a simple fraction")
+            raise SettingError(f"scale {scale} is not a simple fraction")
     else:
         ratio = Fraction(scale)
     if ratio <= 0:
-        raise ValueError(f"scale must be positive, got {scale!r}")
+        raise SettingError(f"scale must be positive, got {scale!r}")
     return ratio.numerator, ratio.denominator
 
 
@@ -147,14 +149,14 @@ def tiled_apply(
         ValueError: bad shapes, sides not multiples of den, or ``fn`` returning the wrong size.
     """
     if image.ndim != 4 or image.shape[0] != 1:
-        raise ValueError(f"image must be 1xCxHxW, got shape {tuple(image.shape)}")
+        raise SettingError(f"image must be 1xCxHxW, got shape {tuple(image.shape)}")
     num, den = as_ratio(scale)
     height, width = int(image.shape[2]), int(image.shape[3])
     if height % den or width % den:
-        raise ValueError(f"image {height}x{width} must have sides that are multiples of {den} "
+        raise SettingError(f"image {height}x{width} must have sides that are multiples of {den} "
                          f"for scale {num}/{den}; crop it first")
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise SettingError(f"batch_size must be >= 1, got {batch_size}")
     out_h, out_w = height * num // den, width * num // den
     grid = tile_grid(height, width, tile=tile, overlap=overlap, scale=(num, den))
     total = len(grid)
@@ -178,14 +180,14 @@ def tiled_apply(
             r0, c0 = cells[0]
             expected = ((r0.win1 - r0.win0) * num // den, (c0.win1 - c0.win0) * num // den)
             if result.ndim != 4 or result.shape[0] != len(cells) or tuple(result.shape[2:]) != expected:
-                raise ValueError(
+                raise SettingError(
                     f"fn returned shape {tuple(result.shape)} for input {tuple(tiles.shape)}; expected "
                     f"{len(cells)}xCx{expected[0]}x{expected[1]} (scale {num}/{den})"
                 )
             if out is None:
                 out = torch.empty((1, result.shape[1], out_h, out_w), dtype=result.dtype, device=image.device)
             elif tuple(out.shape) != (1, result.shape[1], out_h, out_w):
-                raise ValueError(f"out has shape {tuple(out.shape)}, expected "
+                raise SettingError(f"out has shape {tuple(out.shape)}, expected "
                                  f"(1, {result.shape[1]}, {out_h}, {out_w})")
             for index, (r, c) in enumerate(cells):
                 piece = result[
@@ -236,7 +238,7 @@ def auto_tile(
         overlap, multiple, min_tile: as described; ``multiple`` should be a multiple of any down-factor.
     """
     if bytes_per_pixel_estimate <= 0:
-        raise ValueError("bytes_per_pixel_estimate must be positive")
+        raise SettingError("bytes_per_pixel_estimate must be positive")
     device = torch.device(device)
     if budget_bytes is None:
         if device.type == "cuda" and torch.cuda.is_available():
