@@ -398,7 +398,8 @@ class _TiledNetwork:
             overlap: pixels of context around each tile (None: the class default).
 
         Raises:
-            ModelFileError, SettingError: no such model, a network of the wrong kind or scale, an unusable device or precision.
+            ModelFileError, SettingError: no such model, a network of the wrong kind or scale, an unusable
+                device or precision.
         """
         dev = resolve_device(device)
         _autocast_dtype(precision, dev)  # fail before loading
