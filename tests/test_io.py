@@ -12,7 +12,6 @@ import pytest
 import torch
 from PIL import Image, ImageCms, ImageOps
 
-import ddnsr.imageio as dio
 import ddnsr.imageio.read as dio_read
 import ddnsr.imageio.write as dio_write
 from ddnsr.imageio import (
