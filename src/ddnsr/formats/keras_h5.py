@@ -38,6 +38,24 @@ def _s(x: bytes | str) -> str:
     return x.decode() if isinstance(x, bytes) else str(x)
 
 
+#: The most values one Keras variable of a DDNSR network may declare: the largest real one (the paper
+#: Dhr's dense layer) has under a million; a crafted file declaring more is refused before it is read.
+MAX_VARIABLE_VALUES = 1 << 24
+
+
+def _read_variable(dataset: object, name: str, path: str | os.PathLike) -> np.ndarray:
+    """A weight's values, after its declared shape and type were checked (nothing large is read first)."""
+    if not isinstance(dataset, h5py.Dataset):
+        raise ModelFileError(f"{path}: {name} is not a dataset")
+    if not 1 <= dataset.ndim <= 4 or dataset.dtype.kind != "f":
+        raise ModelFileError(f"{path}: {name} has shape {dataset.shape} {dataset.dtype}, not a float weight of "
+                             "1 to 4 dimensions")
+    if dataset.size > MAX_VARIABLE_VALUES:
+        raise ModelFileError(f"{path}: {name} declares {dataset.size:,} values (shape {dataset.shape}), more than "
+                             f"any DDNSR layer ({MAX_VARIABLE_VALUES:,} at most)")
+    return np.asarray(dataset)
+
+
 def read_keras_h5(path: str | os.PathLike) -> tuple[dict, list[KerasVariable]]:
     """Return (model_config, variables in file order: layer_names, then each layer's weight_names)."""
     try:
@@ -52,7 +70,7 @@ def read_keras_h5(path: str | os.PathLike) -> tuple[dict, list[KerasVariable]]:
             for layer in (_s(n) for n in root.attrs["layer_names"]):
                 group = root[layer]
                 for wname in (_s(n) for n in group.attrs.get("weight_names", [])):
-                    variables.append(KerasVariable(layer, wname, np.asarray(group[wname])))
+                    variables.append(KerasVariable(layer, wname, _read_variable(group[wname], wname, path)))
         except (KeyError, OSError, ValueError, TypeError) as exc:
             raise ModelFileError(f"{path}: not a Keras model file ({type(exc).__name__}: {exc})") from exc
     if not variables:

@@ -125,6 +125,7 @@ def tiled_apply(
     out: torch.Tensor | None = None,
     progress: Callable[[int, int], None] | None = None,
     batch_size: int = 1,
+    border: int = 0,
 ) -> torch.Tensor:
     """Apply ``fn`` to ``image`` tile by tile and assemble the result.
 
@@ -141,6 +142,10 @@ def tiled_apply(
             default one is allocated on ``image``'s device with the dtype of ``fn``'s output.
         progress: called as ``progress(done, total)`` after each batch of tiles.
         batch_size: run up to this many tiles of identical size together.
+        border: input pixels of padding added beyond the image's own border (by reflection; by
+            replication where a side is too short to reflect) and cropped away after ``fn``: a
+            convolutional network then sees image-like context instead of its zero padding at the
+            image border (Real-ESRGAN's ``pre_pad``). Only for integer scales (den == 1).
 
     Returns:
         The 1xC'x(H*scale)x(W*scale) result (``out`` itself when given). Runs without autograd.
@@ -157,6 +162,8 @@ def tiled_apply(
                          f"for scale {num}/{den}; crop it first")
     if batch_size < 1:
         raise SettingError(f"batch_size must be >= 1, got {batch_size}")
+    if border < 0 or (border and den != 1):
+        raise SettingError(f"border must be >= 0 and is for integer scales only, got {border} at {num}/{den}")
     out_h, out_w = height * num // den, width * num // den
     grid = tile_grid(height, width, tile=tile, overlap=overlap, scale=(num, den))
     total = len(grid)
@@ -165,20 +172,21 @@ def tiled_apply(
     if batch_size == 1:
         batches = [[cell] for cell in grid]
     else:
-        by_shape: dict[tuple[int, int], list[tuple[Span, Span]]] = {}
+        by_shape: dict[tuple, list[tuple[Span, Span]]] = {}
         for r, c in grid:
-            by_shape.setdefault((r.win1 - r.win0, c.win1 - c.win0), []).append((r, c))
+            key = (r.win1 - r.win0, c.win1 - c.win0, _border_pads((r, c), height, width, border))
+            by_shape.setdefault(key, []).append((r, c))
         for cells in by_shape.values():
             batches.extend(cells[i : i + batch_size] for i in range(0, len(cells), batch_size))
 
     done = 0
     with torch.no_grad():
         for cells in batches:
-            pieces = [image[:, :, r.win0 : r.win1, c.win0 : c.win1] for r, c in cells]
+            pads = _border_pads(cells[0], height, width, border)
+            pieces = [_pad_border(image[:, :, r.win0 : r.win1, c.win0 : c.win1], pads) for r, c in cells]
             tiles = pieces[0].contiguous() if len(pieces) == 1 else torch.cat(pieces, dim=0)
             result = fn(tiles)
-            r0, c0 = cells[0]
-            expected = ((r0.win1 - r0.win0) * num // den, (c0.win1 - c0.win0) * num // den)
+            expected = (tiles.shape[2] * num // den, tiles.shape[3] * num // den)
             if result.ndim != 4 or result.shape[0] != len(cells) or tuple(result.shape[2:]) != expected:
                 raise SettingError(
                     f"fn returned shape {tuple(result.shape)} for input {tuple(tiles.shape)}; expected "
@@ -188,13 +196,14 @@ def tiled_apply(
                 out = torch.empty((1, result.shape[1], out_h, out_w), dtype=result.dtype, device=image.device)
             elif tuple(out.shape) != (1, result.shape[1], out_h, out_w):
                 raise SettingError(f"out has shape {tuple(out.shape)}, expected "
-                                 f"(1, {result.shape[1]}, {out_h}, {out_w})")
+                                   f"(1, {result.shape[1]}, {out_h}, {out_w})")
+            top, left = pads[2], pads[0]
             for index, (r, c) in enumerate(cells):
                 piece = result[
                     index : index + 1,
                     :,
-                    (r.core0 - r.win0) * num // den : (r.core1 - r.win0) * num // den,
-                    (c.core0 - c.win0) * num // den : (c.core1 - c.win0) * num // den,
+                    (r.core0 - r.win0 + top) * num // den : (r.core1 - r.win0 + top) * num // den,
+                    (c.core0 - c.win0 + left) * num // den : (c.core1 - c.win0 + left) * num // den,
                 ]
                 out[
                     :,
@@ -208,6 +217,22 @@ def tiled_apply(
             del result, tiles, pieces
     assert out is not None
     return out
+
+
+def _border_pads(cell: tuple[Span, Span], height: int, width: int, border: int) -> tuple[int, int, int, int]:
+    """(left, right, top, bottom) padding of a tile: ``border`` on each side that lies on the image border."""
+    r, c = cell
+    return (border if c.win0 == 0 else 0, border if c.win1 == width else 0,
+            border if r.win0 == 0 else 0, border if r.win1 == height else 0)
+
+
+def _pad_border(tile: torch.Tensor, pads: tuple[int, int, int, int]) -> torch.Tensor:
+    """``tile`` padded by reflection, or by replication where a side is too short to reflect."""
+    if not any(pads):
+        return tile
+    left, right, top, bottom = pads
+    reflectable = max(left, right) < tile.shape[3] and max(top, bottom) < tile.shape[2]
+    return torch.nn.functional.pad(tile, pads, mode="reflect" if reflectable else "replicate")
 
 
 def auto_tile(

@@ -79,6 +79,11 @@ DEFAULT_MODEL = "track1"
 #: upscaler's per input pixel, and D is cheap.
 DEFAULT_DEGRADE_OVERLAP = 64
 
+#: LR pixels of reflection padding around the whole image before the upscaler's network (cropped
+#: after): without it the network's zero padding draws a bright frame 4-6 output pixels wide along
+#: every border (Real-ESRGAN pads by 10, its ``pre_pad``). Measured in tests/test_infer.py.
+BORDER_PAD = 10
+
 #: Peak bytes per HR input pixel of the default DegradationNet (64 filters), float32, no gradients: the
 #: first two full-resolution convolutions (64 and 128 channels, input and output alive) dominate. Measured:
 #: 1.3-1.4 KiB (channels_last, 256 and 384 pixel inputs); 2 KiB leaves room for the tile's output.
@@ -219,6 +224,7 @@ def _render(
     tile: int,
     overlap: int,
     progress: Progress | None,
+    border: int = 0,
 ) -> np.ndarray:
     """Run ``run`` over ``rgb`` (HxWx3 float32) into a new HxWxC array of ``layout`` (H, W scaled)."""
     height, width = rgb.shape[:2]
@@ -234,7 +240,7 @@ def _render(
 
     with torch.inference_mode():
         tiled_apply(colour, source, scale=(4, 1) if up else (1, 4), tile=tile, overlap=overlap,
-                    out=view[:, : layout.channels], progress=progress)
+                    out=view[:, : layout.channels], progress=progress, border=border)
     if layout.alpha:
         if alpha is None:
             view[:, -1:].fill_(levels if levels is not None else 1.0)
@@ -428,9 +434,11 @@ class Upscaler(_TiledNetwork):
     _kind = "reconstruction"
 
     def __init__(self, net: nn.Module, *, device: torch.device, precision: str = "fp32", tile: int | None = None,
-                 overlap: int = DEFAULT_OVERLAP, name: str = "", channels_last: bool = True) -> None:
+                 overlap: int = DEFAULT_OVERLAP, name: str = "", channels_last: bool = True,
+                 border: int = BORDER_PAD) -> None:
         _check_reconstruction(net, name)
         self._setup(net, device, precision, tile, overlap, name, channels_last)
+        self.border = int(border)
         # measured peak RSS per input pixel with channels_last: 16.0 KiB at 64 features (23 blocks), 8.1-8.5 KiB
         # at 32 (6 blocks): proportional to the width; +1 KiB for the tile's output and its rounding
         feat = getattr(net, "config", {}).get("num_feat", 64) if isinstance(net, RRDBNet) else 64
@@ -459,7 +467,7 @@ class Upscaler(_TiledNetwork):
         layout = _Layout(gray=gray, channels=channels or (1 if gray else 3),
                          alpha=alpha is not None and keep_alpha, dtype=np.dtype(dtype))
         return _render(self._engine, rgb, alpha, layout, up=True, tile=self.tile_for(*rgb.shape[:2]),
-                       overlap=self.overlap, progress=progress)
+                       overlap=self.overlap, progress=progress, border=self.border)
 
     def upscale_array(self, rgb: np.ndarray) -> np.ndarray:
         """HxWx3 float32 in [0, 1] -> 4Hx4Wx3 float32 in [0, 1] (clipped)."""
@@ -471,7 +479,8 @@ class Upscaler(_TiledNetwork):
         planes = _pil_planes(image) if isinstance(image, Image.Image) else _array_planes(image)
         rgb = planes.rgb if planes.alpha is None else dio.prepare_rgb_for_alpha(planes.rgb, planes.alpha)
         out = _render(self._engine, rgb, planes.alpha, planes.layout, up=True,
-                      tile=self.tile_for(*rgb.shape[:2]), overlap=self.overlap, progress=progress)
+                      tile=self.tile_for(*rgb.shape[:2]), overlap=self.overlap, progress=progress,
+                      border=self.border)
         return _back(out, planes)
 
     def __repr__(self) -> str:
