@@ -1,4 +1,6 @@
-"""Tests of ``ddnsr evaluate`` (ddnsr.evaluation.scoring) and its helpers (ddnsr.evaluation.report).
+"""Tests of ``ddnsr evaluate`` (ddnsr.cli.evaluate, ddnsr.evaluation.folders) and of the pieces it is made of:
+evaluate_sr / evaluate_degradation on lists of pairs (ddnsr.evaluation.scoring), pairing and references
+(ddnsr.evaluation.pairing), tables and crops (ddnsr.evaluation.report).
 
 A tiny paired set is made in a temporary folder: five valid HR/LR pairs (192x192 HR, so that NIQE has
 four 96x96 patches, and their 4x4 box-average LR), an LR image without HR, an HR image without LR, a
@@ -21,13 +23,16 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import DATA
 from ddnsr import cli
-from ddnsr.evaluation.report import markdown_table, pair_files, pair_key, reference_indices, texture_window
-from ddnsr.evaluation.scoring import bicubic_upscale, evaluate, lpips_backbone
+from ddnsr.evaluation import Settings, evaluate
+from ddnsr.evaluation.pairing import Pair, pair_files, pair_key, reference_indices
+from ddnsr.evaluation.report import markdown_table, texture_window
+from ddnsr.evaluation.scoring import bicubic_upscale, lpips_backbone
 from ddnsr.imageio import write_image
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-VALID = SHARED / "data" / "track1-valid"
+VALID = DATA / "track1-valid"
+QUIET = Settings(crops=0, progress=False)
 
 # LR name -> HR name of the valid pairs (several naming styles on purpose)
 VALID_PAIRS = {
@@ -271,12 +276,12 @@ def test_lpips_column_when_backbone_present(tmp_path, monkeypatch):
     monkeypatch.setenv("DDNSR_ALEXNET", str(backbone))
     assert lpips_backbone() == (backbone, "")
     lr_dir, hr_dir = _make_set(tmp_path / "set")
-    res = evaluate([], lr_dir, hr_dir, crops=0, progress=False)
+    res = evaluate([], lr_dir, hr_dir, settings=QUIET)
     assert res["columns"] == ["psnr_y", "ssim_y", "lpips", "niqe", "piqe"]
     assert res["lpips"]["used"]
     vals = [r["lpips"] for r in res["per_image"]]
     assert len(vals) == N_VALID and all(math.isfinite(v) and v >= 0 for v in vals)
-    res = evaluate([], lr_dir, hr_dir, crops=0, progress=False, use_lpips=False)
+    res = evaluate([], lr_dir, hr_dir, settings=Settings(crops=0, progress=False, use_lpips=False))
     assert "lpips" not in res["columns"]
 
 
@@ -318,7 +323,7 @@ def test_evaluate_accepts_ready_objects(tmp_path):
             return hr.reshape(h // 4, 4, w // 4, 4, 3).mean(axis=(1, 3))
 
     lr_dir, hr_dir = _make_set(tmp_path / "set")
-    res = evaluate([Nearest()], lr_dir, hr_dir, degraders=[Box()], crops=0, progress=False, out_dir=tmp_path / "o")
+    res = evaluate([Nearest()], lr_dir, hr_dir, degraders=[Box()], settings=QUIET, out_dir=tmp_path / "o")
     assert [m["label"] for m in res["methods"]] == ["bicubic", "nearest"]
     # the box degrader reproduces the LR exactly (up to 8-bit rounding)
     assert res["degradation"]["averages"]["box"]["psnr_y"] > 45
@@ -343,10 +348,10 @@ def test_pair_files_reports_every_problem():
     lr = [Path("a_LR4.png"), Path("b.png"), Path("c_LR.png"), Path("c.png"), Path("d.png")]
     hr = [Path("A_HR.png"), Path("b.png"), Path("c_HR.png"), Path("e.png")]
     res = pair_files(lr, hr)
-    assert res.pairs == [
-        (Path("a_LR4.png"), Path("A_HR.png")),  # keys are case-insensitive
-        (Path("b.png"), Path("b.png")),
-        (Path("c_LR.png"), Path("c_HR.png")),
+    assert [(p.lr, p.hr, p.name) for p in res.pairs] == [
+        (Path("a_LR4.png"), Path("A_HR.png"), "a_LR4.png"),  # keys are case-insensitive
+        (Path("b.png"), Path("b.png"), "b.png"),
+        (Path("c_LR.png"), Path("c_HR.png"), "c_LR.png"),
     ]
     reasons = {p.name: r for p, r in res.problems}
     assert set(reasons) == {"c.png", "d.png", "e.png"}
@@ -405,7 +410,7 @@ def test_bicubic_on_real_track1_valid(tmp_path):
     for name in sorted(p.name for p in (VALID / "LR").glob("*.png"))[:3]:
         os.symlink(VALID / "LR" / name, lr_dir / name)
         os.symlink(VALID / "HR" / name, hr_dir / name)
-    res = evaluate([], lr_dir, hr_dir, crops=1, progress=False, out_dir=tmp_path / "out")
+    res = evaluate([], lr_dir, hr_dir, settings=Settings(crops=1, progress=False), out_dir=tmp_path / "out")
     assert res["n_images"] == 3 and not res["problems"]
     assert 20 < res["averages"]["bicubic"]["psnr_y"] < 35
     assert 0.3 < res["averages"]["bicubic"]["ssim_y"] < 1
