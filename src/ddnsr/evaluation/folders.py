@@ -100,7 +100,7 @@ def results_document(sr: Scores, degradation: Scores | None, *, lr_dir: str | os
         "degradation": None if degradation is None else degradation.summary(),
         "problems": [{"file": p.file, "reason": p.reason}
                      for p in [*problems, *sr.problems, *(degradation.problems if degradation else [])]],
-        "notes": [*sr.notes, *(degradation.notes if degradation else [])],
+        "notes": [*sr.notes, *(f"degradation table: {n}" for n in (degradation.notes if degradation else []))],
         "crops": [],
         "timing": {"total_seconds": seconds, "seconds_per_image": summary["seconds_per_image"]},
     }

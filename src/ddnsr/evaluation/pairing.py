@@ -36,7 +36,7 @@ _SEPARATORS = re.compile(r"[_\-. ]+")
 _DROP_TOKEN = re.compile(r"^(?:(?:lr|hr)(?:x?\d+)?|x\d+)$")
 _GLUED_SCALE = re.compile(r"^(\d+)x\d+$")
 
-Image = Path | np.ndarray
+ImageSource = Path | np.ndarray
 
 
 @dataclass(eq=False)
@@ -48,8 +48,8 @@ class Pair:
     defaults to the LR file's name and must be given for an LR array.
     """
 
-    lr: Image
-    hr: Image | None = None
+    lr: ImageSource
+    hr: ImageSource | None = None
     name: str = ""
 
     def __post_init__(self) -> None:
