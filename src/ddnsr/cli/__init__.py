@@ -17,7 +17,7 @@ COMMAND_MODULES = (
     "ddnsr.cli.info",
     "ddnsr.cli.upscale",
     "ddnsr.training.loop",
-    "ddnsr.evaluation.scoring",
+    "ddnsr.cli.evaluate",
     "ddnsr.datasets.cleanup",
     "ddnsr.datasets.ntire2020",
 )
