@@ -143,8 +143,8 @@ def test_cli_convert_and_bad_input(tmp_path):
     assert ok.returncode == 0 and "RRDBNet" in ok.stdout and out.is_file()
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"garbage")
-    res = subprocess.run([sys.executable, "-m", "ddnsr.cli", "convert", str(bad), "-o", str(tmp_path / "o.safetensors")],
-                         capture_output=True, text=True)
+    res = subprocess.run([sys.executable, "-m", "ddnsr.cli", "convert", str(bad), "-o",
+                          str(tmp_path / "o.safetensors")], capture_output=True, text=True)
     assert res.returncode == 1
     assert res.stderr.count("\n") == 1 and "bad.pth" in res.stderr and "Traceback" not in res.stderr
 

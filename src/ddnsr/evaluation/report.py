@@ -50,8 +50,8 @@ __all__ = [
 
 SCALE = 4
 CROP_ZOOM = 2
-#: What a failed picture write raises (imageio's ImageError is being merged into ddnsr.errors').
-_WRITE_ERRORS = (OSError, errors.ImageError, imageio.ImageError)
+#: What a failed picture write raises.
+_WRITE_ERRORS = (OSError, errors.ImageError)
 
 #: (key -> table header, decimals, "max" / "min" / None for the best value)
 SR_COLUMNS: dict[str, tuple[str, int, str | None]] = {

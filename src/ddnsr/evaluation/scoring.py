@@ -75,8 +75,8 @@ __all__ = [
 SCALE = 4
 CROP_BORDER = 4
 SSIM_MIN = 11  # SSIM's Gaussian window
-#: What reading an image raises for a bad file (imageio's ImageError is being merged into ddnsr.errors').
-_READ_ERRORS = (errors.ImageError, imageio.ImageError, OSError, ValueError, MemoryError)
+#: What reading an image raises for a bad file.
+_READ_ERRORS = (errors.ImageError, OSError, ValueError, MemoryError)
 SkipHandler = Callable[[str, str], None]
 
 
