@@ -18,8 +18,8 @@ COMMAND_MODULES = (
     "ddnsr.cli.upscale",
     "ddnsr.training.loop",
     "ddnsr.cli.evaluate",
-    "ddnsr.datasets.cleanup",
-    "ddnsr.datasets.ntire2020",
+    "ddnsr.cli.cleanup",
+    "ddnsr.cli.data",
 )
 
 

@@ -185,11 +185,32 @@ def _inside(path: Path, folder: Path | None) -> bool:
     return True
 
 
+def _output_folder_problem(inputs: list[str], out_dir: Path, pairs_dir: Path | None) -> str | None:
+    """Why the output folders cannot be used with these inputs (None when they can).
+
+    An output folder that is also a folder input is refused: its outputs would be read back as inputs
+    by the next run (``a_x4_x4.png``). ``--pairs`` must differ from ``-o`` (each HR copy would replace
+    the LR of the same name).
+    """
+    if pairs_dir is not None and pairs_dir.resolve() == out_dir.resolve():
+        return f"--pairs {pairs_dir} is the output folder: each HR copy would replace its LR; choose another folder"
+    for item in inputs:
+        root = Path(item)
+        for flag, folder in (("-o", out_dir), ("--pairs", pairs_dir)):
+            if folder is not None and root.is_dir() and folder.resolve() == root.resolve():
+                return (f"{flag} {folder} is also an input folder: the next run would read its outputs as "
+                        "inputs; choose another output folder")
+    return None
+
+
 def _plan(inputs: list[str], out_dir: Path, *, recursive: bool, ext: str, suffix: str,
           pairs_dir: Path | None = None) -> _Plan:
     """Inputs -> jobs (source, destination), with the inputs that fail already here."""
     plan = _Plan()
     found: list[tuple[Path, Path]] = []  # (file, output path relative to the output folder, no extension)
+    problem = _output_folder_problem(inputs, out_dir, pairs_dir)
+    if problem:
+        raise SettingError(problem)
     for item in inputs:
         root = Path(item)
         try:
@@ -210,6 +231,7 @@ def _plan(inputs: list[str], out_dir: Path, *, recursive: bool, ext: str, suffix
         else:
             found.extend((f, Path(f.stem)) for f in files)
 
+    found = list({f.resolve(): (f, rel) for f, rel in reversed(found)}.values())[::-1]  # an input given twice
     inputs_resolved = {f.resolve() for f, _ in found}
     taken: dict[Path, Path] = {}
     for source, rel in found:

@@ -20,9 +20,7 @@ Output: ``<stem>.png`` (lossless) in the output folder, each written under a tem
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +34,7 @@ from tqdm import tqdm
 from ddnsr.errors import SettingError
 from ddnsr.training.data import DataError, DataWarning, list_images, load_rgb8
 
-__all__ = ["CleanupReport", "bicubic_half", "clean_up", "clean_up_array", "half_size", "register", "run"]
+__all__ = ["CleanupReport", "bicubic_half", "clean_up", "clean_up_array", "half_size"]
 
 
 def half_size(height: int, width: int) -> tuple[int, int]:
@@ -147,41 +145,3 @@ def clean_up(
         _save_png(half, dest)
         report.written.append(dest)
     return report
-
-
-def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add the ``clean-up`` sub-command to a ``ddnsr`` parser's sub-parsers."""
-    parser = subparsers.add_parser(
-        "clean-up",
-        help="make the 'cleaned-up' Track 2 target (bicubic x0.5 of each photo)",
-        description="Halve every image of a folder with OpenCV-equivalent bicubic interpolation and write "
-        "lossless PNGs with the same names (the official clean_up.py).",
-    )
-    parser.add_argument("-i", "--input-dir", required=True, help="folder of source photos")
-    parser.add_argument("-o", "--output-dir", required=True, help="folder for the halved PNGs (created)")
-    parser.add_argument("--skip-existing", action="store_true", help="keep outputs that already exist")
-    parser.add_argument(
-        "--truncate", action="store_true",
-        help="round down like the official tf.cast (half a level darker on average) instead of to nearest",
-    )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.set_defaults(func=run)
-    return parser
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run ``clean-up`` with parsed arguments; one-line error and exit status 1 on bad input."""
-    try:
-        report = clean_up(
-            args.input_dir, args.output_dir, skip_existing=args.skip_existing, truncate=args.truncate,
-            progress=not args.no_progress,
-        )
-    except DataError as exc:
-        print(f"ddnsr clean-up: error: {exc}", file=sys.stderr)
-        return 1
-    print(
-        f"clean-up: {len(report.written)} written to {args.output_dir}, "
-        f"{len(report.existing)} already there, "
-        f"{len(report.failed)} unreadable skipped"
-    )
-    return 0

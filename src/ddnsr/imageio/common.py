@@ -14,8 +14,9 @@ __all__ = [
 #: float32 RGB array (plus ~0.8 GB while decoding). Callers with tighter memory pass a smaller limit.
 DEFAULT_MAX_PIXELS = 16_000 * 16_000
 
-#: Extensions (lower case, with the dot) that :func:`list_images` picks up and :func:`write_image` writes.
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+#: Input extensions :func:`list_images` picks up (files named explicitly are recognised by content).
+#: GIF is read (its first frame) but not written: outputs use :data:`FORMAT_BY_EXTENSION`.
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 
 FORMAT_BY_EXTENSION = {
     ".png": "PNG",
@@ -26,7 +27,7 @@ FORMAT_BY_EXTENSION = {
     ".tif": "TIFF",
     ".tiff": "TIFF",
 }
-READ_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF")
+READ_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF")
 GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601, as Pillow's RGB -> L
 

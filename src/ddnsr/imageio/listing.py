@@ -59,6 +59,8 @@ def list_images(
                 add(candidate)
         elif root.is_file():
             add(root)
+        elif root.exists():
+            raise ImageError(root, "not a regular file or folder (a FIFO, socket or device)")
         else:
             raise ImageError(root, "no such file or folder")
     return found

@@ -32,6 +32,7 @@ import functools
 import io
 import os
 import re
+import stat as _stat
 import struct
 import sys
 import threading
@@ -185,7 +186,7 @@ def _decode(
             try:
                 im = Image.open(fp, formats=READ_FORMATS)
             except UnidentifiedImageError as exc:
-                raise ImageError(path, "not a PNG, JPEG, WebP, BMP or TIFF image") from exc
+                raise ImageError(path, "not a PNG, JPEG, WebP, BMP, TIFF or GIF image") from exc
             except Exception as exc:
                 raise ImageError(path, f"corrupt image header ({describe_exception(exc)})") from exc
             stack.enter_context(im)
@@ -200,6 +201,10 @@ def _decode(
             except Exception as exc:
                 raise ImageError(path, f"corrupt or truncated image data ({describe_exception(exc)})") from exc
         fmt = im.format or ""
+        frames = getattr(im, "n_frames", 1)
+        if frames > 1 and rawmode_map is None:
+            warnings.warn(f"{path}: {fmt} with {frames} frames or pages; only the first is used", ImageWarning,
+                          stacklevel=3)
         if fmt == "PNG" and rawmode_map is None:
             problem = _png_chunk_problem(fp)
             if problem:
@@ -440,6 +445,8 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT
         raise ImageError(path, f"cannot access: {exc.strerror or describe_exception(exc)}") from exc
     if path.is_dir():
         raise ImageError(path, "is a folder, not an image file")
+    if not _stat.S_ISREG(stat.st_mode):
+        raise ImageError(path, "not a regular file (a FIFO, socket or device)")
     if stat.st_size == 0:
         raise ImageError(path, "empty file (0 bytes)")
 

@@ -31,7 +31,6 @@ from ddnsr.errors import ImageError, SettingError
 from ddnsr.files import atomic_write
 from ddnsr.imageio.common import (
     FORMAT_BY_EXTENSION,
-    IMAGE_EXTENSIONS,
     LUMA,
     ImageWarning,
     describe_exception,
@@ -266,7 +265,7 @@ def write_image(
     fmt = FORMAT_BY_EXTENSION.get(path.suffix.lower())
     if fmt is None:
         raise ImageError(path, f"unsupported output format {path.suffix or '(no extension)'!r} "
-                               f"(use one of {', '.join(IMAGE_EXTENSIONS)})")
+                               f"(use one of {', '.join(FORMAT_BY_EXTENSION)})")
     if bit_depth not in (8, 16):
         raise SettingError(f"bit_depth must be 8 or 16, not {bit_depth}")
 
@@ -323,7 +322,7 @@ def output_format(path: str | os.PathLike) -> str:
     """Pillow's format name for an output path's extension (ValueError for others)."""
     fmt = FORMAT_BY_EXTENSION.get(Path(path).suffix.lower())
     if fmt is None:
-        raise SettingError(f"{path}: unsupported output format (use one of {', '.join(IMAGE_EXTENSIONS)})")
+        raise SettingError(f"{path}: unsupported output format (use one of {', '.join(FORMAT_BY_EXTENSION)})")
     return fmt
 
 
