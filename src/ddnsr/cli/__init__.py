@@ -14,6 +14,7 @@ import sys
 COMMAND_MODULES = (
     "ddnsr.cli.info",
     "ddnsr.cli.upscale",
+    "ddnsr.cli.serve",
     "ddnsr.training.loop",
     "ddnsr.evaluation.scoring",
     "ddnsr.datasets.cleanup",
