@@ -49,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-pixels", type=_non_negative, default=16_000_000,
                    help="refuse images with more pixels (default: 16_000_000; 0: no limit)")
     p.add_argument("--max-upload-mb", type=_positive, default=100, help="largest image upload (default: 100 MB)")
-    p.add_argument("--max-model-mb", type=_positive, default=512, help="largest model upload (default: 512 MB)")
+    p.add_argument("--max-model-mb", type=_positive, default=500, help="largest model upload (default: 500 MB)")
     p.add_argument("--device", choices=DEVICES, default="auto", help="default: auto (cuda, mps, else cpu)")
     p.add_argument("--tile", type=_non_negative, default=None, metavar="PX",
                    help="tile size in input pixels (default: automatic, bounded memory)")
@@ -82,7 +82,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     set_threads(args.threads)
     config = ServeConfig(host=args.host, model=args.model, device=args.device, max_pixels=args.max_pixels or None,
-                         max_upload_bytes=args.max_upload_mb * 1024**2, max_model_bytes=args.max_model_mb * 1024**2,
+                         max_upload_bytes=args.max_upload_mb * 10**6, max_model_bytes=args.max_model_mb * 10**6,
                          quality=args.quality, tile=args.tile, runs=list(args.run))
     app = create_app(config)
     try:

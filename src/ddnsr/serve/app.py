@@ -46,8 +46,8 @@ class ServeConfig:
     model: str = "track1"  # the bundled model selected first
     device: str = "auto"
     max_pixels: int | None = 16_000_000
-    max_upload_bytes: int = 100 * 1024**2  # one image
-    max_model_bytes: int = 512 * 1024**2  # one model file
+    max_upload_bytes: int = 100 * 10**6  # one image
+    max_model_bytes: int = 500 * 10**6  # one model file
     max_jobs: int = 200
     quality: int = 95
     tile: int | None = None

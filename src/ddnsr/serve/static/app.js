@@ -132,17 +132,26 @@ function stateText(job) {
   return job.state;
 }
 
+function jobKey(job) {
+  // what changes the item's structure; progress alone only updates the text and the bar
+  return JSON.stringify([job.state, job.error, job.warnings, job.id === state.shown || job.id === state.shownDegrade]);
+}
+
 function jobItem(job) {
-  const li = el("li", { class: `job ${job.state}`, "data-id": job.id, "data-state": job.state });
+  const li = el("li", { class: "job", "data-id": job.id });
+  fillItem(li, job);
+  return li;
+}
+
+function fillItem(li, job) {
+  li.className = `job ${job.state}`;
+  li.dataset.state = job.state;
+  li.dataset.key = jobKey(job);
   if (state.shown === job.id || state.shownDegrade === job.id) li.classList.add("selected");
   const label = job.kind === "degrade" ? `${job.name} (degradation view)` : job.name;
-  li.append(el("div", { class: "top" }, el("span", { class: "name" }, label),
+  li.replaceChildren(el("div", { class: "top" }, el("span", { class: "name" }, label),
     el("span", { class: "state" }, stateText(job))));
-  if (job.state === "running" || job.state === "queued") {
-    const bar = el("progress", { max: job.tiles_total || 1 });
-    if (job.tiles_total) bar.value = job.tiles_done; else if (job.state === "queued") bar.value = 0;
-    li.append(bar);
-  }
+  if (job.state === "running" || job.state === "queued") li.append(el("progress", { max: 1, value: 0 }));
   if (job.error) li.append(el("p", { class: "error" }, job.error));
   for (const w of job.warnings || []) li.append(el("p", { class: "warn" }, w));
   const actions = el("div", { class: "actions" });
@@ -162,13 +171,28 @@ function jobItem(job) {
       onclick: () => remove(job.id) }, "Remove"));
   }
   if (actions.childElementCount) li.append(actions);
-  return li;
+  updateProgress(li, job);
+}
+
+function updateProgress(li, job) {
+  li.querySelector(".state").textContent = stateText(job);
+  const bar = li.querySelector("progress");
+  if (bar && job.tiles_total) { bar.max = job.tiles_total; bar.value = job.tiles_done; }
 }
 
 function render() {
+  // items are kept and updated in place, so a button is never swapped under the pointer
   const list = $("queue");
   const jobs = [...state.local, ...state.jobs.values()];
-  list.replaceChildren(...jobs.map(jobItem));
+  const existing = new Map([...list.children].map((li) => [li.dataset.id, li]));
+  const items = jobs.map((job) => {
+    const li = existing.get(job.id);
+    if (!li) return jobItem(job);
+    if (li.dataset.key !== jobKey(job)) fillItem(li, job); else updateProgress(li, job);
+    return li;
+  });
+  items.forEach((li, i) => { if (list.children[i] !== li) list.insertBefore(li, list.children[i] || null); });
+  while (list.children.length > items.length) list.lastElementChild.remove();
   $("queue-empty").hidden = jobs.length > 0;
   const anyDone = [...state.jobs.values()].some((j) => j.state === "done" && j.kind === "upscale");
   $("zip").classList.toggle("disabled", !anyDone);
@@ -219,6 +243,7 @@ function showCompare(job) {
   zoom("fit");
   setSlider($("slider").value);
   for (const li of document.querySelectorAll(".job")) li.classList.toggle("selected", li.dataset.id === job.id);
+  render();
 }
 
 function setSlider(value) {
@@ -317,6 +342,8 @@ function setup() {
   for (const ev of ["dragenter", "dragover"]) drop.addEventListener(ev, (e) => { e.preventDefault(); drop.classList.add("over"); });
   for (const ev of ["dragleave", "drop"]) drop.addEventListener(ev, () => drop.classList.remove("over"));
   drop.addEventListener("drop", (e) => { e.preventDefault(); addFiles([...e.dataTransfer.files]); });
+  drop.addEventListener("click", (e) => { if (!e.target.closest("label, input")) $("files").click(); });
+  drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); $("files").click(); } });
   $("files").addEventListener("change", (e) => { addFiles([...e.target.files]); e.target.value = ""; });
   $("model").addEventListener("change", showNote);
   $("model-pick").addEventListener("click", () => $("model-file").click());
