@@ -254,16 +254,37 @@ def test_degradation_view(served, photo, tmp_path):
     assert r.status_code == 400 and "has no degradation network" in r.get_json()["error"]
 
 
-def test_run_folder_models(tmp_path):
+def test_run_folder_models_and_its_own_photos(tmp_path):
+    """A --run folder's D is offered, and its training data (config.json -> records) feeds the view."""
+    import json
+
     from ddnsr.formats.modelfile import bundled_models
 
+    valid = need(DATA / "track1-valid")
     run = tmp_path / "my-run"
     run.mkdir()
     (run / "degradation.safetensors").write_bytes(bundled_models()["track1"]["degradation"].read_bytes())
+    records = tmp_path / "records.json"
+    records.write_text(json.dumps({"track1-source": str(valid / "LR"), "track1-target-div2k": str(valid / "HR")}))
+    (run / "config.json").write_text(json.dumps({"source": "track1", "target": "div2k", "records": str(records),
+                                                 "data_root": None}))
     app, client = make(tmp_path, runs=[run])
     try:
         entry = next(m for m in client.get("/api/info").get_json()["models"] if m["id"] == "run:0")
-        assert entry["label"] == "run my-run" and entry["kinds"] == ["degradation"]
+        assert entry["label"] == "run my-run" and entry["kinds"] == ["degradation"] and entry["run_photos"]
+        r = client.post("/api/degrade", data={"model": "run:0", "run_photos": "1", "index": "1"}, headers=H)
+        assert r.status_code == 201, r.get_json()
+        job = wait(client, r.get_json()["id"])
+        second = sorted((valid / "HR").glob("*.png"))[1].name
+        assert job["state"] == "done" and job["name"] == second and job["size_out"] == [64, 64]
+        real = Image.open(io.BytesIO(client.get(f"/api/jobs/{job['id']}/lr").data))
+        assert real.size == (64, 64)  # the real LR crop has D's output size
+        r = client.post("/api/degrade", data={"model": "bundled:track1", "run_photos": "1"}, headers=H)
+        assert r.status_code == 400 and "unknown run model" in r.get_json()["error"]
+        (run / "config.json").write_text(json.dumps({"source": "track1", "target": "div2k",
+                                                     "records": str(tmp_path / "gone.json")}))
+        r = client.post("/api/degrade", data={"model": "run:0", "run_photos": "1"}, headers=H)
+        assert r.status_code == 400 and "training photos cannot be found" in r.get_json()["error"]
     finally:
         app.extensions["ddnsr"].close()
     with pytest.raises(ValueError, match="holds neither"):
@@ -308,3 +329,17 @@ def test_serve_command_warns_off_loopback_and_cleans_up(tmp_path, monkeypatch, c
     assert "warning" not in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["serve", "--port", "70000"])
+
+
+def test_speed_figure_is_the_networks_multiply_adds():
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from ddnsr.nets import RRDBNet
+    from ddnsr.serve.jobs import _macs_per_pixel
+
+    cfg = {"num_feat": 32, "num_block": 6, "num_grow_ch": 16}
+    net = RRDBNet(num_in_ch=3, num_out_ch=3, scale=4, **cfg).eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        net(torch.rand(1, 3, 16, 16))
+    assert _macs_per_pixel(cfg) == counter.get_total_flops() / 2 / 256

@@ -20,7 +20,6 @@ framework's test client, and tiles take seconds on a CPU, so half a second loses
 
 from __future__ import annotations
 
-import io
 import ipaddress
 import zipfile
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from pathlib import Path
 from flask import Flask, abort, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from ddnsr.serve.jobs import FORMATS, Job, Models, Worker, Workspace, safe_name
+from ddnsr.serve.jobs import _IMAGE_ERRORS, FORMATS, Job, Models, Worker, Workspace, safe_name
 
 __all__ = ["ServeConfig", "create_app", "is_loopback"]
 
@@ -231,7 +230,34 @@ def _routes(app: Flask, state: _State) -> None:
 
     @app.post("/api/degrade")
     def new_degrade():
+        if request.form.get("run_photos") == "1":
+            return submit_run_photos()
         return submit("degrade", {"hr": "clean HR image", "lr": "real LR image"}, "degradation")
+
+    def submit_run_photos():
+        """A degradation view of a --run folder's own training photos: a 256-pixel crop of clean HR number
+        ``index`` and a 64-pixel crop of real LR number ``index`` (the same size as D's output)."""
+        from ddnsr.serve.jobs import centre_crop_png
+
+        job_id, folder = state.workspace.new_folder()
+        try:
+            model = _choice(request.form.get("model"), models.runs, "run model", "")
+            index = int(request.form.get("index", "0") or 0)
+            hr_file, lr_file = models.run_photos(model, index)
+            inputs = {"hr": centre_crop_png(hr_file, folder / "hr.png", 256, config.max_pixels),
+                      "lr": centre_crop_png(lr_file, folder / "lr.png", 64, config.max_pixels)}
+            names = {"hr": safe_name(hr_file.name), "lr": safe_name(lr_file.name)}
+            job = Job(id=job_id, kind="degrade", name=names["hr"], folder=folder, inputs=inputs, input_names=names,
+                      model=model, precision=_choice(request.form.get("precision"), state.precisions, "precision",
+                                                     "fp32"))
+            worker.submit(job)
+        except OverflowError as exc:
+            _drop(folder)
+            return _error(str(exc), 429)
+        except (ValueError, *_IMAGE_ERRORS) as exc:
+            _drop(folder)
+            return _error(str(exc).replace(str(folder), "").strip())
+        return jsonify(job.public()), 201
 
     @app.get("/api/jobs")
     def jobs():
@@ -259,23 +285,27 @@ def _routes(app: Flask, state: _State) -> None:
 
     @app.get("/api/results.zip")
     def results_zip():
-        buffer = io.BytesIO()  # results are already compressed: stored, and at most the finished files
+        # written into the private folder, not memory (results can be large), removed once sent
+        done = [j for j in (worker.jobs.get(e["id"]) for e in worker.listing())
+                if j is not None and j.kind == "upscale" and j.state == "done"]
+        if not done:
+            return _error("no finished results yet", 404)
+        _, folder = state.workspace.new_folder()
+        path = folder / "results.zip"
         used: set[str] = set()
-        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as zf:
-            for entry in worker.listing():
-                job = worker.jobs.get(entry["id"])
-                if job is None or job.kind != "upscale" or entry["state"] != "done":
-                    continue
-                name, n = job.download_name(), 1
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:  # results are compressed already
+            for job in done:
+                stem, suffix = Path(job.download_name()).stem, Path(job.download_name()).suffix
+                name, n = f"{stem}{suffix}", 1
                 while name in used:
                     n += 1
-                    name = f"{Path(job.download_name()).stem}-{n}{Path(job.download_name()).suffix}"
+                    name = f"{stem}-{n}{suffix}"
                 used.add(name)
                 zf.write(job.outputs["result"], name)
-        if not used:
-            return _error("no finished results yet", 404)
-        buffer.seek(0)
-        return send_file(buffer, mimetype="application/zip", as_attachment=True, download_name="ddnsr-results.zip")
+        response = send_file(path, mimetype="application/zip", as_attachment=True,
+                             download_name="ddnsr-results.zip", max_age=0)
+        response.call_on_close(lambda: _drop(folder))
+        return response
 
     @app.post("/api/models")
     def upload_model():

@@ -107,6 +107,7 @@ class Models:
         self._lock = threading.Lock()
         self.entries: dict[str, dict] = {}
         self.files: dict[str, dict[str, Path]] = {}
+        self.runs: dict[str, Path] = {}
         for name, kinds in bundled_models().items():
             self._add(f"bundled:{name}", name, kinds, "bundled")
         for i, run in enumerate(runs):
@@ -116,6 +117,8 @@ class Models:
                 raise ValueError(f"--run {run}: holds neither reconstruction.safetensors nor "
                                  "degradation.safetensors (a finished 'ddnsr train' run folder is needed)")
             self._add(f"run:{i}", f"run {run.resolve().name}", kinds, "run")
+            self.runs[f"run:{i}"] = run
+            self.entries[f"run:{i}"]["run_photos"] = (run / "config.json").is_file() and "degradation" in kinds
 
     def _add(self, model_id: str, label: str, kinds: dict[str, Path], source: str) -> None:
         with self._lock:
@@ -154,6 +157,52 @@ class Models:
     def listing(self) -> list[dict]:
         with self._lock:
             return [dict(e) for e in self.entries.values()]
+
+    def run_photos(self, model_id: str, index: int) -> tuple[Path, Path]:
+        """(clean HR, real LR) photo number ``index`` (wrapping) of a ``--run`` folder's training data."""
+        if model_id not in self.runs:
+            raise ValueError(f"{model_id}: not a run folder given with --run")
+        return run_photos(self.runs[model_id], index)
+
+
+def run_photos(run: Path, index: int) -> tuple[Path, Path]:
+    """(clean HR, real LR) file number ``index`` of the data sets a run was trained on (its config.json).
+
+    The records file and data root are the run's own (``--records`` / ``--data-root``), else the defaults of
+    ``ddnsr train``. ValueError (one line) when the data cannot be found.
+    """
+    import json
+
+    from ddnsr.training.data import list_images, load_records, resolve_sources, stream_keys
+    from ddnsr.training.loop import default_records
+
+    try:
+        cfg = json.loads((run / "config.json").read_text(encoding="utf-8"))
+        records = Path(cfg["records"]) if cfg.get("records") else default_records()
+        root = Path(cfg["data_root"]) if cfg.get("data_root") else records.parent
+        recs = load_records(records)
+        lr_key, hr_key = stream_keys(cfg["source"], cfg["target"])
+        lr_files = list_images(resolve_sources(recs, root, lr_key))
+        hr_files = list_images(resolve_sources(recs, root, hr_key))
+    except (OSError, KeyError, ValueError) as exc:
+        raise ValueError(f"{run.name}: the run's training photos cannot be found ({one_line(exc)})") from None
+    if not lr_files or not hr_files:
+        raise ValueError(f"{run.name}: the run's training data holds no images")
+    return hr_files[index % len(hr_files)], lr_files[index % len(lr_files)]
+
+
+def centre_crop_png(source: Path, dest: Path, size: int, max_pixels: int | None) -> Path:
+    """A centred crop of at most ``size`` x ``size`` pixels (sides multiples of 4) saved as 8-bit PNG."""
+    import ddnsr.imageio as dio
+
+    loaded = dio.read_image(source, max_pixels=max_pixels)
+    h, w = min(size, loaded.height) // 4 * 4, min(size, loaded.width) // 4 * 4
+    if h == 0 or w == 0:
+        raise ImageError(source, f"too small: {loaded.width}x{loaded.height}")
+    y, x = (loaded.height - h) // 2, (loaded.width - w) // 2
+    alpha = None if loaded.alpha is None else loaded.alpha[y : y + h, x : x + w]
+    dio.write_image(dest, loaded.rgb[y : y + h, x : x + w], alpha=alpha, is_gray=loaded.is_gray, bit_depth=8)
+    return dest
 
 
 # -------------------------------------------------------------------------------------------------- jobs

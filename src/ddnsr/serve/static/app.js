@@ -56,6 +56,7 @@ async function loadInfo(selectId) {
   $("limits").textContent = `Up to ${megabytes(l.max_upload_bytes)} per photo` +
     (l.max_pixels ? `, ${(l.max_pixels / 1e6).toFixed(1)} megapixels` : "") + "; PNG, JPEG, WebP, BMP, TIFF.";
   showNote();
+  showRunButton();
 }
 
 function fill(select, values) {
@@ -301,12 +302,24 @@ function setupViewer() {
 
 // -------------------------------------------------------------------------------- degradation view
 
-async function runDegrade() {
-  const hr = $("deg-hr").files[0], lr = $("deg-lr").files[0];
-  if (!hr || !lr) { $("deg-status").textContent = "Choose a clean HR photo and a real LR photo first."; return; }
+function showRunButton() {
+  const m = state.info.models.find((x) => x.id === $("deg-model").value);
+  $("deg-run-photos").hidden = !(m && m.run_photos);
+}
+
+async function runDegrade(useRun) {
   const form = new FormData();
-  form.append("hr", hr); form.append("lr", lr); form.append("model", $("deg-model").value);
+  form.append("model", $("deg-model").value);
   form.append("precision", $("precision").value);
+  if (useRun) {
+    state.runIndex = (state.runIndex ?? -1) + 1;
+    form.append("run_photos", "1"); form.append("index", String(state.runIndex));
+    $("deg-run-photos").textContent = "Next pair of the run's photos";
+  } else {
+    const hr = $("deg-hr").files[0], lr = $("deg-lr").files[0];
+    if (!hr || !lr) { $("deg-status").textContent = "Choose a clean HR photo and a real LR photo first."; return; }
+    form.append("hr", hr); form.append("lr", lr);
+  }
   $("deg-status").textContent = "Queued...";
   try {
     const job = await api("POST", "/api/degrade", form);
@@ -348,7 +361,9 @@ function setup() {
   $("model").addEventListener("change", showNote);
   $("model-pick").addEventListener("click", () => $("model-file").click());
   $("model-file").addEventListener("change", (e) => { if (e.target.files[0]) uploadModel(e.target.files[0]); e.target.value = ""; });
-  $("deg-run").addEventListener("click", runDegrade);
+  $("deg-run").addEventListener("click", () => runDegrade(false));
+  $("deg-run-photos").addEventListener("click", () => runDegrade(true));
+  $("deg-model").addEventListener("change", showRunButton);
   setupViewer();
   loadInfo().then(poll).catch((e) => { $("model-status").textContent = `Cannot reach the server: ${e.message}`; });
 }
