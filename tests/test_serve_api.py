@@ -287,6 +287,16 @@ def test_run_folder_models_and_its_own_photos(tmp_path):
         assert r.status_code == 400 and "training photos cannot be found" in r.get_json()["error"]
     finally:
         app.extensions["ddnsr"].close()
+    path = bundled_models()["track1-single"]["reconstruction"]
+    app, client = make(tmp_path, model=str(path))
+    try:
+        info = client.get("/api/info").get_json()
+        assert info["default_model"].startswith("upload:")
+        assert next(m for m in info["models"] if m["id"] == info["default_model"])["label"] == path.name
+    finally:
+        app.extensions["ddnsr"].close()
+    with pytest.raises(ValueError, match="neither a model file nor a bundled model"):
+        create_app(ServeConfig(workdir=str(tmp_path), model="nope"))
     with pytest.raises(ValueError, match="holds neither"):
         create_app(ServeConfig(workdir=str(tmp_path), runs=[tmp_path / "empty"]))
 

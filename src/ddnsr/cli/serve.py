@@ -43,7 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="address to listen on (default: 127.0.0.1, this machine only; another address warns)")
     p.add_argument("--port", type=_port, default=8000, help="port (default: 8000; 0: any free port)")
     p.add_argument("--open", action="store_true", help="open the page in the default browser")
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"bundled model selected first (default: {DEFAULT_MODEL})")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"model selected first: a bundled name or a model file (default: {DEFAULT_MODEL})")
     p.add_argument("--run", action="append", type=Path, default=[], metavar="RUN_DIR",
                    help="a 'ddnsr train' run folder whose models the page offers (repeatable)")
     p.add_argument("--max-pixels", type=_non_negative, default=16_000_000,
@@ -59,10 +60,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _make_server(app, host: str, port: int):
-    from werkzeug.serving import make_server
+    from werkzeug.serving import WSGIRequestHandler, make_server
+
+    class QuietHandler(WSGIRequestHandler):
+        """No line per request (the page polls twice a second); errors are still printed."""
+
+        def log_request(self, code="-", size="-") -> None:
+            if str(code).startswith("5"):
+                super().log_request(code, size)
 
     try:
-        return make_server(host, port, app, threaded=True)
+        return make_server(host, port, app, threaded=True, request_handler=QuietHandler)
     except OSError as exc:
         raise OSError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 

@@ -42,7 +42,7 @@ class ServeConfig:
     """Settings of one server (the ``ddnsr serve`` flags)."""
 
     host: str = "127.0.0.1"
-    model: str = "track1"  # the bundled model selected first
+    model: str = "track1"  # the model selected first: a bundled name or a model file
     device: str = "auto"
     max_pixels: int | None = 16_000_000
     max_upload_bytes: int = 100 * 10**6  # one image
@@ -77,10 +77,14 @@ def create_app(config: ServeConfig | None = None) -> Flask:
     """
     config = config or ServeConfig()
     models = Models(config.runs)
-    bundled = f"bundled:{config.model}"
-    if bundled not in models.entries:
-        raise ValueError(f"--model {config.model}: not a bundled model ({', '.join(models.entries)})")
-    state = _State(config, models)
+    if Path(config.model).is_file():  # a model file named on the command line: checked like an upload
+        default = models.add_upload(Path(config.model), Path(config.model).name)["id"]
+    else:
+        default = f"bundled:{config.model}"
+        if default not in models.entries:
+            names = ", ".join(m.split(":", 1)[1] for m in models.entries if m.startswith("bundled:"))
+            raise ValueError(f"--model {config.model}: neither a model file nor a bundled model ({names})")
+    state = _State(config, models, default)
     app = Flask(__name__, static_folder=str(STATIC), static_url_path="/static")
     app.config["MAX_CONTENT_LENGTH"] = max(config.max_upload_bytes, 2 * config.max_model_bytes) + 64 * 1024
     if is_loopback(config.host):  # refuse DNS-rebinding hosts when only this machine should reach us
@@ -95,9 +99,10 @@ def close_app(app: Flask) -> None:
 
 
 class _State:
-    def __init__(self, config: ServeConfig, models: Models) -> None:
+    def __init__(self, config: ServeConfig, models: Models, default_model: str) -> None:
         self.config = config
         self.models = models
+        self.default_model = default_model
         self.workspace = Workspace(config.workdir)
         self.worker = Worker(models, device=config.device, max_pixels=config.max_pixels, quality=config.quality,
                              tile=config.tile, max_jobs=config.max_jobs)
@@ -187,7 +192,7 @@ def _routes(app: Flask, state: _State) -> None:
     @app.get("/api/info")
     def info():
         return jsonify({
-            "models": models.listing(), "default_model": f"bundled:{config.model}",
+            "models": models.listing(), "default_model": state.default_model,
             "precisions": state.precisions, "formats": list(FORMATS), "image_extensions": IMAGE_EXTENSIONS,
             "model_extensions": MODEL_EXTENSIONS,
             "limits": {"max_upload_bytes": config.max_upload_bytes, "max_model_bytes": config.max_model_bytes,
@@ -200,7 +205,7 @@ def _routes(app: Flask, state: _State) -> None:
             return _error(f"upload too large (limit {config.max_upload_bytes / 1e6:.0f} MB per image)", 413)
         job_id, folder = state.workspace.new_folder()
         try:
-            model = _choice(request.form.get("model"), models.entries, "model", f"bundled:{config.model}")
+            model = _choice(request.form.get("model"), models.entries, "model", state.default_model)
             models.path(model, model_kind)
             precision = _choice(request.form.get("precision"), state.precisions, "precision", "fp32")
             fmt = _choice(request.form.get("format"), FORMATS, "format", "png") if kind == "upscale" else "png"
