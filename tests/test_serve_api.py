@@ -92,8 +92,13 @@ def test_result_is_bit_identical_to_ddnsr_upscale(photo, tmp_path):
         assert got.data == (out / f"camera photo.{fmt}").read_bytes()
         before = Image.open(io.BytesIO(client.get(f"/api/jobs/{job['id']}/before").data))
         assert before.size == (48, 40)
+    # TIFF: the browser gets a PNG of the same pixels to show
+    job = wait(client, upload(client, photo, format="tif").get_json()["id"])
+    tif = np.asarray(Image.open(io.BytesIO(client.get(f"/api/jobs/{job['id']}/result").data)))
+    view = Image.open(io.BytesIO(client.get(f"/api/jobs/{job['id']}/view").data))
+    assert view.format == "PNG" and np.array_equal(np.asarray(view), tif)
     archive = zipfile.ZipFile(io.BytesIO(client.get("/api/results.zip").data))
-    assert sorted(archive.namelist()) == ["camera_photo_x4.jpg", "camera_photo_x4.png"]
+    assert sorted(archive.namelist()) == ["camera_photo_x4.jpg", "camera_photo_x4.png", "camera_photo_x4.tif"]
     app.extensions["ddnsr"].close()
 
 

@@ -8,7 +8,8 @@ a simple cross-origin request cannot send, so another web site cannot queue work
     GET    /api/jobs                 every job with its state and progress (the page polls this)
     POST   /api/jobs/<id>/cancel     cancel (queued: at once; running: at the next tile)
     DELETE /api/jobs/<id>            forget a finished job and delete its files
-    GET    /api/jobs/<id>/<key>      a file of a job: result (add ?download=1), before, hr, lr
+    GET    /api/jobs/<id>/<key>      a file of a job: result (add ?download=1), view (what a browser can
+                                     show: the result, or a PNG of it for TIFF), before, hr, lr
     GET    /api/results.zip          every finished upscale result
     POST   /api/models               multipart: file (.safetensors / .pth reconstruction model) -> its entry
     POST   /api/degrade              multipart: hr, lr, model -> a degradation-view job

@@ -417,6 +417,12 @@ class Worker:
         write_planes(dest, data, icc_profile=icc, quality=self.quality)
         job.size_out = (int(data.shape[1]), int(data.shape[0]))
         job.outputs["result"] = dest
+        job.outputs["view"] = dest
+        if job.fmt == "tif":  # browsers do not show TIFF: an 8-bit PNG of the same pixels for the page
+            if data.dtype == np.uint16:
+                data = ((data.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+            job.outputs["view"] = write_planes(job.folder / "view.png", data, icc_profile=icc)
+        del data
         job.outputs["before"] = self._preview(source, job.folder / "before.png")
 
     def _preview(self, source: Path, dest: Path) -> Path:

@@ -237,7 +237,7 @@ function showCompare(job) {
   view.w = w; view.h = h;
   const before = $("before"), after = $("after");
   for (const img of [before, after]) { img.style.width = `${w}px`; img.style.height = `${h}px`; }
-  after.src = `/api/jobs/${job.id}/result`;
+  after.src = `/api/jobs/${job.id}/view`;
   before.src = `/api/jobs/${job.id}/before`;
   $("viewer-title").textContent = `${job.name}: ${job.size_in[0]}x${job.size_in[1]} to ${w}x${h}`;
   $("viewer").hidden = false;
