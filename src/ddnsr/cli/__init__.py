@@ -16,6 +16,7 @@ from ddnsr.errors import DdnsrError, one_line
 COMMAND_MODULES = (
     "ddnsr.cli.info",
     "ddnsr.cli.upscale",
+    "ddnsr.cli.serve",
     "ddnsr.training.loop",
     "ddnsr.cli.evaluate",
     "ddnsr.cli.cleanup",
