@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ddnsr.cli import main
 from ddnsr.cli.data import register
 from ddnsr.datasets.ntire2020 import ARCHIVES, DownloadError, download, fetch_ntire2020, unpack
 from ddnsr.training.data import OFFICIAL_RECORDS, list_images, load_records, resolve_sources
@@ -164,17 +165,15 @@ def test_http_error_and_cli(server, tmp_path, capsys):
     parser = argparse.ArgumentParser(prog="ddnsr")
     register(parser.add_subparsers(dest="command", required=True))
     del server.files["Corrupted-te-x.zip"]
-    args = parser.parse_args(["data", "ntire2020", "--root", str(tmp_path), "--base-url", server.url,
-                              "--only", "Corrupted-te-x", "--no-progress"])
-    assert args.func(args) == 1
+    assert main(["data", "ntire2020", "--root", str(tmp_path), "--base-url", server.url,
+                 "--only", "Corrupted-te-x", "--no-progress"]) == 1
     assert "error: " + server.url + "/Corrupted-te-x.zip: HTTP 404" in capsys.readouterr().err
     args = parser.parse_args(["data", "ntire2020", "--root", str(tmp_path), "--base-url", server.url,
                               "--only", "DPEDiphone-tr-x", "--keep-archives", "--no-progress"])
     assert args.func(args) == 0
     assert (tmp_path / "datasets" / "DPEDiphone-tr-x.zip").is_file()
     assert len(list((tmp_path / "datasets" / "dped-clean").iterdir())) == 2
-    args = parser.parse_args(["data", "ntire2020", "--root", str(tmp_path), "--only", "DIV2K"])
-    assert args.func(args) == 1
+    assert main(["data", "ntire2020", "--root", str(tmp_path), "--only", "DIV2K"]) == 1
 
 
 def test_unpack_refuses_path_traversal(tmp_path):

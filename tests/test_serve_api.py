@@ -106,7 +106,8 @@ def test_bad_files_get_one_line_messages_and_leave_nothing(served, photo):
     app, client = served
     root = app.extensions["ddnsr"].workspace.root
     r = upload(client, data=b"this is not a picture at all", name="broken.png")
-    assert r.status_code == 400 and r.get_json()["error"] == "broken.png: cannot be read (not an image file)"
+    assert r.status_code == 400
+    assert r.get_json()["error"] == "broken.png: cannot be read (not a PNG, JPEG, WebP, BMP, TIFF or GIF image)"
     r = upload(client, photo, name="notes.txt")
     assert r.status_code == 400 and "notes.txt: not a supported image file" in r.get_json()["error"]
     r = upload(client, data=b"", name="empty.png")

@@ -409,12 +409,7 @@ def run_upscale(args: argparse.Namespace) -> int:
     max_pixels = args.max_pixels or None
 
     def process(job: _Job, progress: Callable[[int, int], None]) -> None:
-        loaded = dio.read_image(job.source, max_pixels=max_pixels)
-        data = up.upscale_planes(loaded.rgb, loaded.alpha, gray=loaded.is_gray,
-                                 dtype=_output_depth(loaded, job.dest), progress=progress)
-        icc = loaded.icc_profile
-        del loaded  # the decoded input is not needed while encoding
-        dio.write_planes(job.dest, data, icc_profile=icc, quality=args.quality)
+        up.upscale_file(job.source, job.dest, quality=args.quality, max_pixels=max_pixels, progress=progress)
 
     return _run_batch("upscale", args, plan, process, skip=lambda job: job.dest.exists())
 

@@ -10,7 +10,7 @@ from ddnsr.errors import ImageError
 from ddnsr.imageio.alpha import from_tensor, prepare_rgb_for_alpha, to_tensor, upscale_alpha
 from ddnsr.imageio.common import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageWarning
 from ddnsr.imageio.listing import list_images
-from ddnsr.imageio.read import LoadedImage, read_image
+from ddnsr.imageio.read import LoadedImage, image_size, read_image
 from ddnsr.imageio.write import as_float_planes, output_format, write_image, write_planes
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "LoadedImage",
     "as_float_planes",
     "from_tensor",
+    "image_size",
     "list_images",
     "output_format",
     "prepare_rgb_for_alpha",

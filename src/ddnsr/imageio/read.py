@@ -55,7 +55,7 @@ from ddnsr.imageio.common import (
     describe_exception,
 )
 
-__all__ = ["LoadedImage", "read_image"]
+__all__ = ["LoadedImage", "image_size", "read_image"]
 
 
 
@@ -473,3 +473,24 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT
     )
 
 
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) from an image file's header, without decoding its pixels.
+
+    Raises:
+        ImageError: not a readable file of the formats :func:`read_image` takes.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            size = _webp_size(f.read(30))
+            if size is not None:
+                return size
+            f.seek(0)
+            with _pillow_limit_off(), Image.open(f, formats=READ_FORMATS) as im:
+                return im.size
+    except UnidentifiedImageError as exc:
+        raise ImageError(path, "not a PNG, JPEG, WebP, BMP, TIFF or GIF image") from exc
+    except OSError as exc:
+        raise ImageError(path, f"cannot open: {exc.strerror or describe_exception(exc)}") from exc
+    except Exception as exc:  # Pillow raises many kinds on a damaged header
+        raise ImageError(path, f"corrupt image header ({describe_exception(exc)})") from exc

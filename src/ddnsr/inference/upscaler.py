@@ -436,7 +436,7 @@ class Upscaler(_TiledNetwork):
     def __init__(self, net: nn.Module, *, device: torch.device, precision: str = "fp32", tile: int | None = None,
                  overlap: int = DEFAULT_OVERLAP, name: str = "", channels_last: bool = True,
                  border: int = BORDER_PAD) -> None:
-        _check_reconstruction(net, name)
+        check_reconstruction(net, name)
         self._setup(net, device, precision, tile, overlap, name, channels_last)
         self.border = int(border)
         # measured peak RSS per input pixel with channels_last: 16.0 KiB at 64 features (23 blocks), 8.1-8.5 KiB
@@ -469,6 +469,25 @@ class Upscaler(_TiledNetwork):
         return _render(self._engine, rgb, alpha, layout, up=True, tile=self.tile_for(*rgb.shape[:2]),
                        overlap=self.overlap, progress=progress, border=self.border)
 
+    def upscale_file(self, source: str | os.PathLike, dest: str | os.PathLike, *, quality: int = 95,
+                     max_pixels: int | None = dio.DEFAULT_MAX_PIXELS, progress: Progress | None = None
+                     ) -> np.ndarray:
+        """Read ``source``, upscale it and write ``dest`` atomically: the path of ``ddnsr upscale``.
+
+        16-bit inputs give 16-bit outputs where the format has them (PNG, TIFF); gray stays gray, alpha
+        is kept, the ICC profile is carried. Returns the written 4Hx4WxC array (uint8 or uint16).
+
+        Raises:
+            ImageError: the input cannot be read or the output cannot be written.
+        """
+        loaded = dio.read_image(source, max_pixels=max_pixels)
+        depth = np.uint16 if loaded.bit_depth == 16 and dio.output_format(dest) in ("PNG", "TIFF") else np.uint8
+        data = self.upscale_planes(loaded.rgb, loaded.alpha, gray=loaded.is_gray, dtype=depth, progress=progress)
+        icc = loaded.icc_profile
+        del loaded  # the decoded input is not needed while encoding
+        dio.write_planes(dest, data, icc_profile=icc, quality=quality)
+        return data
+
     def upscale_array(self, rgb: np.ndarray) -> np.ndarray:
         """HxWx3 float32 in [0, 1] -> 4Hx4Wx3 float32 in [0, 1] (clipped)."""
         return self.upscale_planes(rgb, dtype=np.float32)
@@ -497,7 +516,7 @@ def _check_rgb(rgb: np.ndarray) -> np.ndarray:
     return rgb
 
 
-def _check_reconstruction(net: nn.Module, name: str) -> None:
+def check_reconstruction(net: nn.Module, name: str) -> None:
     label = name or type(net).__name__
     if isinstance(net, DegradationNet) or getattr(net, "kind", None) == "degradation":
         raise SettingError(f"{label}: is a degradation network (D); upscaling needs a reconstruction network "

@@ -139,20 +139,13 @@ def _save_upload(state: _State, storage, folder: Path, stem: str, allowed: tuple
 
 def _check_image_header(path: Path, name: str, max_pixels: int | None) -> tuple[int, int]:
     """(width, height) from the file's header, refusing non-images and too many pixels before decoding."""
-    from PIL import Image, UnidentifiedImageError
+    from ddnsr.errors import ImageError
+    from ddnsr.imageio import image_size
 
-    from ddnsr.imageio.core import _webp_size
-
-    with open(path, "rb") as f:
-        size = _webp_size(f.read(30))
-    if size is None:
-        try:
-            with Image.open(path) as im:
-                size = im.size
-        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-            reason = "not an image file" if isinstance(exc, UnidentifiedImageError) else str(exc).split("\n")[0]
-            raise ValueError(f"{name}: cannot be read ({reason})") from None
-    width, height = size
+    try:
+        width, height = image_size(path)
+    except ImageError as exc:
+        raise ValueError(f"{name}: cannot be read ({exc.reason})") from None
     if max_pixels and width * height > max_pixels:
         raise OverflowError(f"{name}: {width}x{height} = {width * height:_} pixels is over the limit of "
                             f"{max_pixels:_} (ddnsr serve --max-pixels)")

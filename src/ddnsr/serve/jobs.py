@@ -29,10 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from ddnsr.errors import DdnsrError, ImageError, one_line
-from ddnsr.imageio import ImageError as _ReadError
 
-#: An image that cannot be read (the image module's own class while it is being split, and the common one).
-_IMAGE_ERRORS = tuple({_ReadError, ImageError})
+#: An image that cannot be read.
+_IMAGE_ERRORS = (ImageError,)
 
 __all__ = ["Cancelled", "Job", "Models", "Worker", "Workspace", "model_entry", "safe_name"]
 
@@ -133,11 +132,11 @@ class Models:
     def add_upload(self, path: Path, label: str) -> dict:
         """Check an uploaded reconstruction model file (loads it once) and list it; ValueError if unusable."""
         from ddnsr.formats.modelfile import load_model
-        from ddnsr.inference.upscaler import _check_reconstruction
+        from ddnsr.inference.upscaler import check_reconstruction
 
         try:
             net = load_model(path, kind="reconstruction")
-            _check_reconstruction(net, label)
+            check_reconstruction(net, label)
         except (DdnsrError, ValueError, OSError, RuntimeError) as exc:
             raise ValueError(one_line(exc).replace(str(path), label)) from None
         del net
@@ -398,30 +397,24 @@ class Worker:
         return self._loaded[1]
 
     def _upscale(self, job: Job) -> None:
-        import ddnsr.imageio as dio
-        from ddnsr.cli.upscale import _output_depth
-        from ddnsr.inference.upscaler import write_planes
+        from ddnsr.imageio import image_size, write_planes
 
         up = self._network("Upscaler", job.model, job.precision)
         source = job.inputs["image"]
         dest = job.folder / f"result{FORMATS[job.fmt]}"
         if job.cancel.is_set():
             raise Cancelled
-        # the command line's path (ddnsr.cli.upscale.run_upscale): same calls, same arguments
-        loaded = dio.read_image(source, max_pixels=self.max_pixels)
-        job.size_in = (loaded.width, loaded.height)
-        data = up.upscale_planes(loaded.rgb, loaded.alpha, gray=loaded.is_gray,
-                                 dtype=_output_depth(loaded, dest), progress=self._progress(job))
-        icc = loaded.icc_profile
-        del loaded
-        write_planes(dest, data, icc_profile=icc, quality=self.quality)
+        # the command line's path: Upscaler.upscale_file, as ddnsr upscale calls it
+        job.size_in = image_size(source)
+        data = up.upscale_file(source, dest, quality=self.quality, max_pixels=self.max_pixels,
+                               progress=self._progress(job))
         job.size_out = (int(data.shape[1]), int(data.shape[0]))
         job.outputs["result"] = dest
         job.outputs["view"] = dest
         if job.fmt == "tif":  # browsers do not show TIFF: an 8-bit PNG of the same pixels for the page
             if data.dtype == np.uint16:
                 data = ((data.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
-            job.outputs["view"] = write_planes(job.folder / "view.png", data, icc_profile=icc)
+            job.outputs["view"] = write_planes(job.folder / "view.png", data)
         del data
         job.outputs["before"] = self._preview(source, job.folder / "before.png")
 
@@ -437,7 +430,7 @@ class Worker:
     def _degrade(self, job: Job) -> None:
         """Clean HR -> D's LR (PNG), with 8-bit previews of the HR and the real LR."""
         import ddnsr.imageio as dio
-        from ddnsr.inference.upscaler import write_planes
+        from ddnsr.imageio import write_planes
 
         deg = self._network("Degrader", job.model, job.precision)
         hr = dio.read_image(job.inputs["hr"], max_pixels=self.max_pixels)
