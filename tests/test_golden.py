@@ -99,9 +99,23 @@ def _step(official, vgg, golden, mode, dtype):
 # R's gradient is dominated by the VGG54 content term, the difference of two large feature maps, so
 # in float32 it carries rounding noise of about 1e-3 of its size: TensorFlow's stored float32 values
 # differ from the exact (float64) gradient by up to 8.7e-4 in norm and 1.8e-3 of the maximum element
-# for R's first kernel; our float32 differs from our float64 by up to 1.5e-3 in norm. So R is held
-# to the issue's tolerances through our float64 step, and our float32 step to float32 noise; every
-# other network is held to them in float32 directly.
+# for R's first kernel; our float32 differs from our float64 by up to 1.5e-3 in norm.
+# Dhr's gradient is not even continuous at float32 precision: the float32 rounding of y_sr = R(D(y, x))
+# (up to 3e-7) flips the sign of a few of Dhr's LeakyReLU inputs that lie within 1e-8 of zero, and each
+# flip moves its bias gradients (per-channel sums over pixels that cancel 100- to 10000-fold) by a step.
+# Which inputs flip depends on the CPU's float32 convolution kernels. On a 2-core AMD EPYC (AVX2,
+# oneDNN; also with oneDNN held to SSE4.1 or AVX) three flip (after conv_first and features.4) and Dhr's
+# float32 bias gradients leave the float64 ones by up to 3.7e-3 in norm (features.0.bn.bias; conv_first
+# 1.5e-3, and 2.6e-4 of the largest element of its kernel), so they missed TensorFlow's by up to 3.7e-3,
+# where they had passed at 1e-3 on the Intel (AVX-512) machines. With oneDNN off, none flips and float32
+# agrees with float64 to 2e-6. In float64 none flips on any CPU (the nearest input lies 5e-9 from zero):
+# TensorFlow's values then match to 2e-6 except conv2d_53/bias, 9.5e-4 low in norm (and 7.7e-5 of the
+# largest element of conv2d_53's kernel), what one flip of TensorFlow's own after its first conv would do.
+# So R and Dhr are held to the issue's tolerances through our float64 step (the same numbers on every
+# CPU) and our float32 step to float32 noise (for Dhr, flips included); D and Dlr, which do not judge
+# R's output, are held to them in float32 directly (measured here: within 2.5e-5 in norm).
+EXACT_NETS = ("R", "Dhr")
+F32_VS_F64 = {"R": 2e-3, "Dhr": 1e-2}  # relative, gradient norms, our float32 step against our float64 one
 R_FIRST_TOL = 3e-3  # of the largest magnitude, R's first kernel only (TensorFlow's own noise: 1.8e-3)
 
 
@@ -112,27 +126,37 @@ def test_training_step(official, vgg, golden, mode):
     out64, g64 = _step(official, vgg, golden, mode, torch.float64)
     for name, ref in facts["losses"].items():
         assert out32.losses[name].item() == pytest.approx(ref, rel=1e-4), name
+    # the totals weigh TensorFlow's terms as METHOD.md states: R's gradient alone would not show its
+    # adversarial weight 10% off (the content term dominates it and R is held to 1e-3 only)
+    tf = facts["losses"]
+    totals = {"loss_D": 0.1 * tf["content_down"] + 1.0 * tf["adv_down"] + 10.0 * tf["cycle_down"],
+              "loss_R": tf["content_up"] + 0.005 * tf["adv_up"] + 0.01 * tf["cycle_up"] if mode == "esrgan"
+              else tf["loss_up"]}
+    for name, ref in totals.items():
+        assert out32.losses[name].item() == pytest.approx(ref, rel=1e-4), name
     assert list(out32.grads) == facts["updated_networks_in_order"]
     for net_name in facts["updated_networks_in_order"]:
         module = official[net_name]
         order = keras_trainable_order(module, GOLDEN / f"official_{net_name}.h5")
         ref_vars = facts[f"grad_{net_name}"]
         assert len(order) == len(ref_vars)
-        exact = net_name == "R"
+        exact = net_name in EXACT_NETS
         grads = (g64 if exact else g32)[net_name]
         for torch_name, ref in zip(order, ref_vars, strict=True):
             g = grads[torch_name]
             shape = tuple(ref["shape"])
             expect = (shape[3], shape[2], shape[0], shape[1]) if len(shape) == 4 else shape[::-1]
-            assert tuple(g.shape) == expect, (torch_name, ref["variable"])
-            assert g.norm().item() == pytest.approx(ref["l2"], rel=1e-3, abs=1e-9), (torch_name, ref["variable"])
+            where = (net_name, torch_name, ref["variable"])
+            assert tuple(g.shape) == expect, where
+            assert g.norm().item() == pytest.approx(ref["l2"], rel=1e-3, abs=1e-9), where
             if exact:
-                assert g32[net_name][torch_name].double().norm().item() == pytest.approx(g.norm().item(), rel=2e-3)
+                f32_norm = g32[net_name][torch_name].double().norm().item()
+                assert f32_norm == pytest.approx(g.norm().item(), rel=F32_VS_F64[net_name], abs=1e-9), where
         for which, torch_name in (("first", order[0]), ("last", order[-1])):
             ref = golden[f"{mode}_grad_{net_name}_{which}"]
             g = grads[torch_name].double()
             g = g.permute(2, 3, 1, 0) if g.ndim == 4 else (g.t() if g.ndim == 2 else g)
-            tol = R_FIRST_TOL if (exact and which == "first") else 1e-4
+            tol = R_FIRST_TOL if (net_name == "R" and which == "first") else 1e-4
             assert np.abs(g.numpy() - ref).max() <= tol * np.abs(ref).max() + 1e-9, (net_name, which)
 
 
