@@ -163,6 +163,8 @@ def check_settings(settings: VideoSettings) -> str:
 def _add_video_stream(container, encoder: str, settings: VideoSettings, info: VideoInfo, size: tuple[int, int]):
     """The output video stream on ``container``: encoder, size, pixel format, time base, colour tags, CRF."""
     spec = CODECS[settings.codec]
+    if encoder == "libsvtav1":
+        os.environ.setdefault("SVT_LOG", "1")  # errors only (SVT-AV1 prints its settings on stderr otherwise)
     rate = info.rate if info.rate and info.rate > 0 else Fraction(25)
     stream = container.add_stream(encoder, rate=rate)
     stream.width, stream.height = size
@@ -194,7 +196,7 @@ def _check_muxable(info: VideoInfo, settings: VideoSettings, encoder: str) -> No
         try:
             _add_video_stream(out, encoder, settings, info, (64, 64))
             for index in info.other_streams:
-                out.add_stream_from_template(source.streams[index])
+                out.add_stream_from_template(source.streams[index], opaque=True)
             out.start_encoding()
         finally:
             with contextlib.suppress(Exception):
@@ -491,7 +493,7 @@ def _encoder(source: _Pipe, part: Path, manifest: _Manifest, encoder: str, setti
              info: VideoInfo, size: tuple[int, int], first_index: int, errors: list, stop: threading.Event) -> None:
     """Worker: ("segment", i) opens segment i, ("frame", pts, rgb) goes into it, ("cut", i) closes it and
     records it as done in the manifest."""
-    from ddnsr.inference.upscaler import write_planes
+    from ddnsr.imageio import write_planes
 
     current: _SegmentEncoder | None = None
     index = first_index  # number of the next frame (for --frames)
@@ -540,13 +542,14 @@ def _segment_pts(path: Path) -> list[int]:
         container.close()
 
 
-def _video_packets(part: Path, manifest: _Manifest, time_base: Fraction) -> Iterator:
+def _video_packets(part: Path, manifest: _Manifest, time_base: Fraction, offset: Fraction) -> Iterator:
     """The segments' packets in order with time stamps for the output.
 
     pts: the segment muxer shifted them to keep its time stamps non-negative; a segment's first packet (its
-    key frame) has its first frame's pts, which gives the shift. dts (the segment files keep none for the
-    packets before the encoder's delay): the packets' pts in presentation order, moved back by the largest
-    reordering delay of all segments, so that they rise across segment joins and never pass their pts.
+    key frame) has its first frame's pts (less ``offset``, the start of a part, in seconds), which gives the
+    shift. dts (the segment files keep none for the packets before the encoder's delay): the packets' pts
+    in presentation order, moved back by the largest reordering delay of all segments, so that they rise
+    across segment joins and never pass their pts.
     """
     indices = [i for i in range(len(manifest.segments)) if manifest.done.get(str(i), 0)]
     delay = 0
@@ -563,7 +566,7 @@ def _video_packets(part: Path, manifest: _Manifest, time_base: Fraction) -> Iter
                 if not packet.size:
                     continue
                 if shift is None:
-                    first = Fraction(manifest.first_pts[str(index)]) * time_base
+                    first = Fraction(manifest.first_pts[str(index)]) * time_base - offset
                     shift = round((packet.pts * packet.time_base - first) / packet.time_base)
                 packet.pts -= shift
                 packet.dts = next(ordered) - delay - shift
@@ -613,12 +616,12 @@ def _assemble(part: Path, manifest: _Manifest, info: VideoInfo, settings: VideoS
         source = open_video(info.path)
         out = av.open(str(temporary), "w", format=CONTAINERS[settings.container])
         try:
-            video = out.add_stream_from_template(first.streams.video[0])
+            video = out.add_stream_from_template(first.streams.video[0], opaque=True)
             video.time_base = info.time_base
             targets = {}
             for index in info.other_streams:
                 template = source.streams[index]
-                stream = out.add_stream_from_template(template)
+                stream = out.add_stream_from_template(template, opaque=True)
                 stream.time_base = template.time_base
                 for key in ("language", "title", "handler_name"):
                     if key in template.metadata:
@@ -627,7 +630,7 @@ def _assemble(part: Path, manifest: _Manifest, info: VideoInfo, settings: VideoS
             for key, value in source.metadata.items():
                 if key not in ("major_brand", "minor_version", "compatible_brands", "encoder"):
                     out.metadata[key] = value
-            tagged = ((p, video) for p in _video_packets(part, manifest, info.time_base))
+            tagged = ((p, video) for p in _video_packets(part, manifest, info.time_base, Fraction(settings.start)))
             copied = ((p, targets[p.stream.index]) for p in _source_packets(info, settings))
             keyed = (((_order(p), n, p, s) for n, (p, s) in enumerate(gen)) for gen in (tagged, copied))
             for _, _, packet, stream in heapq.merge(*keyed, key=lambda t: (t[0], t[1])):
