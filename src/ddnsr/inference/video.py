@@ -44,6 +44,7 @@ import queue
 import shutil
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
@@ -338,6 +339,9 @@ def _open_manifest(part: Path, fingerprint: dict, plan: Callable[[], list[list[i
             stale.unlink(missing_ok=True)
         return manifest
     if part.exists():
+        if manifest is not None:
+            warnings.warn(f"{part}: its segments were made from another source file or with other settings; "
+                          "starting afresh", stacklevel=3)
         shutil.rmtree(part)
     part.mkdir(parents=True)
     manifest = _Manifest(fingerprint, plan())
