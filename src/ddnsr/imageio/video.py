@@ -24,6 +24,7 @@ __all__ = [
     "display_rgb",
     "is_video",
     "list_videos",
+    "main_video_stream",
     "open_video",
     "probe_video",
     "sws_colorspace",
@@ -113,6 +114,7 @@ class VideoInfo:
     color_trc: int
     codec: str
     format_name: str
+    index: int = 0  # the video stream's index in the file
     other_streams: list[int] = field(default_factory=list)  # audio and subtitle stream indices (copied)
 
     @property
@@ -135,6 +137,15 @@ def open_video(path: str | os.PathLike):
 def _ffmpeg_reason(exc: BaseException) -> str:
     text = getattr(exc, "strerror", None) or str(exc)
     return " ".join(str(text).split())[:200] or type(exc).__name__
+
+
+def main_video_stream(container):
+    """The first video stream that is not a cover picture (``attached_pic``), or None."""
+    av = _av()
+    for stream in container.streams.video:
+        if not stream.disposition & av.stream.Disposition.attached_pic:
+            return stream
+    return None
 
 
 def _declared_duration(container, stream) -> float | None:
@@ -161,10 +172,10 @@ def probe_video(path: str | os.PathLike, *, max_pixels: int | None = None) -> Vi
     path = Path(path)
     container = open_video(path)
     try:
-        if not container.streams.video:
-            kinds = sorted({s.type for s in container.streams}) or ["no streams"]
+        stream = main_video_stream(container)
+        if stream is None:
+            kinds = sorted({s.type for s in container.streams if s.type != "video"}) or ["no streams"]
             raise ImageError(path, f"no video stream ({', '.join(kinds)} only)")
-        stream = container.streams.video[0]
         ctx = stream.codec_context
         if ctx is None or not getattr(ctx, "name", None):
             raise ImageError(path, "unknown video codec: FFmpeg has no decoder for it")
@@ -188,7 +199,7 @@ def probe_video(path: str | os.PathLike, *, max_pixels: int | None = None) -> Vi
             duration=_declared_duration(container, stream), rotation=rotation,
             colorspace=int(first.colorspace), color_range=int(first.color_range),
             color_primaries=int(first.color_primaries), color_trc=int(first.color_trc), codec=ctx.name,
-            format_name=container.format.name, other_streams=other,
+            format_name=container.format.name, other_streams=other, index=stream.index,
         )
     finally:
         container.close()

@@ -242,7 +242,7 @@ def _scan(info: VideoInfo, settings: VideoSettings) -> _Scan:
     ends: dict[int, float] = {}
     container = open_video(info.path)
     try:
-        video = container.streams.video[0]
+        video = container.streams[info.index]
         try:
             for packet in container.demux():
                 if packet.pts is None and packet.dts is None:
@@ -393,7 +393,7 @@ def _decode_frames(info: VideoInfo, start_pts: int, end_pts: int | None, from_st
 
     container = open_video(info.path)
     try:
-        stream = container.streams.video[0]
+        stream = container.streams[info.index]
         stream.thread_type = "AUTO"
         if not from_start:
             container.seek(start_pts, stream=stream, backward=True)
