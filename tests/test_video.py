@@ -402,12 +402,13 @@ def test_bad_videos_fail_in_one_line_each_and_the_batch_goes_on(tmp_path, model_
     names = ["truncated.mkv", "corrupt_tail.mkv", "sound_only.mkv", "unknown_codec.mkv", "big.mp4", "junk.mp4"]
     out = tmp_path / "out"
     done = run_cli([*(str(tmp_path / n) for n in names), str(good), "-o", str(out), "--model", str(model_file),
-                    "--max-pixels", "2000"])
+                    "--max-pixels", "2000", "--frames", "--start", "0.1", "--duration", "0:00.3"])
     assert done.returncode == 1
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == len(names), done.stderr
     for name, reason in zip(names, ["truncated or corrupt", "truncated or corrupt", "no video stream",
                                     "unknown video codec", "over --max-pixels", "not a readable video"], strict=True):
         assert any(name in line and reason in line for line in lines), (name, reason, lines)
-    assert sorted(p.name for p in out.iterdir()) == ["good.mp4"]  # nothing half-written, no .part left
-    assert len(times_of(out / "good.mp4")) == 6
+    assert sorted(p.name for p in out.iterdir()) == ["good.frames", "good.mp4"]  # nothing half-written, no .part
+    assert times_of(out / "good.mp4") == [0, Fraction(1, 10), Fraction(2, 10)]  # 0.1 s .. 0.4 s of the clip
+    assert sorted(p.name for p in (out / "good.frames").iterdir()) == ["000000.png", "000001.png", "000002.png"]
