@@ -269,6 +269,16 @@ def test_colour_matrix_and_range_are_carried(tmp_path, up):
     assert np.abs(got.astype(np.float32) - expected(up, lr)).mean() < 6
 
 
+@pytest.mark.parametrize("name, codec", [("a.avi", "mpeg4"), ("b.mov", "libx264"), ("c.webm", "libvpx-vp9"),
+                                         ("d.mkv", "libx264")])
+def test_inputs_in_every_container(tmp_path, up, name, codec):
+    src = make_clip(tmp_path / name, n=8, codec=codec, audio=name != "a.avi" and name != "c.webm")
+    result = upscale_video(src, tmp_path / "out.mp4", up)
+    assert times_of(result.path) == times_of(src) == [Fraction(i, 10) for i in range(8)]
+    if name in ("b.mov", "d.mkv"):
+        assert audio_digest(result.path) == audio_digest(src)
+
+
 def test_codecs_the_installed_ffmpeg_has(tmp_path, up):
     src = make_clip(tmp_path / "c.mp4", n=6, audio=False)
     for codec, ext in (("h265", "mp4"), ("vp9", "webm"), ("av1", "mkv")):

@@ -267,7 +267,7 @@ def _scan(info: VideoInfo, settings: VideoSettings) -> _Scan:
         container.close()
     if total == 0:
         raise ImageError(info.path, "no video frames")
-    if info.frames and total < info.frames:
+    if info.frames and total < info.frames and "mp4" in info.format_name:  # MP4 / MOV: the exact sample count
         raise ImageError(info.path, f"truncated or corrupt: {total} of the {info.frames} frames it declares")
     reach = max(ends.values(), default=0.0) - origin
     rate = float(info.rate) if info.rate else 25.0
