@@ -2,6 +2,7 @@
 
     python benchmarks/infer.py [--models cpu,paper] [--device cpu|cuda] [--repeats N]
     python benchmarks/infer.py --big [--big-model cpu|paper|tiny] [--big-size 4000x3000]
+    python benchmarks/infer.py --video      (benchmarks/video.py: video frames/s, time outside the network)
 
 Networks: R at the bundled size (the ``cpu`` training preset: 6 blocks x 32 features, growth 16) and at the
 paper size (23 x 64, growth 32), random weights (ESRGAN init, the last layer scaled so that outputs look like
@@ -52,6 +53,7 @@ import argparse
 import math
 import os
 import resource
+import runpy
 import subprocess
 import sys
 import tempfile
@@ -316,7 +318,13 @@ def main() -> None:
     ap.add_argument("--big", action="store_true", help="only the big-image peak-RSS run of ddnsr upscale")
     ap.add_argument("--big-model", choices=tuple(CONFIGS), default="cpu")
     ap.add_argument("--big-size", default="4000x3000", help="WxH of the big run (default: 4000x3000)")
+    ap.add_argument("--video", action="store_true", help="only the video pipeline's speed (benchmarks/video.py)")
     args = ap.parse_args()
+    if args.video:  # frames/s of upscale_video on a 320x240 clip, time outside the network
+        threads = ["--threads", str(args.threads)] if args.threads else []
+        sys.argv = [str(Path(__file__).with_name("video.py")), *threads]
+        runpy.run_path(sys.argv[0], run_name="__main__")
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.big:

@@ -141,6 +141,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     _common(p, overlap=DEFAULT_OVERLAP, max_pixels=UPSCALE_MAX_PIXELS, tile_unit="input")
     p.add_argument("--demo", action="store_true", help=f"also upscale the bundled demo photo ({DEMO_IMAGE.name})")
+    _video_arguments(p)
     p.set_defaults(func=run_upscale)
 
     d = sub.add_parser(
@@ -167,6 +168,7 @@ class _Job:
     dest: Path
     key: str  # the input's name relative to its folder input: seeds the reference choice
     pair: Path | None = None
+    video: bool = False  # a video file (ddnsr.inference.video)
 
 
 @dataclass
@@ -204,7 +206,7 @@ def _output_folder_problem(inputs: list[str], out_dir: Path, pairs_dir: Path | N
 
 
 def _plan(inputs: list[str], out_dir: Path, *, recursive: bool, ext: str, suffix: str,
-          pairs_dir: Path | None = None) -> _Plan:
+          pairs_dir: Path | None = None, video_ext: str | None = None) -> _Plan:
     """Inputs -> jobs (source, destination), with the inputs that fail already here."""
     plan = _Plan()
     found: list[tuple[Path, Path]] = []  # (file, output path relative to the output folder, no extension)
@@ -215,6 +217,8 @@ def _plan(inputs: list[str], out_dir: Path, *, recursive: bool, ext: str, suffix
         root = Path(item)
         try:
             files = dio.list_images([root], recursive=recursive)
+            if video_ext and root.is_dir():
+                files = _with_videos(root, files, recursive)
         except dio.ImageError as exc:
             plan.failures.append(str(exc))
             continue
@@ -235,7 +239,8 @@ def _plan(inputs: list[str], out_dir: Path, *, recursive: bool, ext: str, suffix
     inputs_resolved = {f.resolve() for f, _ in found}
     taken: dict[Path, Path] = {}
     for source, rel in found:
-        name = f"{rel.name}{suffix}.{ext}"
+        video = bool(video_ext) and _is_video(source)
+        name = f"{rel.name}{suffix}.{video_ext if video else ext}"
         dest = out_dir / rel.parent / name
         pair = None if pairs_dir is None else pairs_dir / rel.parent / name
         problem = None
@@ -256,7 +261,7 @@ def _plan(inputs: list[str], out_dir: Path, *, recursive: bool, ext: str, suffix
         taken[dest.resolve()] = source
         if pair is not None:
             taken[pair.resolve()] = source
-        plan.jobs.append(_Job(source, dest, rel.as_posix(), pair))
+        plan.jobs.append(_Job(source, dest, rel.as_posix(), pair, video))
     return plan
 
 
@@ -404,11 +409,15 @@ def run_upscale(args: argparse.Namespace) -> int:
 
     up = Upscaler.load(args.model, device=args.device, precision=args.precision, tile=args.tile,
                        threads=args.threads, overlap=args.tile_overlap)
-    plan = _plan(args.inputs, args.output_dir, recursive=args.recursive, ext=args.ext, suffix=args.suffix)
+    plan = _plan(args.inputs, args.output_dir, recursive=args.recursive, ext=args.ext, suffix=args.suffix,
+                 video_ext=args.video_ext)
     _check_output_dirs(args.output_dir)
     max_pixels = args.max_pixels or None
+    video = _video_runner(up, args) if any(job.video for job in plan.jobs) else None
 
     def process(job: _Job, progress: Callable[[int, int], None]) -> None:
+        if job.video and video is not None:
+            return video(job)
         up.upscale_file(job.source, job.dest, quality=args.quality, max_pixels=max_pixels, progress=progress)
 
     return _run_batch("upscale", args, plan, process, skip=lambda job: job.dest.exists())
@@ -481,3 +490,85 @@ def run_degrade(args: argparse.Namespace) -> int:
         return job.dest.exists() and (job.pair is None or job.pair.exists())
 
     return _run_batch("degrade", args, plan, process, skip=done)
+
+
+# ------------------------------------------------------------------ videos (the work is in ddnsr.inference.video)
+
+
+def _is_video(path: Path) -> bool:
+    from ddnsr.imageio.video import is_video
+
+    return is_video(path)
+
+
+def _with_videos(root: Path, files: list[Path], recursive: bool) -> list[Path]:
+    """A folder's image files and its video files, sorted by path."""
+    from ddnsr.imageio.video import list_videos
+
+    return sorted([*files, *list_videos(root, recursive)], key=lambda f: f.relative_to(root).parts)
+
+
+def _seconds(text: str) -> float:
+    """``12.5``, ``1:30`` or ``0:01:30.5`` -> seconds (>= 0)."""
+    try:
+        value = 0.0
+        for part in text.split(":"):
+            value = value * 60 + float(part)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds or [HH:]MM:SS, got {text!r}") from None
+    if value < 0 or value != value:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
+    return value
+
+
+def _video_arguments(p: argparse.ArgumentParser) -> None:
+    from ddnsr.inference.video import CODECS, CONTAINERS
+
+    g = p.add_argument_group(
+        "videos", "Video inputs (mp4, mkv, mov, webm, avi; recognised by content) give "
+        "OUTDIR/<stem><suffix>.<video-ext> with the same time stamps, the audio and subtitle streams copied "
+        "untouched, rotation applied. Work is kept in segments in OUTDIR/.<name>.part/: rerunning the same "
+        "command after an interruption continues from the last finished segment.")
+    g.add_argument("--video-ext", choices=tuple(CONTAINERS), default="mp4", help="video container (default: mp4)")
+    g.add_argument("--codec", choices=tuple(CODECS), default="h264",
+                   help="video codec (default: h264; ffv1 is lossless RGB, in mkv)")
+    g.add_argument("--crf", type=_non_negative, default=None,
+                   help="constant quality, lower is better (default: h264 18, h265 20, vp9 31, av1 32)")
+    g.add_argument("--frames", action="store_true",
+                   help="also write the frames as PNG into OUTDIR/<stem><suffix>.frames/")
+    g.add_argument("--start", type=_seconds, default=0.0, metavar="T", help="begin at T seconds ([HH:]MM:SS too)")
+    g.add_argument("--duration", type=_seconds, default=None, metavar="T", help="do only T seconds")
+    g.add_argument("--segment", type=_seconds, default=10.0, metavar="T",
+                   help="segment length for resuming, cut at key frames (default: 10 seconds)")
+
+
+def _video_runner(up: object, args: argparse.Namespace) -> Callable[[_Job], None]:
+    """``run(job)``: one video through :func:`ddnsr.inference.video.upscale_video` with a frames bar."""
+    from tqdm import tqdm
+
+    from ddnsr.inference.video import VideoSettings, check_settings, frames_folder, upscale_video
+
+    def settings(job: _Job) -> VideoSettings:
+        return VideoSettings(codec=args.codec, crf=args.crf, container=args.video_ext, segment_seconds=args.segment,
+                             start=args.start, duration=args.duration, max_pixels=args.max_pixels or None,
+                             frames_dir=frames_folder(job.dest) if args.frames else None)
+
+    check_settings(settings(_Job(Path("-"), Path("-"), "-")))  # bad settings fail once, before any input
+
+    def run(job: _Job) -> None:
+        bar = None
+
+        def progress(done: int, total: int) -> None:
+            nonlocal bar
+            if bar is None:
+                bar = tqdm(total=total, initial=done, desc=job.source.name, unit="frame", leave=False,
+                           dynamic_ncols=True, file=sys.stderr, disable=args.quiet)
+            bar.update(done - bar.n)
+
+        try:
+            upscale_video(job.source, job.dest, up, settings(job), progress=progress)
+        finally:
+            if bar is not None:
+                bar.close()
+
+    return run
