@@ -122,3 +122,17 @@ def test_colours_of_real_photos_are_kept(upscalers, name):
             casts.append((out.reshape(h, 4, w, 4, 3).mean(axis=(1, 3)) - rgb).reshape(-1, 3).mean(0) * 255)
     mean_cast = np.mean(casts, axis=0)
     assert len(casts) >= 80 and np.abs(mean_cast).max() <= 2.0, f"{name}: mean cast {np.round(mean_cast, 2)}/255"
+
+
+@pytest.mark.parametrize("size", [(1, 1), (2, 2), (1, 5), (7, 1)])
+def test_tiny_images_keep_their_colour(size):
+    """1x1, 2x2 and 1xN images: padded by replication (reflection is impossible), so a flat colour stays
+    that colour (it came out as (12, 15, 7) for (200, 30, 180) before the image padding)."""
+    from ddnsr import Upscaler
+
+    up = Upscaler.load("track1", device="cpu", precision="fp32")
+    rgb = np.empty((*size, 3), np.float32)
+    rgb[:] = np.array([200, 30, 180], np.float32) / 255
+    out = up.upscale_array(rgb)
+    assert out.shape == (size[0] * 4, size[1] * 4, 3)
+    assert np.abs(out * 255 - np.array([200, 30, 180])).max() <= 12, out.mean(axis=(0, 1)) * 255

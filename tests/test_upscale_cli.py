@@ -218,7 +218,7 @@ def test_bad_inputs_fail_one_line_each_and_the_rest_is_processed(tmp_path: Path,
         assert sum(str(path) in line for line in lines) == 1, (path, lines)
     joined = "\n".join(lines)
     assert "empty file" in joined and "no such file" in joined and "too many pixels" in joined
-    assert "not a PNG, JPEG, WebP, BMP or TIFF" in joined and "truncated" in joined.lower()
+    assert "not a PNG, JPEG, WebP, BMP, TIFF or GIF" in joined and "truncated" in joined.lower()
     assert sorted(p.name for p in out.iterdir()) == ["good1.png", "good2.png"]
 
 
@@ -338,16 +338,28 @@ def test_an_output_never_replaces_an_input(tmp_path: Path, capsys, models) -> No
     Image.fromarray(rgb8(6, 6)).save(src / "a.png")
     Image.fromarray(rgb8(6, 6)).save(src / "b.jpg")
     before = (src / "a.png").read_bytes()
-    code, _, stderr = up(capsys, models, src, "-o", src, "--overwrite")
+    code, _, stderr = up(capsys, models, src / "a.png", src / "b.jpg", "-o", src, "--overwrite")
     assert code == 1 and "would replace an input" in stderr and str(src / "a.png") in stderr
     assert (src / "a.png").read_bytes() == before
     assert Image.open(src / "b.png").size == (24, 24)  # b.jpg -> b.png is no input: written
+    (src / "b.png").unlink()
     # two inputs with the same output name: the second is refused
     other = tmp_path / "other"
     other.mkdir()
     Image.fromarray(rgb8(6, 6)).save(other / "a.png")
     code, _, stderr = up(capsys, models, src / "a.png", other / "a.png", "-o", tmp_path / "out")
     assert code == 1 and "is also the output of" in stderr
+
+
+def test_an_output_folder_that_is_an_input_folder_is_refused(tmp_path: Path, capsys, models) -> None:
+    """Outputs written into a folder input would be read back by the next run (a_x4_x4.png)."""
+    src = tmp_path / "io"
+    src.mkdir()
+    Image.fromarray(rgb8(6, 6)).save(src / "a.png")
+    for _ in range(2):
+        code, _, stderr = up(capsys, models, src, "-o", src, "--suffix", "_x4")
+        assert code == 1 and stderr.count("\n") == 1 and "also an input folder" in stderr
+    assert sorted(p.name for p in src.iterdir()) == ["a.png"]
 
 
 def test_recursive_mirrors_folders_and_ignores_its_own_outputs(tmp_path: Path, capsys, models) -> None:
@@ -363,6 +375,21 @@ def test_recursive_mirrors_folders_and_ignores_its_own_outputs(tmp_path: Path, c
 
 
 # ---------------------------------------------------------------------------------------------- degrade
+
+
+def test_degrade_pairs_folder_must_differ_from_the_output(tmp_path: Path, capsys, models) -> None:
+    src, refs = tmp_path / "hr", tmp_path / "refs"
+    src.mkdir()
+    refs.mkdir()
+    Image.fromarray(rgb8(16, 16)).save(src / "a.png")
+    Image.fromarray(rgb8(8, 8, 1)).save(refs / "r.png")
+    out = tmp_path / "d"
+    code, _, stderr = run(capsys, "degrade", src, "--reference", refs, "-o", out, "--pairs", out,
+                          "--model", models["d"], "--device", "cpu", "-q")
+    assert code == 1 and "--pairs" in stderr and "would replace its LR" in stderr and not out.exists()
+    code, _, stderr = run(capsys, "degrade", src, "--reference", refs, "-o", out, "--pairs", src,
+                          "--model", models["d"], "--device", "cpu", "-q")
+    assert code == 1 and "also an input folder" in stderr and sorted(p.name for p in src.iterdir()) == ["a.png"]
 
 
 def test_degrade_and_pairs(tmp_path: Path, capsys, models) -> None:
@@ -432,3 +459,22 @@ def test_test_py_wrapper(tmp_path: Path, models) -> None:
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png"]
     assert Image.open(tmp_path / "out" / "a.png").size == (24, 20)
+
+
+def test_gif_and_the_same_input_twice_and_odd_files(tmp_path: Path, capsys, models) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(rgb8(6, 5)).save(src / "still.gif")
+    frames = [Image.fromarray(rgb8(6, 5, seed)) for seed in (1, 2)]
+    frames[0].save(src / "anim.gif", save_all=True, append_images=frames[1:])
+    # one rule for GIF: read in folders and by name alike (the first frame), with a warning for animations
+    code, _, stderr = run(capsys, "upscale", src, src / "still.gif", "-o", tmp_path / "o", "--model", models["r"],
+                          "--device", "cpu")
+    assert code == 0, stderr
+    assert "anim.gif: GIF with 2 frames or pages; only the first is used" in stderr
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["anim.png", "still.png"]  # still.gif once
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    code, _, stderr = up(capsys, models, fifo, src / "folder-that-is-not-there", "-o", tmp_path / "o2")
+    assert code == 1 and "pipe.png: not a regular file or folder (a FIFO, socket or device)" in stderr
+    assert "folder-that-is-not-there: no such file or folder" in stderr
