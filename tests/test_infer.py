@@ -73,7 +73,7 @@ def net_out(net: torch.nn.Module, rgb: np.ndarray, border: int = infer.BORDER_PA
 
 
 def test_default_model_is_one_constant_and_missing_bundle_is_a_clear_error(monkeypatch) -> None:
-    assert DEFAULT_MODEL == "track1"
+    assert DEFAULT_MODEL == "track1-ft" and infer.FAST_MODEL == "track1"
     for cls in (Upscaler, Degrader):
         assert inspect.signature(cls.load).parameters["model"].default == DEFAULT_MODEL
     monkeypatch.setattr(infer, "bundled_models", lambda: {})

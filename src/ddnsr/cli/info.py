@@ -27,7 +27,7 @@ def run_info(args: argparse.Namespace) -> int:
 
     from ddnsr import __version__
     from ddnsr.formats.modelfile import BUNDLED_DIR, bundled_models, read_metadata
-    from ddnsr.inference.upscaler import DEFAULT_MODEL
+    from ddnsr.inference.upscaler import DEFAULT_MODEL, FAST_MODEL
     from ddnsr.nets import DegradationNet, PatchGANDiscriminator, RRDBNet, VGGStyleDiscriminator
 
     print(f"ddnsr {__version__}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
@@ -54,7 +54,7 @@ def run_info(args: argparse.Namespace) -> int:
         meta = read_metadata(kinds["reconstruction"]) if "reconstruction" in kinds else {}
         facts = ", ".join(x for x in (f"{meta['training_steps']} steps" if meta.get("training_steps") else "",
                                       meta.get("training_time", "")) if x)
-        default = " (default)" if name == DEFAULT_MODEL else ""
+        default = {DEFAULT_MODEL: " (default)", FAST_MODEL: " (fast: --model " + FAST_MODEL + ")"}.get(name, "")
         print(f"  {name}{default}: {' + '.join(sorted(kinds))}; {facts}; {meta.get('note', '')}".rstrip("; "))
     return 0
 

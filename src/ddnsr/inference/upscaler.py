@@ -72,7 +72,11 @@ __all__ = [
 
 #: The model used when none is named: a bundled name (``src/ddnsr/models/<name>-reconstruction.safetensors``
 #: and ``<name>-degradation.safetensors``).
-DEFAULT_MODEL = "track1"
+#: The bundled model ``ddnsr upscale`` uses: the full-size R (Real-ESRGAN x4plus fine-tuned with DDNSR),
+#: the best on real photos it was not trained on (README "Models and results"; docs/demo.png).
+DEFAULT_MODEL = "track1-ft"
+#: The small bundled model, about 13 times less arithmetic per pixel (``--model track1``).
+FAST_MODEL = "track1"
 
 
 #: HR pixels of context around each degradation tile (16 LR pixels): D's reach is wider than the
