@@ -14,7 +14,7 @@ import sys
 COMMAND_MODULES = (
     "ddnsr.cli.info",
     "ddnsr.cli.upscale",
-    "ddnsr.training.loop",
+    "ddnsr.cli.train",
     "ddnsr.evaluation.scoring",
     "ddnsr.datasets.cleanup",
     "ddnsr.datasets.ntire2020",

@@ -48,6 +48,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from ddnsr.errors import DataError  # re-exported: ddnsr.training.data.DataError is the same class
+
 __all__ = [
     "DataError",
     "DataWarning",
@@ -92,10 +94,6 @@ OFFICIAL_RECORDS: dict[str, list[str]] = {
 BUFFER_BLOCK = 1 << 14  # slot choices are drawn in blocks of this many steps, one generator per block
 
 _TAG_PERM, _TAG_READ, _TAG_BUFFER = 1, 2, 3
-
-
-class DataError(ValueError):
-    """Bad training data or settings: a one-line message naming the file, folder or setting."""
 
 
 class DataWarning(UserWarning):
