@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from conftest import DATA, need
-from ddnsr.training.loop import add_arguments, config_from_args, loss_config
+from ddnsr.cli.train import add_arguments, config_from_args
+from ddnsr.training.networks import loss_config
 
 REPO = Path(__file__).resolve().parents[1]
 TOOL = REPO / "tools" / "train_models.py"

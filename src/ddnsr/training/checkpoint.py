@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,8 @@ class Checkpointer:
         """
         path = Path(path)
         try:
-            with torch.serialization.safe_globals(_NUMPY_ARRAYS):
+            with torch.serialization.safe_globals(_NUMPY_ARRAYS), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # e.g. a pickle protocol note for a plain (non-torch) pickle
                 state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - any failure to read means: not a usable checkpoint
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
