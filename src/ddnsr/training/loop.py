@@ -41,7 +41,7 @@ def train(cfg: TrainConfig) -> dict[str, Path]:
     with RunLock(run_dir) if procs.main else contextlib.nullcontext():
         saved = read_checkpoint_to_resume(cfg, ckpts, procs.main)  # None for a new run
         cfg = resolve_precision(cfg, procs.device, saved and saved["config"])
-        check_same_configuration(cfg, saved, ckpts)
+        check_same_configuration(cfg, saved)
         t = Trainer(cfg, procs)
         start = t.restore(saved) if saved else 0
         procs.broadcast_weights(t.nets)
@@ -116,7 +116,7 @@ def read_checkpoint_to_resume(cfg: TrainConfig, ckpts: Checkpointer, main: bool)
     return None
 
 
-def check_same_configuration(cfg: TrainConfig, saved: dict[str, Any] | None, ckpts: Checkpointer) -> None:
+def check_same_configuration(cfg: TrainConfig, saved: dict[str, Any] | None) -> None:
     """Refuse to resume with settings that change what is computed (config.RESUMABLE may differ)."""
     if saved is None:
         return
