@@ -159,3 +159,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
     p.set_defaults(func=run)
+
+
+if __name__ == "__main__":
+    import sys
+
+    from ddnsr.cli import main
+
+    sys.exit(main(["train", *sys.argv[1:]]))
