@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 
 try:
-    import ddnsr.datasets.cleanup as cleanup
+    from ddnsr import cli
 except ImportError:  # run from a checkout without installing the package
     sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))
-    import ddnsr.datasets.cleanup as cleanup
+    from ddnsr import cli
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,12 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-input_dir", required=True, help="folder of source photos")
     parser.add_argument("-output_dir", required=True, help="folder for the halved PNGs")
     args = parser.parse_args(argv)
-    return cleanup.run(
-        argparse.Namespace(
-            input_dir=args.input_dir, output_dir=args.output_dir, skip_existing=False, truncate=False,
-            no_progress=False,
-        )
-    )
+    return cli.main(["clean-up", "-i", args.input_dir, "-o", args.output_dir])
 
 
 if __name__ == "__main__":

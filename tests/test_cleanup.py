@@ -14,7 +14,9 @@ import pytest
 import torch
 from PIL import Image
 
-from ddnsr.datasets.cleanup import bicubic_half, clean_up, clean_up_array, half_size, register
+from ddnsr.cli import main
+from ddnsr.cli.cleanup import register
+from ddnsr.datasets.cleanup import bicubic_half, clean_up, clean_up_array, half_size
 from ddnsr.training.data import DataError, DataWarning, load_rgb8
 
 REPO = Path(__file__).resolve().parents[1]
@@ -146,8 +148,11 @@ def test_sub_command_and_original_script(tmp_path):
     args = parser.parse_args(["clean-up", "-i", str(src), "-o", str(tmp_path / "o1"), "--no-progress"])
     assert args.func(args) == 0
     assert load_rgb8(tmp_path / "o1" / "p.png").shape == (3, 5, 3)
-    args = parser.parse_args(["clean-up", "--input-dir", str(tmp_path / "nope"), "--output-dir", "x"])
-    assert args.func(args) == 1
+    assert main(["clean-up", "--input-dir", str(tmp_path / "nope"), "--output-dir", "x"]) == 1
+    (src / "bad.png").write_bytes(b"not a png")  # a skipped file makes the exit status 1
+    assert main(["clean-up", "-i", str(src), "-o", str(tmp_path / "o3"), "--no-progress"]) == 1
+    assert (tmp_path / "o3" / "p.png").is_file()
+    (src / "bad.png").unlink()
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     out2 = tmp_path / "o2"
     done = subprocess.run(

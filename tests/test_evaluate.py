@@ -1,4 +1,6 @@
-"""Tests of ``ddnsr evaluate`` (ddnsr.evaluation.scoring) and its helpers (ddnsr.evaluation.report).
+"""Tests of ``ddnsr evaluate`` (ddnsr.cli.evaluate, ddnsr.evaluation.folders) and of the pieces it is made of:
+evaluate_sr / evaluate_degradation on lists of pairs (ddnsr.evaluation.scoring), pairing and references
+(ddnsr.evaluation.pairing), tables and crops (ddnsr.evaluation.report).
 
 A tiny paired set is made in a temporary folder: five valid HR/LR pairs (192x192 HR, so that NIQE has
 four 96x96 patches, and their 4x4 box-average LR), an LR image without HR, an HR image without LR, a
@@ -14,6 +16,7 @@ import json
 import math
 import os
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,13 +24,16 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import DATA
 from ddnsr import cli
-from ddnsr.evaluation.report import markdown_table, pair_files, pair_key, reference_indices, texture_window
-from ddnsr.evaluation.scoring import bicubic_upscale, evaluate, lpips_backbone
-from ddnsr.imageio import write_image
+from ddnsr.evaluation import Settings, evaluate
+from ddnsr.evaluation.pairing import Pair, pair_files, pair_key, reference_indices
+from ddnsr.evaluation.report import markdown_table, texture_window
+from ddnsr.evaluation.scoring import bicubic_upscale, lpips_backbone
+from ddnsr.imageio import read_image, write_image
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-VALID = SHARED / "data" / "track1-valid"
+VALID = DATA / "track1-valid"
+QUIET = Settings(crops=0, progress=False)
 
 # LR name -> HR name of the valid pairs (several naming styles on purpose)
 VALID_PAIRS = {
@@ -271,12 +277,12 @@ def test_lpips_column_when_backbone_present(tmp_path, monkeypatch):
     monkeypatch.setenv("DDNSR_ALEXNET", str(backbone))
     assert lpips_backbone() == (backbone, "")
     lr_dir, hr_dir = _make_set(tmp_path / "set")
-    res = evaluate([], lr_dir, hr_dir, crops=0, progress=False)
+    res = evaluate([], lr_dir, hr_dir, settings=QUIET)
     assert res["columns"] == ["psnr_y", "ssim_y", "lpips", "niqe", "piqe"]
     assert res["lpips"]["used"]
     vals = [r["lpips"] for r in res["per_image"]]
     assert len(vals) == N_VALID and all(math.isfinite(v) and v >= 0 for v in vals)
-    res = evaluate([], lr_dir, hr_dir, crops=0, progress=False, use_lpips=False)
+    res = evaluate([], lr_dir, hr_dir, settings=Settings(crops=0, progress=False, use_lpips=False))
     assert "lpips" not in res["columns"]
 
 
@@ -318,7 +324,7 @@ def test_evaluate_accepts_ready_objects(tmp_path):
             return hr.reshape(h // 4, 4, w // 4, 4, 3).mean(axis=(1, 3))
 
     lr_dir, hr_dir = _make_set(tmp_path / "set")
-    res = evaluate([Nearest()], lr_dir, hr_dir, degraders=[Box()], crops=0, progress=False, out_dir=tmp_path / "o")
+    res = evaluate([Nearest()], lr_dir, hr_dir, degraders=[Box()], settings=QUIET, out_dir=tmp_path / "o")
     assert [m["label"] for m in res["methods"]] == ["bicubic", "nearest"]
     # the box degrader reproduces the LR exactly (up to 8-bit rounding)
     assert res["degradation"]["averages"]["box"]["psnr_y"] > 45
@@ -343,10 +349,10 @@ def test_pair_files_reports_every_problem():
     lr = [Path("a_LR4.png"), Path("b.png"), Path("c_LR.png"), Path("c.png"), Path("d.png")]
     hr = [Path("A_HR.png"), Path("b.png"), Path("c_HR.png"), Path("e.png")]
     res = pair_files(lr, hr)
-    assert res.pairs == [
-        (Path("a_LR4.png"), Path("A_HR.png")),  # keys are case-insensitive
-        (Path("b.png"), Path("b.png")),
-        (Path("c_LR.png"), Path("c_HR.png")),
+    assert [(p.lr, p.hr, p.name) for p in res.pairs] == [
+        (Path("a_LR4.png"), Path("A_HR.png"), "a_LR4.png"),  # keys are case-insensitive
+        (Path("b.png"), Path("b.png"), "b.png"),
+        (Path("c_LR.png"), Path("c_HR.png"), "c_LR.png"),
     ]
     reasons = {p.name: r for p, r in res.problems}
     assert set(reasons) == {"c.png", "d.png", "e.png"}
@@ -405,9 +411,187 @@ def test_bicubic_on_real_track1_valid(tmp_path):
     for name in sorted(p.name for p in (VALID / "LR").glob("*.png"))[:3]:
         os.symlink(VALID / "LR" / name, lr_dir / name)
         os.symlink(VALID / "HR" / name, hr_dir / name)
-    res = evaluate([], lr_dir, hr_dir, crops=1, progress=False, out_dir=tmp_path / "out")
+    res = evaluate([], lr_dir, hr_dir, settings=Settings(crops=1, progress=False), out_dir=tmp_path / "out")
     assert res["n_images"] == 3 and not res["problems"]
     assert 20 < res["averages"]["bicubic"]["psnr_y"] < 35
     assert 0.3 < res["averages"]["bicubic"]["ssim_y"] < 1
     assert math.isfinite(res["averages"]["bicubic"]["niqe"])
     assert re.search(r"\| bicubic \| \*\*\d+\.\d\d\*\* \|", (tmp_path / "out" / "report.md").read_text())
+
+
+# ------------------------------------------------------------------- evaluate_sr / evaluate_degradation
+
+
+def _arrays(seed: int, n: int, size: int = 192) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``n`` (LR float, HR uint8) pairs: a random texture HR and its 4x4 box-average LR."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        hr8 = np.round(_texture(rng, size) * 255).astype(np.uint8)
+        out.append((_area_down(hr8), hr8))
+    return out
+
+
+def _nearest(lr: np.ndarray) -> np.ndarray:
+    return np.repeat(np.repeat(lr, 4, axis=0), 4, axis=1)
+
+
+def test_evaluate_sr_on_a_list_of_pairs_matches_direct_metric_calls(tmp_path):
+    from ddnsr.evaluation.scoring import BICUBIC_UP, Method, evaluate_sr, to_uint8
+    from ddnsr.metrics import niqe, piqe, psnr, ssim
+
+    data = _arrays(3, 2)
+    write_image(tmp_path / "Canon_009.png", data[1][0])  # one LR given as a file, its HR as an array
+    pairs = [Pair(data[0][0], data[0][1], name="Canon_001.png"), Pair(tmp_path / "Canon_009.png", data[1][1])]
+    nearest = Method("nearest", _nearest)
+    scores = evaluate_sr(pairs, [BICUBIC_UP, nearest], QUIET)
+    assert scores.columns == ["psnr_y", "ssim_y", "niqe", "piqe"]
+    assert scores.n_images == 2 and not scores.problems
+    assert [(r["image"], r["method"]) for r in scores.rows] == [
+        ("Canon_001.png", "bicubic"), ("Canon_001.png", "nearest"), ("Canon_009.png", "bicubic"),
+        ("Canon_009.png", "nearest")]
+    assert scores.rows[0]["lr"] is None and scores.rows[2]["lr"] == str(tmp_path / "Canon_009.png")
+    for row in scores.rows:
+        k = 0 if row["image"] == "Canon_001.png" else 1
+        lr, hr8 = data[k]
+        # evaluate_sr works on float32 RGB; the file holds the 8-bit LR
+        lr = read_image(tmp_path / "Canon_009.png").rgb if k == 1 else lr.astype(np.float32)
+        out8 = to_uint8(bicubic_upscale(lr) if row["method"] == "bicubic" else _nearest(lr))
+        assert row["psnr_y"] == pytest.approx(psnr(out8, hr8, crop_border=4, channel="y"), abs=1e-9)
+        assert row["ssim_y"] == pytest.approx(ssim(out8, hr8, crop_border=4, channel="y"), abs=1e-9)
+        assert row["niqe"] == pytest.approx(niqe(out8), abs=1e-9)
+        assert row["piqe"] == pytest.approx(piqe(out8), abs=1e-9)
+    for label in ("bicubic", "nearest"):
+        mine = [r for r in scores.rows if r["method"] == label]
+        assert scores.averages[label]["psnr_y"] == pytest.approx(np.mean([r["psnr_y"] for r in mine]))
+        assert scores.counts[label]["niqe"] == 2
+    assert scores.averages["bicubic"]["psnr_y"] > scores.averages["nearest"]["psnr_y"]
+    assert set(scores.seconds_per_image()) == {"bicubic", "nearest"}
+
+
+def test_evaluate_sr_without_hr_and_crops():
+    from ddnsr.evaluation.scoring import BICUBIC_UP, evaluate_sr
+
+    data = _arrays(4, 3)
+    pairs = [Pair(lr, name=f"img{i}.png") for i, (lr, _) in enumerate(data)]
+    scores = evaluate_sr(pairs, [BICUBIC_UP], Settings(crops=2, crop_size=64, progress=False))
+    assert scores.columns == ["niqe", "piqe"]
+    assert [c.image for c in scores.crops] == ["img0.png", "img2.png"]  # evenly spaced: first and last
+    crop = scores.crops[0]
+    assert [label for label, _ in crop.tiles] == ["LR (nearest)", "bicubic"]
+    assert all(t.shape == (64, 64, 3) and t.dtype == np.uint8 for _, t in crop.tiles)
+
+
+def test_evaluate_degradation_with_bicubic_as_a_method():
+    from ddnsr.evaluation.scoring import BICUBIC_DOWN, Method, bicubic_downscale, evaluate_degradation, to_uint8
+    from ddnsr.metrics import degradation_fidelity
+
+    data = _arrays(5, 3, size=96)
+    names = ["Canon_1.png", "Canon_2.png", "Nikon_1.png"]
+    pairs = [Pair(lr, hr, name=n) for (lr, hr), n in zip(data, names, strict=True)]
+    seen_refs = []
+
+    def box(hr: np.ndarray, ref: np.ndarray | None) -> np.ndarray:
+        seen_refs.append(ref.shape)
+        return _area_down(to_uint8(hr))
+
+    scores = evaluate_degradation(pairs, [BICUBIC_DOWN, Method("box", box, "degrader", needs_reference=True)], QUIET)
+    assert scores.n_images == 3 and not scores.problems
+    assert seen_refs == [(24, 24, 3)] * 3
+    refs = {r["image"]: r["reference"] for r in scores.rows}
+    assert refs == {"Canon_1.png": "Canon_2.png", "Canon_2.png": "Canon_1.png", "Nikon_1.png": "Canon_1.png"}
+    for row in scores.rows:
+        lr, hr8 = data[names.index(row["image"])]  # evaluate_degradation works on float32 RGB
+        hr = hr8.astype(np.float32) / 255.0
+        gen = bicubic_downscale(hr) if row["method"] == "bicubic" else _area_down(to_uint8(hr))
+        expected = degradation_fidelity(to_uint8(gen), to_uint8(lr.astype(np.float32)))
+        for key, value in expected.items():
+            assert row[key] == pytest.approx(value, abs=1e-9), key
+        assert row["abs_sigma_diff"] == pytest.approx(abs(expected["sigma_diff"]))
+    # the box filter made the LR: exact up to 8-bit rounding; bicubic is not
+    assert scores.averages["box"]["psnr_y"] > 45 > scores.averages["bicubic"]["psnr_y"]
+    # bicubic alone needs no reference: a single pair is scored
+    single = evaluate_degradation(pairs[:1], [BICUBIC_DOWN], QUIET)
+    assert single.n_images == 1 and single.rows[0]["reference"] is None
+
+
+def test_too_small_pair_is_skipped_and_named(tmp_path):
+    """A pair too small for SSIM after the border crop no longer aborts the run (reliability item 5)."""
+    lr_dir, hr_dir = _make_set(tmp_path / "set")
+    tiny_hr = np.round(_texture(np.random.default_rng(9), 16) * 255).astype(np.uint8)
+    write_image(hr_dir / "tiny_HR.png", tiny_hr)
+    write_image(lr_dir / "tiny_LR4.png", _area_down(tiny_hr))  # 4x4 LR: 16x16 -> 8x8 after the crop
+    out = tmp_path / "out"
+    code, stdout, stderr = _main(["evaluate", "--lr", str(lr_dir), "--hr", str(hr_dir), "-o", str(out),
+                                  "--crops", "0", "--no-progress"])
+    assert code == 0, stderr
+    results = json.loads((out / "results.json").read_text())
+    assert results["n_images"] == N_VALID
+    problems = {Path(p["file"]).name: p["reason"] for p in results["problems"]}
+    assert "too small" in problems["tiny_LR4.png"] and "SSIM needs at least 11x11" in problems["tiny_LR4.png"]
+    assert "tiny_LR4.png" in (out / "report.md").read_text() and "tiny_LR4.png" in stderr
+    assert "Traceback" not in stderr
+    assert f"{len(results['problems'])} file problem(s)" in stdout
+
+
+def test_too_small_pairs_in_the_list_functions():
+    from ddnsr.evaluation.scoring import BICUBIC_DOWN, BICUBIC_UP, evaluate_degradation, evaluate_sr
+
+    (lr, hr), = _arrays(6, 1, size=192)
+    pairs = [Pair(lr[:4, :4], hr[:16, :16], name="tiny.png"), Pair(lr, hr, name="big.png")]
+    sr = evaluate_sr(pairs, [BICUBIC_UP], QUIET)
+    assert [p.name for p in sr.scored] == ["big.png"]
+    assert [p.file for p in sr.problems] == ["tiny.png"]
+    deg = evaluate_degradation([Pair(lr[:8, :8], hr[:32, :32], name="small.png"), pairs[1]], [BICUBIC_DOWN], QUIET)
+    assert deg.n_images == 1 and "under 11x11" in deg.problems[0].reason
+
+
+def test_niqe_warnings_become_notes_not_stderr(capfd):
+    from ddnsr.evaluation.scoring import BICUBIC_UP, evaluate_sr
+
+    (lr, hr), = _arrays(7, 1)
+    flat = np.full((48, 48, 3), 0.5, np.float32)  # NIQE of a flat image: NumPy warns, the SVD fails
+    pairs = [Pair(flat, name="flat.png"), Pair(lr, name="textured.png")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning that escapes fails the test
+        scores = evaluate_sr(pairs, [BICUBIC_UP], QUIET)
+    assert "Warning" not in capfd.readouterr().err
+    assert scores.n_images == 2
+    flat_row = next(r for r in scores.rows if r["image"] == "flat.png")
+    assert flat_row["niqe"] is None and math.isfinite(flat_row["piqe"])
+    assert any(n.startswith("NIQE of flat.png not computed for bicubic") for n in scores.notes)
+    assert any("niqe averaged over fewer images" in n and "(1 of 2)" in n for n in scores.notes)
+
+
+def test_failed_crop_write_is_a_note_not_a_traceback(tmp_path):
+    lr_dir, hr_dir = _make_set(tmp_path / "set")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "crops").write_text("a file where the crops folder should be")
+    code, _, stderr = _main(["evaluate", "--lr", str(lr_dir), "--hr", str(hr_dir), "-o", str(out),
+                             "--crops", "1", "--no-progress"])
+    assert code == 0 and "Traceback" not in stderr
+    results = json.loads((out / "results.json").read_text())
+    assert results["crops"] == []
+    assert any(n.startswith("crop picture of Canon_001_LR4.png not written") for n in results["notes"])
+    assert "not written" in (out / "report.md").read_text()
+
+
+def test_cli_defaults_come_from_settings():
+    from ddnsr.cli.evaluate import command_line, settings_from
+
+    parser = cli.build_parser()
+    args = parser.parse_args(["evaluate", "--lr", "LR"])
+    assert settings_from(args) == Settings()
+    assert command_line(args) == "ddnsr evaluate --lr LR -o evaluation"
+    args = parser.parse_args(["evaluate", "--lr", "LR", "--crops", "1", "--seed", "3", "--no-lpips", "--no-progress"])
+    assert settings_from(args) == Settings(crops=1, seed=3, use_lpips=False, progress=False)
+    assert command_line(args) == "ddnsr evaluate --lr LR -o evaluation --crops 1 --seed 3 --no-lpips"
+
+
+def test_pair_needs_a_name_for_arrays():
+    from ddnsr.errors import SettingError
+
+    with pytest.raises(SettingError, match="needs a name"):
+        Pair(np.zeros((4, 4, 3)))
+    assert Pair("x/a_LR4.png").name == "a_LR4.png"

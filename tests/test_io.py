@@ -12,7 +12,8 @@ import pytest
 import torch
 from PIL import Image, ImageCms, ImageOps
 
-import ddnsr.imageio.core as dio
+import ddnsr.imageio.read as dio_read
+import ddnsr.imageio.write as dio_write
 from ddnsr.imageio import (
     ImageError,
     ImageWarning,
@@ -403,7 +404,7 @@ def test_webp_size_is_checked_before_pillow_allocates(tmp_path: Path, options: d
     mode = "RGBA" if options.pop("alpha", False) else "RGB"
     Image.new(mode, (37, 21), (1, 2, 3, 4)[: len(mode)]).save(tmp_path / "x.webp", **options)
     data = (tmp_path / "x.webp").read_bytes()
-    assert dio._webp_size(data[:30]) == (37, 21)
+    assert dio_read._webp_size(data[:30]) == (37, 21)
     with pytest.raises(ImageError, match="too many pixels: 37x21"):
         read_image(tmp_path / "x.webp", max_pixels=37 * 21 - 1)
 
@@ -443,7 +444,7 @@ def test_failed_16bit_write_leaves_nothing(tmp_path: Path, monkeypatch) -> None:
         f.write(b"\x89PNG\r\n\x1a\n")
         raise RuntimeError("encoder crashed")
 
-    monkeypatch.setattr(dio, "_write_png16", broken)
+    monkeypatch.setattr(dio_write, "write_png16", broken)
     with pytest.raises(ImageError, match="encoder crashed"):
         write_image(tmp_path / "new.png", np.zeros((4, 4, 3), np.float32), bit_depth=16)
     assert os.listdir(tmp_path) == []

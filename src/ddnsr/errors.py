@@ -28,7 +28,7 @@ class ImageError(DdnsrError):
     def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
         super().__init__(path, reason)
         self.path = os.fspath(path)
-        self.reason = reason
+        self.reason = " ".join(str(reason).split())
 
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"

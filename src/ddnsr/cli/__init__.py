@@ -10,19 +10,18 @@ import argparse
 import importlib
 import sys
 
+from ddnsr.errors import DdnsrError, one_line
+
 # modules that provide ``register(subparsers)``; each adds its sub-command(s)
 COMMAND_MODULES = (
     "ddnsr.cli.info",
     "ddnsr.cli.upscale",
+    "ddnsr.cli.serve",
     "ddnsr.cli.train",
-    "ddnsr.evaluation.scoring",
-    "ddnsr.datasets.cleanup",
-    "ddnsr.datasets.ntire2020",
+    "ddnsr.cli.evaluate",
+    "ddnsr.cli.cleanup",
+    "ddnsr.cli.data",
 )
-
-
-class UserError(Exception):
-    """An error whose message (one line) is all the user needs to see."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,9 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ddnsr: interrupted", file=sys.stderr)
         return 130
-    except (UserError, ValueError, OSError) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"ddnsr {args.command}: error: {msg}", file=sys.stderr)
+    except (DdnsrError, OSError) as exc:  # a user can fix these; anything else is a bug: traceback
+        print(f"ddnsr {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return 1
 
 

@@ -43,7 +43,8 @@ from pathlib import Path
 
 import numpy as np
 
-import ddnsr.imageio.core as dio
+import ddnsr.imageio as dio
+from ddnsr.errors import DdnsrError, SettingError
 from ddnsr.inference.tiling import DEFAULT_OVERLAP
 
 #: Default input size limit for ``upscale``: 64 megapixels in, about a gigapixel (3 GB as 8-bit RGB) out.
@@ -75,6 +76,26 @@ def _positive(text: str) -> int:
     return value
 
 
+#: Smallest tile and tile overlap the command accepts (the library takes any): a 1-pixel tile is all
+#: overlap and makes a 40x32 image take minutes; no overlap leaves seams of up to 200/255.
+MIN_TILE = 16
+MIN_OVERLAP = 8
+
+
+def _tile(text: str) -> int:
+    value = _non_negative(text)
+    if 0 < value < MIN_TILE:
+        raise argparse.ArgumentTypeError(f"must be 0 (whole image) or at least {MIN_TILE}, got {value}")
+    return value
+
+
+def _overlap(text: str) -> int:
+    value = _non_negative(text)
+    if value < MIN_OVERLAP:
+        raise argparse.ArgumentTypeError(f"must be at least {MIN_OVERLAP} (less leaves seams), got {value}")
+    return value
+
+
 def _quality(text: str) -> int:
     value = _positive(text)
     if value > 100:
@@ -93,9 +114,9 @@ def _common(p: argparse.ArgumentParser, *, overlap: int, max_pixels: int, tile_u
     p.add_argument("--ext", choices=OUTPUT_EXTENSIONS, default="png", help="output format (default: png)")
     p.add_argument("--suffix", default="", help="appended to each output's stem (default: none)")
     p.add_argument("--quality", type=_quality, default=95, help="JPEG / WebP quality (default: 95; WebP 100: lossless)")
-    p.add_argument("--tile", type=_non_negative, default=None, metavar="PX",
+    p.add_argument("--tile", type=_tile, default=None, metavar="PX",
                    help=f"tile size in {tile_unit} pixels; 0: whole image (default: automatic, bounded memory)")
-    p.add_argument("--tile-overlap", type=_non_negative, default=overlap, metavar="PX",
+    p.add_argument("--tile-overlap", type=_overlap, default=overlap, metavar="PX",
                    help=f"context pixels around each tile (default: {overlap})")
     p.add_argument("--device", choices=DEVICES, default="auto", help="default: auto (cuda, mps, else cpu)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
@@ -164,11 +185,32 @@ def _inside(path: Path, folder: Path | None) -> bool:
     return True
 
 
+def _output_folder_problem(inputs: list[str], out_dir: Path, pairs_dir: Path | None) -> str | None:
+    """Why the output folders cannot be used with these inputs (None when they can).
+
+    An output folder that is also a folder input is refused: its outputs would be read back as inputs
+    by the next run (``a_x4_x4.png``). ``--pairs`` must differ from ``-o`` (each HR copy would replace
+    the LR of the same name).
+    """
+    if pairs_dir is not None and pairs_dir.resolve() == out_dir.resolve():
+        return f"--pairs {pairs_dir} is the output folder: each HR copy would replace its LR; choose another folder"
+    for item in inputs:
+        root = Path(item)
+        for flag, folder in (("-o", out_dir), ("--pairs", pairs_dir)):
+            if folder is not None and root.is_dir() and folder.resolve() == root.resolve():
+                return (f"{flag} {folder} is also an input folder: the next run would read its outputs as "
+                        "inputs; choose another output folder")
+    return None
+
+
 def _plan(inputs: list[str], out_dir: Path, *, recursive: bool, ext: str, suffix: str,
           pairs_dir: Path | None = None) -> _Plan:
     """Inputs -> jobs (source, destination), with the inputs that fail already here."""
     plan = _Plan()
     found: list[tuple[Path, Path]] = []  # (file, output path relative to the output folder, no extension)
+    problem = _output_folder_problem(inputs, out_dir, pairs_dir)
+    if problem:
+        raise SettingError(problem)
     for item in inputs:
         root = Path(item)
         try:
@@ -189,6 +231,7 @@ def _plan(inputs: list[str], out_dir: Path, *, recursive: bool, ext: str, suffix
         else:
             found.extend((f, Path(f.stem)) for f in files)
 
+    found = list({f.resolve(): (f, rel) for f, rel in reversed(found)}.values())[::-1]  # an input given twice
     inputs_resolved = {f.resolve() for f, _ in found}
     taken: dict[Path, Path] = {}
     for source, rel in found:
@@ -290,7 +333,12 @@ def _reason(exc: BaseException) -> str:
 
 
 #: Failures of one input that do not stop the batch (a bug still gives a traceback).
-_INPUT_ERRORS = (dio.ImageError, ValueError, OSError, MemoryError, RuntimeError)
+_INPUT_ERRORS = (DdnsrError, OSError, MemoryError)
+
+
+def _is_input_error(exc: BaseException) -> bool:
+    """True for a failure of one input (bad file, no room, out of memory): it is reported, the batch goes on."""
+    return isinstance(exc, _INPUT_ERRORS) or (isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
 
 
 def _run_batch(command: str, args: argparse.Namespace, plan: _Plan,
@@ -307,7 +355,9 @@ def _run_batch(command: str, args: argparse.Namespace, plan: _Plan,
             warnings.simplefilter("always")
             try:
                 process(job, progress)
-            except _INPUT_ERRORS as exc:
+            except Exception as exc:
+                if not _is_input_error(exc):
+                    raise
                 text = _reason(exc)
                 report.error(text if text.startswith(str(job.source)) else f"{job.source}: {text}")
             else:
@@ -327,13 +377,12 @@ def _run_batch(command: str, args: argparse.Namespace, plan: _Plan,
 def _check_output_dirs(*folders: Path | None) -> None:
     for folder in folders:
         if folder is not None and folder.exists() and not folder.is_dir():
-            raise ValueError(f"{folder}: exists and is not a folder")
+            raise SettingError(f"{folder}: exists and is not a folder")
 
 
 def _output_depth(loaded: dio.LoadedImage, dest: Path) -> type:
-    from ddnsr.inference.upscaler import output_format
 
-    return np.uint16 if loaded.bit_depth == 16 and output_format(dest) in ("PNG", "TIFF") else np.uint8
+    return np.uint16 if loaded.bit_depth == 16 and dio.output_format(dest) in ("PNG", "TIFF") else np.uint8
 
 
 def _require_inputs(args: argparse.Namespace) -> bool:
@@ -345,8 +394,8 @@ def _require_inputs(args: argparse.Namespace) -> bool:
 
 
 def run_upscale(args: argparse.Namespace) -> int:
-    """``ddnsr upscale``: returns the exit status (model and setting errors raise ValueError)."""
-    from ddnsr.inference.upscaler import Upscaler, write_planes
+    """``ddnsr upscale``: returns the exit status (model and setting errors raise DdnsrError)."""
+    from ddnsr.inference.upscaler import Upscaler
 
     if args.demo:
         args.inputs = [*args.inputs, str(DEMO_IMAGE)]
@@ -360,12 +409,7 @@ def run_upscale(args: argparse.Namespace) -> int:
     max_pixels = args.max_pixels or None
 
     def process(job: _Job, progress: Callable[[int, int], None]) -> None:
-        loaded = dio.read_image(job.source, max_pixels=max_pixels)
-        data = up.upscale_planes(loaded.rgb, loaded.alpha, gray=loaded.is_gray,
-                                 dtype=_output_depth(loaded, job.dest), progress=progress)
-        icc = loaded.icc_profile
-        del loaded  # the decoded input is not needed while encoding
-        write_planes(job.dest, data, icc_profile=icc, quality=args.quality)
+        up.upscale_file(job.source, job.dest, quality=args.quality, max_pixels=max_pixels, progress=progress)
 
     return _run_batch("upscale", args, plan, process, skip=lambda job: job.dest.exists())
 
@@ -377,9 +421,9 @@ class _References:
         try:
             self.files = dio.list_images([spec], recursive=recursive)
         except dio.ImageError as exc:
-            raise ValueError(f"--reference {exc}") from exc
+            raise SettingError(f"--reference {exc}") from exc
         if not self.files:
-            raise ValueError(f"--reference {spec}: no image files")
+            raise SettingError(f"--reference {spec}: no image files")
         self.max_pixels = max_pixels
         self._read = functools.lru_cache(maxsize=4)(self._read_uncached)
 
@@ -397,8 +441,8 @@ class _References:
 
 
 def run_degrade(args: argparse.Namespace) -> int:
-    """``ddnsr degrade``: returns the exit status (model and setting errors raise ValueError)."""
-    from ddnsr.inference.upscaler import Degrader, crop_to_multiple, write_planes
+    """``ddnsr degrade``: returns the exit status (model and setting errors raise DdnsrError)."""
+    from ddnsr.inference.upscaler import Degrader, crop_to_multiple
 
     if not _require_inputs(args):
         return 2
@@ -409,7 +453,7 @@ def run_degrade(args: argparse.Namespace) -> int:
     references = None
     if deg.needs_reference:
         if args.reference is None:
-            raise ValueError("--reference LR is required: this degradation model takes a real LR photo as "
+            raise SettingError("--reference LR is required: this degradation model takes a real LR photo as "
                              "its second input")
         references = _References(args.reference, args.recursive, max_pixels)
     elif args.reference is not None and not args.quiet:
@@ -426,7 +470,7 @@ def run_degrade(args: argparse.Namespace) -> int:
         depth = _output_depth(loaded, job.dest)
         data = deg.degrade_planes(loaded.rgb, reference, loaded.alpha, seed=seed, gray=loaded.is_gray,
                                   dtype=depth, progress=progress)
-        write_planes(job.dest, data, icc_profile=loaded.icc_profile, quality=args.quality)
+        dio.write_planes(job.dest, data, icc_profile=loaded.icc_profile, quality=args.quality)
         if job.pair is not None:
             alpha = None if loaded.alpha is None else crop_to_multiple(loaded.alpha)
             dio.write_image(job.pair, crop_to_multiple(loaded.rgb), alpha=alpha, is_gray=loaded.is_gray,

@@ -20,9 +20,7 @@ Output: ``<stem>.png`` (lossless) in the output folder, each written under a tem
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,9 +31,10 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
+from ddnsr.errors import SettingError
 from ddnsr.training.data import DataError, DataWarning, list_images, load_rgb8
 
-__all__ = ["CleanupReport", "bicubic_half", "clean_up", "clean_up_array", "half_size", "register", "run"]
+__all__ = ["CleanupReport", "bicubic_half", "clean_up", "clean_up_array", "half_size"]
 
 
 def half_size(height: int, width: int) -> tuple[int, int]:
@@ -49,11 +48,11 @@ def bicubic_half(images: torch.Tensor) -> torch.Tensor:
     Values are not clipped (the cubic kernel overshoots a little); the dtype is kept.
     """
     if images.ndim != 4 or not images.is_floating_point():
-        raise ValueError(f"expected an N x C x H x W float tensor, got {tuple(images.shape)} {images.dtype}")
+        raise SettingError(f"expected an N x C x H x W float tensor, got {tuple(images.shape)} {images.dtype}")
     height, width = images.shape[-2:]
     out_h, out_w = half_size(height, width)
     if out_h < 1 or out_w < 1:
-        raise ValueError(f"{width}x{height} is too small to halve")
+        raise SettingError(f"{width}x{height} is too small to halve")
     odd = (height | width) % 2
     padded = F.pad(images, (0, width % 2, 0, height % 2), mode="replicate") if odd else images
     half = F.interpolate(
@@ -70,7 +69,7 @@ def clean_up_array(rgb: np.ndarray, *, truncate: bool = False) -> np.ndarray:
     official arithmetic, float32 in [0, 1], clipped, times 255 and truncated.
     """
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-        raise ValueError(f"expected an H x W x 3 uint8 image, got {rgb.shape} {rgb.dtype}")
+        raise SettingError(f"expected an H x W x 3 uint8 image, got {rgb.shape} {rgb.dtype}")
     chw = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None]
     if truncate:
         half = bicubic_half(chw.to(torch.float32) / 255.0)
@@ -146,41 +145,3 @@ def clean_up(
         _save_png(half, dest)
         report.written.append(dest)
     return report
-
-
-def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add the ``clean-up`` sub-command to a ``ddnsr`` parser's sub-parsers."""
-    parser = subparsers.add_parser(
-        "clean-up",
-        help="make the 'cleaned-up' Track 2 target (bicubic x0.5 of each photo)",
-        description="Halve every image of a folder with OpenCV-equivalent bicubic interpolation and write "
-        "lossless PNGs with the same names (the official clean_up.py).",
-    )
-    parser.add_argument("-i", "--input-dir", required=True, help="folder of source photos")
-    parser.add_argument("-o", "--output-dir", required=True, help="folder for the halved PNGs (created)")
-    parser.add_argument("--skip-existing", action="store_true", help="keep outputs that already exist")
-    parser.add_argument(
-        "--truncate", action="store_true",
-        help="round down like the official tf.cast (half a level darker on average) instead of to nearest",
-    )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.set_defaults(func=run)
-    return parser
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run ``clean-up`` with parsed arguments; one-line error and exit status 1 on bad input."""
-    try:
-        report = clean_up(
-            args.input_dir, args.output_dir, skip_existing=args.skip_existing, truncate=args.truncate,
-            progress=not args.no_progress,
-        )
-    except DataError as exc:
-        print(f"ddnsr clean-up: error: {exc}", file=sys.stderr)
-        return 1
-    print(
-        f"clean-up: {len(report.written)} written to {args.output_dir}, "
-        f"{len(report.existing)} already there, "
-        f"{len(report.failed)} unreadable skipped"
-    )
-    return 0

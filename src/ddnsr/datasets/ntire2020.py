@@ -18,7 +18,6 @@ records folder under DIR, then makes the cleaned-up Track 2 target with :func:`d
 
 from __future__ import annotations
 
-import argparse
 import http.client
 import os
 import re
@@ -30,6 +29,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 from tqdm import tqdm
 
@@ -37,7 +37,7 @@ from ddnsr.datasets.cleanup import clean_up
 from ddnsr.datasets.pretrained import DownloadError, offline
 from ddnsr.training.data import OFFICIAL_RECORDS, DataError, load_records
 
-__all__ = ["ARCHIVES", "Archive", "DownloadError", "download", "fetch_ntire2020", "register", "run", "unpack"]
+__all__ = ["ARCHIVES", "Archive", "DownloadError", "download", "fetch_ntire2020", "unpack"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,13 @@ class Archive:
     key: str | None = None
     beside: str | None = None
     size: int | None = None
+    max_size: int = 8 * 1024**3
+
+
+#: What an archive may unpack to: its size times this plus a little (image archives barely compress;
+#: a zip bomb of 1.5 MB declaring 1.5 GiB is refused before anything is written).
+MAX_UNPACK_RATIO = 4
+MAX_UNPACK_SLACK = 64 * 1024**2
 
 
 _NTIRE = "https://data.vision.ee.ethz.ch/alugmayr/NTIRE2019/public/"  # as in the DDNSR README
@@ -85,8 +92,12 @@ def _content_range(value: str | None) -> tuple[int | None, int | None]:
     return (int(start) if start else None), (int(total) if total != "*" else None)
 
 
-def _fetch_once(url: str, part: Path, size: int | None, timeout: float, progress: bool) -> None:
-    """One request: append the missing bytes to ``part`` (or rewrite it); :class:`_Incomplete` if short."""
+def _fetch_once(url: str, part: Path, size: int | None, timeout: float, progress: bool,
+                max_size: int = Archive.max_size) -> None:
+    """One request: append the missing bytes to ``part`` (or rewrite it); :class:`_Incomplete` if short.
+
+    At most ``max_size`` bytes are accepted in all, whether the server announces a length or not.
+    """
     offset = part.stat().st_size if part.exists() else 0
     headers = {"User-Agent": "ddnsr", "Accept-Encoding": "identity"}
     if offset:
@@ -117,14 +128,24 @@ def _fetch_once(url: str, part: Path, size: int | None, timeout: float, progress
             total = offset + int(length)
         if size is not None and total is not None and total != size:
             raise DownloadError(f"{url}: the server announces {total} bytes, expected {size}")
+        if total is not None and total > max_size:
+            raise DownloadError(f"{url}: the server announces {total:,} bytes, over the {max_size:,} "
+                                "this archive may have")
         total = total if total is not None else size
         with open(part, mode) as out, tqdm(
             total=total, initial=offset, unit="B", unit_scale=True, desc=part.name[: -len(".part")],
             disable=not progress,
         ) as bar:
+            received = offset
             while chunk := resp.read(1 << 20):
+                received += len(chunk)
+                if received > max_size:
+                    break
                 out.write(chunk)
                 bar.update(len(chunk))
+    if received > max_size:
+        part.unlink(missing_ok=True)
+        raise DownloadError(f"{url}: more than {max_size:,} bytes sent, more than this archive may have; stopped")
     got = part.stat().st_size
     if total is not None and got != total:
         raise _Incomplete(f"transfer cut short at {got} of {total} bytes")
@@ -135,6 +156,7 @@ def download(
     dest: str | os.PathLike,
     *,
     size: int | None = None,
+    max_size: int = Archive.max_size,
     retries: int = 3,
     timeout: float = 60.0,
     progress: bool = True,
@@ -154,7 +176,7 @@ def download(
     reason = ""
     for _ in range(retries + 1):
         try:
-            _fetch_once(url, part, size, timeout, progress)
+            _fetch_once(url, part, size, timeout, progress, max_size)
         except DownloadError:  # final answers (HTTP errors, wrong sizes): no retry
             raise
         except (_Incomplete, urllib.error.URLError, http.client.HTTPException, OSError) as exc:
@@ -189,6 +211,16 @@ def _entries(zf: zipfile.ZipFile, archive: Path) -> list[tuple[zipfile.ZipInfo, 
     return entries
 
 
+def _copy_at_most(src: BinaryIO, out: BinaryIO, limit: int, archive: Path, name: str) -> None:
+    """Copy ``src`` to ``out``, refusing an entry that yields more than its declared ``limit`` bytes."""
+    written = 0
+    while block := src.read(1 << 20):
+        written += len(block)
+        if written > limit:
+            raise DownloadError(f"{archive}: entry '{name}' unpacks to more than the {limit:,} bytes it declares")
+        out.write(block)
+
+
 def unpack(archive: str | os.PathLike, dest: str | os.PathLike) -> Path:
     """Unpack the zip ``archive`` into the new folder ``dest`` (made whole or not at all); return ``dest``.
 
@@ -203,6 +235,11 @@ def unpack(archive: str | os.PathLike, dest: str | os.PathLike) -> Path:
     try:
         with zipfile.ZipFile(archive) as zf:
             entries = _entries(zf, archive)
+            declared = sum(info.file_size for info, _ in entries)
+            limit = MAX_UNPACK_RATIO * archive.stat().st_size + MAX_UNPACK_SLACK
+            if declared > limit:
+                raise DownloadError(f"{archive}: would unpack to {declared:,} bytes, over {limit:,} "
+                                    f"({MAX_UNPACK_RATIO}x its size); refused")
             tmp.mkdir(parents=True)
             for info, rel in entries:
                 target = tmp.joinpath(*rel.parts)
@@ -211,7 +248,7 @@ def unpack(archive: str | os.PathLike, dest: str | os.PathLike) -> Path:
                     continue
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with zf.open(info) as src, open(target, "wb") as out:
-                    shutil.copyfileobj(src, out, 1 << 20)
+                    _copy_at_most(src, out, info.file_size, archive, info.filename)
         top = list(tmp.iterdir())
         os.replace(top[0] if len(top) == 1 and top[0].is_dir() else tmp, dest)
     except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
@@ -279,7 +316,8 @@ def fetch_ntire2020(
             continue
         url = f"{base_url.rstrip('/')}/{archive.name}.zip" if base_url else archive.url
         zip_path = dest.with_name(dest.name + ".zip")
-        download(url, zip_path, size=archive.size, retries=retries, timeout=timeout, progress=progress)
+        download(url, zip_path, size=archive.size, max_size=archive.max_size, retries=retries, timeout=timeout,
+                 progress=progress)
         say(f"{archive.name}: unpacking into {dest}")
         unpack(zip_path, dest)
         if not keep_archives:
@@ -300,43 +338,3 @@ def fetch_ntire2020(
         say(f"note: the DPED canon photos (track2-target-canon) are no NTIRE archive: "
             f"put them in {root / canon[0]}")
     return done
-
-
-def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add ``data`` with its ``ntire2020`` sub-command to a ``ddnsr`` parser's sub-parsers."""
-    data = subparsers.add_parser("data", help="download and prepare training data")
-    sub = data.add_subparsers(dest="data_command", required=True)
-    parser = sub.add_parser(
-        "ntire2020",
-        help="download the NTIRE 2020 Real-World SR archives into the records.json layout",
-        description="Download (resuming), check and unpack the five NTIRE 2020 RWSR archives of the DDNSR "
-        "README into the records.json layout under --root, then make the cleaned-up Track 2 target.",
-    )
-    parser.add_argument("--root", required=True, help="data root: the records folders are made under it")
-    parser.add_argument("--records", help="records.json giving the layout (default: the official one)")
-    parser.add_argument("--base-url", help="fetch <BASE_URL>/<name>.zip instead of the official URLs")
-    parser.add_argument("--only", nargs="+", metavar="NAME", help="only these archives: " + ", ".join(
-        a.name for a in ARCHIVES))
-    parser.add_argument("--keep-archives", action="store_true", help="keep the .zip files after unpacking")
-    parser.add_argument("--no-cleanup", action="store_true", help="do not make the cleaned-up Track 2 target")
-    parser.add_argument("--retries", type=int, default=3, help="further attempts after a cut transfer (3)")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds without data: failure (60)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars or messages")
-    parser.set_defaults(func=run)
-    return parser
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run ``data ntire2020`` with parsed arguments; a one-line error and status 1 on failure."""
-    try:
-        folders = fetch_ntire2020(
-            args.root, records=args.records, base_url=args.base_url, only=args.only,
-            keep_archives=args.keep_archives, cleanup=not args.no_cleanup, retries=args.retries,
-            timeout=args.timeout, progress=not args.no_progress,
-        )
-    except (DataError, DownloadError) as exc:
-        print(f"ddnsr data ntire2020: error: {exc}", file=sys.stderr)
-        return 1
-    for name, folder in folders.items():
-        print(f"{name}: {folder}")
-    return 0

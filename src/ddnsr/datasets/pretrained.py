@@ -21,6 +21,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from ddnsr.errors import DownloadError
+
 __all__ = [
     "ChecksumError",
     "DownloadError",
@@ -31,10 +33,6 @@ __all__ = [
     "download",
     "resolve",
 ]
-
-
-class DownloadError(OSError):
-    """A file could not be found locally nor downloaded (an OSError: the command line reports it in one line)."""
 
 
 class ChecksumError(DownloadError):

@@ -1,167 +1,89 @@
-"""Helpers of ``ddnsr evaluate`` that need no network: pairing, references, crops, tables, files.
+"""The report of an evaluation: Markdown tables, CSV, JSON and crop pictures, written atomically.
 
-Pairing LR and HR files (:func:`pair_key`, :func:`pair_files`)
-    An LR file is paired with the HR file of the same stem (``Canon_036.png`` <-> ``Canon_036.png``,
-    extensions may differ). Failing that, both stems are normalised and compared: lower-cased, split
-    into tokens at ``_``, ``-``, ``.`` and spaces, and the tokens ``lr``, ``hr``, ``lr4``, ``hr4``,
-    ``lrx4``, ``x4`` (any ``lr``/``hr`` with an optional ``x`` and number, any ``x`` + number) are
-    dropped, as is an ``x<number>`` suffix glued to digits (DIV2K's ``0801x4``). So
-    ``Canon_036_LR4.png`` <-> ``Canon_036_HR.png`` and ``0801x4.png`` <-> ``0801.png``. A key shared
-    by several HR files, an HR file claimed twice, an LR file without partner and an HR file without
-    partner are all reported (never dropped silently).
-
-References for the degradation table (:func:`camera_of`, :func:`reference_indices`)
-    The camera of a pair is the prefix of its LR file name before the first ``_`` (RealSR:
-    ``Canon_036_LR4.png`` -> ``Canon``); names without ``_`` have no camera. Pair ``i`` uses as
-    reference the LR image of the next pair (cyclically, in sorted order) of the same camera; a pair
-    whose camera has no other member (or no camera) uses the next pair of the whole list. So the
-    reference is always a different real LR image; with a single pair there is none.
-
-Crops (:func:`texture_window`, :func:`crop_panel`)
+Crops (:func:`texture_window`, :func:`crop_tiles`, :func:`crop_panel`)
     The region shown is the ``size x size`` window (top-left corner on a 4-pixel grid, so that it maps
     exactly onto the LR image) with the largest mean absolute Laplacian of the gray HR image (of the
     bicubic result when there is no HR): the most textured part, where methods differ most. Ties go to
-    the first window in row-major order.
+    the first window in row-major order. Each picture is LR (nearest-enlarged) | every method | HR.
+
+Files (:func:`write_report`): ``report.md``, ``per_image.csv``, ``degradation.csv`` (when there is a
+degradation table), ``results.json`` and ``crops/*.png``, each through :func:`ddnsr.files.atomic_write`.
+A crop picture that cannot be written is skipped with a one-line note; the rest of the report is written.
 """
 
 from __future__ import annotations
 
-import contextlib
+import csv
+import io
+import json
 import math
 import os
 import re
-import tempfile
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from ddnsr import errors, imageio
+from ddnsr.errors import SettingError, one_line
+from ddnsr.files import atomic_write, jsonable
+
 __all__ = [
-    "Pairing",
-    "atomic_write_text",
-    "camera_of",
+    "CROP_ZOOM",
+    "DEG_COLUMNS",
+    "SR_COLUMNS",
+    "Crop",
     "crop_panel",
+    "crop_tiles",
+    "csv_text",
     "escape_cell",
-    "finite_mean",
     "format_value",
+    "json_text",
     "markdown_table",
-    "pair_files",
-    "pair_key",
-    "reference_indices",
+    "render_markdown",
     "texture_window",
-    "to_uint8",
+    "write_report",
 ]
 
-_SEPARATORS = re.compile(r"[_\-. ]+")
-_DROP_TOKEN = re.compile(r"^(?:(?:lr|hr)(?:x?\d+)?|x\d+)$")
-_GLUED_SCALE = re.compile(r"^(\d+)x\d+$")
+SCALE = 4
+CROP_ZOOM = 2
+#: What a failed picture write raises.
+_WRITE_ERRORS = (OSError, errors.ImageError)
 
-
-# --------------------------------------------------------------------------------------------- pairing
-
-
-def pair_key(stem: str) -> str:
-    """The normalised name used to pair LR and HR files (see the module docstring).
-
-    >>> pair_key("Canon_036_LR4"), pair_key("Canon_036_HR"), pair_key("0801x4")
-    ('canon_036', 'canon_036', '0801')
-    """
-    tokens = [t for t in _SEPARATORS.split(stem.lower()) if t]
-    kept = []
-    for token in tokens:
-        if _DROP_TOKEN.match(token):
-            continue
-        glued = _GLUED_SCALE.match(token)
-        kept.append(glued.group(1) if glued else token)
-    return "_".join(kept) if kept else stem.lower()
-
-
-@dataclass
-class Pairing:
-    """LR/HR pairs found by :func:`pair_files`, and the files that could not be paired."""
-
-    pairs: list[tuple[Path, Path]] = field(default_factory=list)
-    problems: list[tuple[Path, str]] = field(default_factory=list)
-
-
-def pair_files(lr_files: Sequence[Path], hr_files: Sequence[Path]) -> Pairing:
-    """Pair LR files with HR files by name (exact stem first, then :func:`pair_key`).
-
-    Pairs keep the order of ``lr_files``. Problems are ``(file, reason)`` with one-line reasons.
-    """
-    out = Pairing()
-    by_stem: dict[str, list[Path]] = {}
-    by_key: dict[str, list[Path]] = {}
-    for hr in hr_files:
-        by_stem.setdefault(hr.stem, []).append(hr)
-        by_key.setdefault(pair_key(hr.stem), []).append(hr)
-    claimed: dict[Path, Path] = {}
-    for lr in lr_files:
-        candidates = by_stem.get(lr.stem) or by_key.get(pair_key(lr.stem), [])
-        if not candidates:
-            out.problems.append((lr, "no HR partner (no HR file of the same name after removing LR/HR/x4 tokens)"))
-            continue
-        if len(candidates) > 1:
-            names = ", ".join(p.name for p in candidates)
-            out.problems.append((lr, f"ambiguous HR partner: {names}"))
-            continue
-        hr = candidates[0]
-        if hr in claimed:
-            out.problems.append((lr, f"HR partner {hr.name} already paired with {claimed[hr].name}"))
-            continue
-        claimed[hr] = lr
-        out.pairs.append((lr, hr))
-    for hr in hr_files:
-        if hr not in claimed:
-            out.problems.append((hr, "no LR partner"))
-    return out
-
-
-# ------------------------------------------------------------------------------------------ references
-
-
-def camera_of(name: str) -> str | None:
-    """The camera of an image: its file-name prefix before the first ``_``; None without ``_``."""
-    stem = Path(name).stem
-    if "_" not in stem:
-        return None
-    prefix = stem.split("_", 1)[0]
-    return prefix or None
-
-
-def reference_indices(names: Sequence[str]) -> list[int | None]:
-    """For each image, the index of the reference image (see the module docstring); never itself.
-
-    ``names``: the LR file names of the valid pairs, in order. ``None`` where no other image exists.
-    """
-    n = len(names)
-    groups: dict[str, list[int]] = {}
-    cameras = [camera_of(name) for name in names]
-    for i, cam in enumerate(cameras):
-        if cam is not None:
-            groups.setdefault(cam, []).append(i)
-    refs: list[int | None] = []
-    for i, cam in enumerate(cameras):
-        members = groups.get(cam, []) if cam is not None else []
-        if len(members) >= 2:
-            pos = members.index(i)
-            refs.append(members[(pos + 1) % len(members)])
-        elif n >= 2:
-            refs.append((i + 1) % n)
-        else:
-            refs.append(None)
-    return refs
+#: (key -> table header, decimals, "max" / "min" / None for the best value)
+SR_COLUMNS: dict[str, tuple[str, int, str | None]] = {
+    "psnr_y": ("PSNR-Y (dB) ↑", 2, "max"),
+    "ssim_y": ("SSIM-Y ↑", 4, "max"),
+    "lpips": ("LPIPS ↓", 4, "min"),
+    "niqe": ("NIQE ↓", 3, "min"),
+    "piqe": ("PIQE ↓", 2, "min"),
+}
+DEG_COLUMNS: dict[str, tuple[str, int, str | None]] = {
+    "psnr_y": ("PSNR-Y (dB) ↑", 2, "max"),
+    "ssim_y": ("SSIM-Y ↑", 4, "max"),
+    "sigma_generated": ("σ generated", 2, None),
+    "sigma_real": ("σ real", 2, None),
+    "sigma_diff": ("Δσ (gen − real)", 2, None),
+    "abs_sigma_diff": ("abs(Δσ) ↓", 2, "min"),
+}
 
 
 # ------------------------------------------------------------------------------------------------ crops
 
 
-def to_uint8(img: np.ndarray) -> np.ndarray:
-    """Float image in [0, 1] (clipped; NaN -> 0) -> uint8, rounded to nearest, as PNG writing does."""
-    arr = np.nan_to_num(np.asarray(img, dtype=np.float64), nan=0.0)
-    return np.round(np.clip(arr, 0.0, 1.0) * 255.0).astype(np.uint8)
+@dataclass
+class Crop:
+    """The labelled tiles (uint8 HxWx3) of one image's crop picture, and where the window lies in HR pixels."""
+
+    index: int  # the pair's position in the evaluated list
+    image: str
+    tiles: list[tuple[str, np.ndarray]]
+    top: int
+    left: int
+    size: int
 
 
 def texture_window(img: np.ndarray, size: int = 128, step: int = 4) -> tuple[int, int, int]:
@@ -192,6 +114,22 @@ def texture_window(img: np.ndarray, size: int = 128, step: int = 4) -> tuple[int
     )
     r, c = np.unravel_index(int(np.argmax(sums)), sums.shape)
     return int(tops[r]), int(lefts[c]), size
+
+
+def crop_tiles(index: int, image: str, lr8: np.ndarray, hr8: np.ndarray | None,
+               outputs: dict[str, np.ndarray], size: int) -> Crop:
+    """The crop of one image: LR (nearest x4) | each output (``{label: 4Hx4Wx3 uint8}``, in order) | HR.
+
+    The window is the most textured one of ``hr8`` (of the first output without HR); all uint8.
+    """
+    base = hr8 if hr8 is not None else next(iter(outputs.values()))
+    top, left, size = texture_window(base, size, step=SCALE)
+    t, lft, s = top // SCALE, left // SCALE, size // SCALE
+    tiles = [("LR (nearest)", np.repeat(np.repeat(lr8[t : t + s, lft : lft + s], SCALE, 0), SCALE, 1))]
+    tiles += [(label, out[top : top + size, left : left + size].copy()) for label, out in outputs.items()]
+    if hr8 is not None:
+        tiles.append(("HR", hr8[top : top + size, left : left + size].copy()))
+    return Crop(index, image, tiles, top, left, size)
 
 
 def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
@@ -272,31 +210,139 @@ def escape_cell(text: str) -> str:
     return " ".join(str(text).split()).replace("|", "\\|")
 
 
-# ------------------------------------------------------------------------------------------------- files
+def csv_text(rows: Sequence[dict[str, Any]], fields: Sequence[str]) -> str:
+    """CSV of ``rows`` with the given columns; floats with 6 decimals, None as an empty cell."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(fields), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row.get(k) is None else (f"{row[k]:.6f}" if isinstance(row[k], float)
+                                                           else row[k])) for k in fields})
+    return buf.getvalue()
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
+def json_text(results: dict[str, Any]) -> str:
+    """``results`` as indented JSON (paths as text, non-finite numbers as null)."""
+    return json.dumps(jsonable(results), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
-def finite_mean(values: Iterable[float | None]) -> tuple[float | None, int]:
-    """Mean of the finite values and how many there were (``(None, 0)`` when none)."""
-    vals = [float(v) for v in values if v is not None and math.isfinite(v)]
-    if not vals:
-        return None, 0
-    return float(np.mean(vals)), len(vals)
+# ------------------------------------------------------------------------------------------------ report
+
+
+def _summary_lines(results: dict[str, Any]) -> list[str]:
+    hr = f", HR: `{results['hr_dir']}`" if results["hr_dir"] else " (no HR)"
+    return ["# ddnsr evaluation", "", f"Made by: `{results['command']}`", "",
+            f"ddnsr {results['ddnsr_version']}, {results['created']}. LR: `{results['lr_dir']}`{hr}. Images "
+            f"evaluated: {results['n_images']}; files skipped or unpaired: {len(results['problems'])}.", ""]
+
+
+def _sr_lines(results: dict[str, Any]) -> list[str]:
+    cols = results["columns"]
+    rows = [(m["label"], [results["averages"][m["label"]][k] for k in cols]) for m in results["methods"]]
+    lines = [f"## x{SCALE} super-resolution (mean over {results['n_images']} images)", "",
+             markdown_table(rows, [SR_COLUMNS[k] for k in cols]), "",
+             "↑ higher is better, ↓ lower is better; the best value of each column is bold."]
+    if results["hr_dir"] and not results["lpips"]["used"]:
+        lines.append(f"LPIPS is omitted: {results['lpips']['note']}.")
+    return lines + [""]
+
+
+def _degradation_lines(deg: dict[str, Any]) -> list[str]:
+    rows = [(m["label"], [deg["averages"][m["label"]][k] for k in deg["columns"]]) for m in deg["methods"]]
+    return [f"## Degradation fidelity (mean over {deg['n_images']} HR/LR pairs)", "",
+            "Each generated LR image D(HR_i, reference) is compared with the real LR_i; the reference is the "
+            "real LR image of another pair of the same camera (never LR_i itself). `bicubic` is MATLAB "
+            "`imresize(HR, 1/4)`. σ: Immerkær noise estimate (8-bit range).", "",
+            markdown_table(rows, [DEG_COLUMNS[k] for k in deg["columns"]]), "",
+            "Per-image values: [degradation.csv](degradation.csv).", ""]
+
+
+def _crop_lines(results: dict[str, Any]) -> list[str]:
+    if not results["crops"]:
+        return []
+    lines = ["## Crops", "", "LR (nearest-neighbour enlarged) | " + " | ".join(m["label"] for m in results["methods"])
+             + (" | HR" if results["hr_dir"] else ""), ""]
+    for c in results["crops"]:
+        lines += [f"**{escape_cell(c['image'])}** (x={c['left']}, y={c['top']}, {c['size']}x{c['size']})", "",
+                  f"![{escape_cell(c['image'])}]({c['file']})", ""]
+    return lines
+
+
+def _tail_lines(results: dict[str, Any]) -> list[str]:
+    lines = ["## Skipped files and problems", ""]
+    problems = results["problems"]
+    lines += [f"- `{p['file']}`: {escape_cell(p['reason'])}" for p in problems] if problems else ["None."]
+    lines.append("")
+    if results["notes"]:
+        lines += ["## Notes", ""] + [f"- {escape_cell(n)}" for n in results["notes"]] + [""]
+    lines += ["## Timing", "", f"Total: {results['timing']['total_seconds']:.1f} s."]
+    for label, sec in results["timing"]["seconds_per_image"].items():
+        if sec is not None:
+            lines.append(f"- {escape_cell(label)}: {sec:.3f} s per image (x{SCALE} result only)")
+    return lines + [""]
+
+
+def render_markdown(results: dict[str, Any]) -> str:
+    """The ``report.md`` text of a results document (see :func:`ddnsr.evaluation.folders.results_document`)."""
+    lines = _summary_lines(results) + _sr_lines(results)
+    if results["degradation"] is not None:
+        lines += _degradation_lines(results["degradation"])
+    lines += ["## Conventions", ""]
+    lines += [f"- **{k}**: {escape_cell(v)}" for k, v in results["conventions"].items()]
+    lines += ["", "Per-image values: [per_image.csv](per_image.csv); everything: [results.json](results.json).", ""]
+    return "\n".join(lines + _crop_lines(results) + _tail_lines(results))
+
+
+def _safe_name(name: str, used: set[str]) -> str:
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "image"
+    out, k = base, 2
+    while out in used:
+        out, k = f"{base}-{k}", k + 1
+    used.add(out)
+    return out
+
+
+def write_crops(out: Path, crops: Sequence[Crop]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Write ``out/crops/<image>.png`` for each crop; returns the entries written and notes on failures.
+
+    A picture that cannot be written (an :class:`OSError` or image error) is left out with a one-line note.
+    """
+    written: list[dict[str, Any]] = []
+    notes: list[str] = []
+    used: set[str] = set()
+    for crop in crops:
+        rel = f"crops/{_safe_name(Path(crop.image).stem, used)}.png"
+        try:
+            imageio.write_image(out / rel, crop_panel(crop.tiles, zoom=CROP_ZOOM))
+        except _WRITE_ERRORS as exc:
+            notes.append(f"crop picture of {crop.image} not written: {one_line(exc)}")
+            continue
+        written.append({"image": crop.image, "file": rel, "top": crop.top, "left": crop.left, "size": crop.size})
+    return written, notes
+
+
+def write_report(out: str | os.PathLike, results: dict[str, Any], crops: Sequence[Crop] = ()) -> dict[str, Any]:
+    """Write the report files of ``results`` (and its crop pictures) into the folder ``out``.
+
+    ``results["crops"]`` and ``results["notes"]`` are completed with the pictures written (or not) before
+    the text files are written. Returns ``results``.
+
+    Raises:
+        SettingError: ``out`` exists and is not a folder. OSError: a text file that cannot be written.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise SettingError(f"{out}: exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    written, notes = write_crops(out, crops)
+    results["crops"] = written
+    results["notes"] += notes
+    atomic_write(out / "per_image.csv", csv_text(results["per_image"], ["image", "method", *results["columns"],
+                                                                        "lr", "hr"]))
+    deg = results["degradation"]
+    if deg is not None:
+        atomic_write(out / "degradation.csv",
+                     csv_text(deg["per_image"], ["image", "method", "reference", *deg["columns"], "lr", "hr"]))
+    atomic_write(out / "results.json", json_text(results))
+    atomic_write(out / "report.md", render_markdown(results))
+    return results

@@ -23,11 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ddnsr.errors import ModelFileError
 from ddnsr.nets import DegradationNet, PatchGANDiscriminator, RRDBNet, VGGStyleDiscriminator
-
-
-class KerasFileError(ValueError):
-    """The file is not a readable official DDNSR Keras network."""
 
 
 @dataclass
@@ -41,12 +38,30 @@ def _s(x: bytes | str) -> str:
     return x.decode() if isinstance(x, bytes) else str(x)
 
 
+#: The most values one Keras variable of a DDNSR network may declare: the largest real one (the paper
+#: Dhr's dense layer) has under a million; a crafted file declaring more is refused before it is read.
+MAX_VARIABLE_VALUES = 1 << 24
+
+
+def _read_variable(dataset: object, name: str, path: str | os.PathLike) -> np.ndarray:
+    """A weight's values, after its declared shape and type were checked (nothing large is read first)."""
+    if not isinstance(dataset, h5py.Dataset):
+        raise ModelFileError(f"{path}: {name} is not a dataset")
+    if not 1 <= dataset.ndim <= 4 or dataset.dtype.kind != "f":
+        raise ModelFileError(f"{path}: {name} has shape {dataset.shape} {dataset.dtype}, not a float weight of "
+                             "1 to 4 dimensions")
+    if dataset.size > MAX_VARIABLE_VALUES:
+        raise ModelFileError(f"{path}: {name} declares {dataset.size:,} values (shape {dataset.shape}), more than "
+                             f"any DDNSR layer ({MAX_VARIABLE_VALUES:,} at most)")
+    return np.asarray(dataset)
+
+
 def read_keras_h5(path: str | os.PathLike) -> tuple[dict, list[KerasVariable]]:
     """Return (model_config, variables in file order: layer_names, then each layer's weight_names)."""
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
-        raise KerasFileError(f"{path}: not a readable HDF5 file ({exc})") from exc
+        raise ModelFileError(f"{path}: not a readable HDF5 file ({exc})") from exc
     with f:
         try:
             config = json.loads(_s(f.attrs["model_config"])) if "model_config" in f.attrs else {}
@@ -55,11 +70,11 @@ def read_keras_h5(path: str | os.PathLike) -> tuple[dict, list[KerasVariable]]:
             for layer in (_s(n) for n in root.attrs["layer_names"]):
                 group = root[layer]
                 for wname in (_s(n) for n in group.attrs.get("weight_names", [])):
-                    variables.append(KerasVariable(layer, wname, np.asarray(group[wname])))
+                    variables.append(KerasVariable(layer, wname, _read_variable(group[wname], wname, path)))
         except (KeyError, OSError, ValueError, TypeError) as exc:
-            raise KerasFileError(f"{path}: not a Keras model file ({type(exc).__name__}: {exc})") from exc
+            raise ModelFileError(f"{path}: not a Keras model file ({type(exc).__name__}: {exc})") from exc
     if not variables:
-        raise KerasFileError(f"{path}: the Keras file holds no weights")
+        raise ModelFileError(f"{path}: the Keras file holds no weights")
     return config, variables
 
 
@@ -121,7 +136,7 @@ def build_from_keras(config: dict, variables: list[KerasVariable], path: str = "
         return VGGStyleDiscriminator(filters, blocks, side * 2**blocks)
     if kernels and all(k.shape[0] == 4 for k in kernels):
         return PatchGANDiscriminator(kernels[0].shape[-1])
-    raise KerasFileError(f"{path}: not a DDNSR network (no RRDB, ResBlock, dense or PatchGAN layers found)")
+    raise ModelFileError(f"{path}: not a DDNSR network (no RRDB, ResBlock, dense or PatchGAN layers found)")
 
 
 def keras_mapping(module: nn.Module, variables: list[KerasVariable], path: str = "") -> list[tuple[str, KerasVariable]]:
@@ -131,12 +146,12 @@ def keras_mapping(module: nn.Module, variables: list[KerasVariable], path: str =
         layers = sorted(layers, key=lambda g: _creation_key(g[0]))
     targets = _leaf_targets(module)
     if len(layers) != len(targets):
-        raise KerasFileError(f"{path}: {len(layers)} weighted layers, expected {len(targets)} for "
+        raise ModelFileError(f"{path}: {len(layers)} weighted layers, expected {len(targets)} for "
                              f"{type(module).__name__}")
     pairs = []
     for group, (mod_name, tensors) in zip(layers, targets, strict=True):
         if len(group) != len(tensors):
-            raise KerasFileError(f"{path}: layer {group[0].name} has {len(group)} variables, expected {len(tensors)}")
+            raise ModelFileError(f"{path}: layer {group[0].name} has {len(group)} variables, expected {len(tensors)}")
         for var, t in zip(group, tensors, strict=True):
             pairs.append((f"{mod_name}.{t}" if mod_name else t, var))
     return pairs
@@ -159,7 +174,7 @@ def load_keras_into(module: nn.Module, variables: list[KerasVariable], path: str
         t = _to_torch(var.value)
         if name not in state or state[name].shape != t.shape:
             want = tuple(state[name].shape) if name in state else None
-            raise KerasFileError(f"{path}: {var.name} has shape {tuple(var.value.shape)}, does not fit {name} {want}")
+            raise ModelFileError(f"{path}: {var.name} has shape {tuple(var.value.shape)}, does not fit {name} {want}")
         new[name] = t
     module.load_state_dict(new, strict=False)
     return module

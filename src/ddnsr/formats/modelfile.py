@@ -23,15 +23,19 @@ import json
 import os
 import pickle
 import re
-import tempfile
+import zipfile
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import load_file, safe_open
+from safetensors.torch import save as save_safetensors
 from torch import nn
 
-from ddnsr.formats.keras_h5 import KerasFileError, load_keras_model
+from ddnsr.errors import ModelFileError, SettingError
+from ddnsr.files import atomic_write
+from ddnsr.formats.keras_h5 import load_keras_model
+from ddnsr.formats.ncnn import load_ncnn_rrdbnet
 from ddnsr.nets import DegradationNet, PatchGANDiscriminator, RRDBNet, VGGStyleDiscriminator
 
 FORMAT = "ddnsr"
@@ -43,10 +47,6 @@ ARCHS: dict[str, type[nn.Module]] = {
 }
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "models"
 KINDS = ("reconstruction", "degradation")
-
-
-class ModelFileError(ValueError):
-    """A model file (or name) that cannot be loaded; ``str()`` is one line naming the file."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -88,7 +88,7 @@ def resolve_model_path(model: str | os.PathLike, kind: str = "reconstruction") -
 
 def _build(arch: str, config: dict) -> nn.Module:
     if arch not in ARCHS:
-        raise ValueError(f"unknown architecture {arch!r}")
+        raise ModelFileError(f"unknown architecture {arch!r}")
     return ARCHS[arch](**config)
 
 
@@ -187,7 +187,31 @@ def _load_safetensors(path: Path) -> nn.Module:
     return model_from_state_dict(state, str(path))
 
 
+#: A zipped ``.pth`` may unpack to at most this many times its size (PyTorch stores its archives
+#: uncompressed, so real files are near 1x; a 1.5 MB deflated file unpacking to 1 GB is refused).
+MAX_UNPACK_RATIO = 4
+MAX_UNPACK_FLOOR = 64 * 1024**2
+
+
+def _check_archive_size(path: Path) -> None:
+    """Refuse a zip ``.pth`` whose members declare far more bytes than the file holds (before reading)."""
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as zf:
+            declared = sum(info.file_size for info in zf.infolist())
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ModelFileError(f"{path}: not a readable PyTorch file (broken zip: {exc})") from exc
+    limit = max(MAX_UNPACK_RATIO * path.stat().st_size, MAX_UNPACK_FLOOR)
+    if declared > limit:
+        raise ModelFileError(f"{path}: refused, its archive unpacks to {declared:,} bytes, over {limit:,} "
+                             f"({MAX_UNPACK_RATIO}x the file's size)")
+
+
 def _load_pth(path: Path) -> nn.Module:
+    _check_archive_size(path)
+    if not zipfile.is_zipfile(path) and _looks_random(path):
+        raise ModelFileError(f"{path}: not a PyTorch file (neither a zip archive nor a pickle)")
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -212,22 +236,18 @@ def load_model(model: str | os.PathLike, kind: str = "reconstruction") -> nn.Mod
     suffix = path.suffix.lower()
     if path.stat().st_size == 0:
         raise ModelFileError(f"{path}: empty file")
-    try:
-        if suffix == ".safetensors":
-            net = _load_safetensors(path)
-        elif suffix in (".pth", ".pt", ".ckpt"):
-            net = _load_pth(path)
-        elif suffix in (".h5", ".hdf5", ".keras"):
-            net = load_keras_model(path)
-        elif suffix in (".param", ".bin"):
-            from ddnsr.formats import ncnn  # optional reader, added with the ncnn support
-
-            net = ncnn.load_ncnn_rrdbnet(path)
-        else:
-            raise ModelFileError(f"{path}: unknown model file type {suffix!r} "
-                                 "(expected .safetensors, .pth, .h5 or an ncnn .param)")
-    except KerasFileError as exc:
-        raise ModelFileError(str(exc)) from exc
+    if suffix == ".safetensors":
+        net = _load_safetensors(path)
+    elif suffix in (".pth", ".pt", ".ckpt"):
+        net = _load_pth(path)
+    elif suffix in (".h5", ".hdf5", ".keras"):
+        net = load_keras_model(path)
+    elif suffix in (".param", ".bin"):
+        net = load_ncnn_rrdbnet(path)
+    else:
+        raise ModelFileError(f"{path}: unknown model file type {suffix!r} "
+                             "(expected .safetensors, .pth, .h5 or an ncnn .param)")
+    _check_finite(net, path)
     return net.float().eval()
 
 
@@ -239,11 +259,25 @@ def arch_name(model: nn.Module) -> str:
     for name, cls in ARCHS.items():
         if type(model) is cls:
             return name
-    raise ValueError(f"cannot save a {type(model).__name__}: not one of {', '.join(ARCHS)}")
+    raise SettingError(f"cannot save a {type(model).__name__}: not one of {', '.join(ARCHS)}")
 
 
 # the metadata keys save_model writes itself (how the file is made, not facts about the model)
 FORMAT_KEYS = ("format", "arch", "config", "kind", "ddnsr_version", "dtype")
+
+
+def _looks_random(path: Path) -> bool:
+    """True when a non-zip ``.pth`` does not start like a pickle (protocol 2+ opcode 0x80, or legacy magic)."""
+    with open(path, "rb") as f:
+        head = f.read(2)
+    return not head or head[0] != 0x80
+
+
+def _check_finite(model: nn.Module, path: Path) -> None:
+    """Refuse weights with NaN or infinity: such a network gives black or garbage pictures."""
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ModelFileError(f"{path}: weight {name} holds NaN or infinite values; the file is damaged")
 
 
 def save_model(model: nn.Module, path: str | os.PathLike, metadata: dict[str, object] | None = None,
@@ -262,19 +296,7 @@ def save_model(model: nn.Module, path: str | os.PathLike, metadata: dict[str, ob
         meta[str(k)] = v if isinstance(v, str) else json.dumps(v)
     dtype = torch.float16 if half else torch.float32
     state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata=meta)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a model file is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, save_safetensors(state, metadata=meta))
 
 
 def _version() -> str:
@@ -292,8 +314,17 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 
 def convert(src: str | os.PathLike, dst: str | os.PathLike, half: bool = False) -> Path:
-    """Any readable model file -> our ``.safetensors``, recording the source in the metadata."""
-    src = Path(src)
+    """Any readable model file -> our ``.safetensors``, recording the source in the metadata.
+
+    Raises:
+        SettingError: ``dst`` is not a ``.safetensors`` name, or is the source itself (checked before
+            anything is read or written).
+    """
+    src, dst = Path(src), Path(dst)
+    if dst.suffix.lower() != ".safetensors":
+        raise SettingError(f"output {dst}: must be a .safetensors file name (ddnsr convert writes safetensors)")
+    if dst.resolve() == src.resolve():
+        raise SettingError(f"output {dst}: is the input file; choose another name")
     model = load_model(src)
     meta = {k: v for k, v in getattr(model, "metadata", {}).items() if k not in FORMAT_KEYS}
     meta.update({"source": src.name, "source_sha256": sha256_file(src),

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ddnsr.errors import ModelFileError
 from ddnsr.nets import RRDBNet
 
 MAGIC = 7767517
@@ -100,9 +101,7 @@ class _BinError(_Refusal):
 
 
 def _error(path: str | os.PathLike, reason: str) -> Exception:
-    """A one-line ``ModelFileError`` naming ``path`` (imported late: modelfile imports this module)."""
-    from ddnsr.formats.modelfile import ModelFileError
-
+    """A one-line ``ModelFileError`` naming ``path``."""
     return ModelFileError(f"{path}: {reason}")
 
 

@@ -23,6 +23,8 @@ from fractions import Fraction
 
 import torch
 
+from ddnsr.errors import SettingError
+
 __all__ = [
     "DEFAULT_BYTES_PER_PIXEL",
     "DEFAULT_CPU_BUDGET",
@@ -57,16 +59,16 @@ def as_ratio(scale: Scale | float) -> tuple[int, int]:
     ``0.25 -> (1, 4)``. Raises ValueError for non-positive or non-rational-looking values."""
     if isinstance(scale, tuple):
         if len(scale) != 2:
-            raise ValueError(f"scale pair must be (num, den), got {scale!r}")
+            raise SettingError(f"scale pair must be (num, den), got {scale!r}")
         ratio = Fraction(int(scale[0]), int(scale[1]))
     elif isinstance(scale, float):
         ratio = Fraction(scale).limit_denominator(1024)
         if abs(float(ratio) - scale) > 1e-9:
-            raise ValueError(f"scale {scale} is not a simple fraction")
+            raise SettingError(f"scale {scale} is not a simple fraction")
     else:
         ratio = Fraction(scale)
     if ratio <= 0:
-        raise ValueError(f"scale must be positive, got {scale!r}")
+        raise SettingError(f"scale must be positive, got {scale!r}")
     return ratio.numerator, ratio.denominator
 
 
@@ -123,6 +125,7 @@ def tiled_apply(
     out: torch.Tensor | None = None,
     progress: Callable[[int, int], None] | None = None,
     batch_size: int = 1,
+    border: int = 0,
 ) -> torch.Tensor:
     """Apply ``fn`` to ``image`` tile by tile and assemble the result.
 
@@ -139,6 +142,10 @@ def tiled_apply(
             default one is allocated on ``image``'s device with the dtype of ``fn``'s output.
         progress: called as ``progress(done, total)`` after each batch of tiles.
         batch_size: run up to this many tiles of identical size together.
+        border: input pixels of padding added beyond the image's own border (by reflection; by
+            replication where a side is too short to reflect) and cropped away after ``fn``: a
+            convolutional network then sees image-like context instead of its zero padding at the
+            image border (Real-ESRGAN's ``pre_pad``). Only for integer scales (den == 1).
 
     Returns:
         The 1xC'x(H*scale)x(W*scale) result (``out`` itself when given). Runs without autograd.
@@ -147,14 +154,16 @@ def tiled_apply(
         ValueError: bad shapes, sides not multiples of den, or ``fn`` returning the wrong size.
     """
     if image.ndim != 4 or image.shape[0] != 1:
-        raise ValueError(f"image must be 1xCxHxW, got shape {tuple(image.shape)}")
+        raise SettingError(f"image must be 1xCxHxW, got shape {tuple(image.shape)}")
     num, den = as_ratio(scale)
     height, width = int(image.shape[2]), int(image.shape[3])
     if height % den or width % den:
-        raise ValueError(f"image {height}x{width} must have sides that are multiples of {den} "
+        raise SettingError(f"image {height}x{width} must have sides that are multiples of {den} "
                          f"for scale {num}/{den}; crop it first")
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise SettingError(f"batch_size must be >= 1, got {batch_size}")
+    if border < 0 or (border and den != 1):
+        raise SettingError(f"border must be >= 0 and is for integer scales only, got {border} at {num}/{den}")
     out_h, out_w = height * num // den, width * num // den
     grid = tile_grid(height, width, tile=tile, overlap=overlap, scale=(num, den))
     total = len(grid)
@@ -163,36 +172,38 @@ def tiled_apply(
     if batch_size == 1:
         batches = [[cell] for cell in grid]
     else:
-        by_shape: dict[tuple[int, int], list[tuple[Span, Span]]] = {}
+        by_shape: dict[tuple, list[tuple[Span, Span]]] = {}
         for r, c in grid:
-            by_shape.setdefault((r.win1 - r.win0, c.win1 - c.win0), []).append((r, c))
+            key = (r.win1 - r.win0, c.win1 - c.win0, _border_pads((r, c), height, width, border))
+            by_shape.setdefault(key, []).append((r, c))
         for cells in by_shape.values():
             batches.extend(cells[i : i + batch_size] for i in range(0, len(cells), batch_size))
 
     done = 0
     with torch.no_grad():
         for cells in batches:
-            pieces = [image[:, :, r.win0 : r.win1, c.win0 : c.win1] for r, c in cells]
+            pads = _border_pads(cells[0], height, width, border)
+            pieces = [_pad_border(image[:, :, r.win0 : r.win1, c.win0 : c.win1], pads) for r, c in cells]
             tiles = pieces[0].contiguous() if len(pieces) == 1 else torch.cat(pieces, dim=0)
             result = fn(tiles)
-            r0, c0 = cells[0]
-            expected = ((r0.win1 - r0.win0) * num // den, (c0.win1 - c0.win0) * num // den)
+            expected = (tiles.shape[2] * num // den, tiles.shape[3] * num // den)
             if result.ndim != 4 or result.shape[0] != len(cells) or tuple(result.shape[2:]) != expected:
-                raise ValueError(
+                raise SettingError(
                     f"fn returned shape {tuple(result.shape)} for input {tuple(tiles.shape)}; expected "
                     f"{len(cells)}xCx{expected[0]}x{expected[1]} (scale {num}/{den})"
                 )
             if out is None:
                 out = torch.empty((1, result.shape[1], out_h, out_w), dtype=result.dtype, device=image.device)
             elif tuple(out.shape) != (1, result.shape[1], out_h, out_w):
-                raise ValueError(f"out has shape {tuple(out.shape)}, expected "
-                                 f"(1, {result.shape[1]}, {out_h}, {out_w})")
+                raise SettingError(f"out has shape {tuple(out.shape)}, expected "
+                                   f"(1, {result.shape[1]}, {out_h}, {out_w})")
+            top, left = pads[2], pads[0]
             for index, (r, c) in enumerate(cells):
                 piece = result[
                     index : index + 1,
                     :,
-                    (r.core0 - r.win0) * num // den : (r.core1 - r.win0) * num // den,
-                    (c.core0 - c.win0) * num // den : (c.core1 - c.win0) * num // den,
+                    (r.core0 - r.win0 + top) * num // den : (r.core1 - r.win0 + top) * num // den,
+                    (c.core0 - c.win0 + left) * num // den : (c.core1 - c.win0 + left) * num // den,
                 ]
                 out[
                     :,
@@ -206,6 +217,22 @@ def tiled_apply(
             del result, tiles, pieces
     assert out is not None
     return out
+
+
+def _border_pads(cell: tuple[Span, Span], height: int, width: int, border: int) -> tuple[int, int, int, int]:
+    """(left, right, top, bottom) padding of a tile: ``border`` on each side that lies on the image border."""
+    r, c = cell
+    return (border if c.win0 == 0 else 0, border if c.win1 == width else 0,
+            border if r.win0 == 0 else 0, border if r.win1 == height else 0)
+
+
+def _pad_border(tile: torch.Tensor, pads: tuple[int, int, int, int]) -> torch.Tensor:
+    """``tile`` padded by reflection, or by replication where a side is too short to reflect."""
+    if not any(pads):
+        return tile
+    left, right, top, bottom = pads
+    reflectable = max(left, right) < tile.shape[3] and max(top, bottom) < tile.shape[2]
+    return torch.nn.functional.pad(tile, pads, mode="reflect" if reflectable else "replicate")
 
 
 def auto_tile(
@@ -236,7 +263,7 @@ def auto_tile(
         overlap, multiple, min_tile: as described; ``multiple`` should be a multiple of any down-factor.
     """
     if bytes_per_pixel_estimate <= 0:
-        raise ValueError("bytes_per_pixel_estimate must be positive")
+        raise SettingError("bytes_per_pixel_estimate must be positive")
     device = torch.device(device)
     if budget_bytes is None:
         if device.type == "cuda" and torch.cuda.is_available():

@@ -17,7 +17,7 @@ Defaults and why (measured by ``benchmarks/infer.py``; numbers in its docstring)
 * ``device="auto"``: CUDA, else Apple's MPS, else the CPU.
 * ``precision="fp32"``: bf16 autocast is faster on CPUs with native bf16, but on RRDBNet its error
   exceeds 1/255 of fp32 (several levels at the 8-bit output), so it is opt-in everywhere. ``fp16`` is
-  refused on the CPU with a ValueError (a choice: CPU half-precision convolutions are no fast path and
+  refused on the CPU with a SettingError (a choice: CPU half-precision convolutions are no fast path and
   lose precision; bf16 is the CPU's reduced precision); on CUDA and MPS it runs under autocast.
 * the fast path is always on: ``torch.inference_mode()``, the network and each tile in
   ``channels_last`` memory format (same result within float rounding, markedly faster with oneDNN on
@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import os
 import threading
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +50,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-import ddnsr.imageio.core as dio
+import ddnsr.imageio as dio
+from ddnsr.errors import ModelFileError, SettingError
 from ddnsr.formats.modelfile import bundled_models, load_model
 from ddnsr.inference.device import DEVICES, PRECISIONS, resolve_device, set_threads
 from ddnsr.inference.device import autocast_dtype as _autocast_dtype
@@ -66,10 +66,8 @@ __all__ = [
     "Degrader",
     "Upscaler",
     "crop_to_multiple",
-    "output_format",
     "reference_crop",
     "resolve_device",
-    "write_planes",
 ]
 
 #: The model used when none is named: a bundled name (``src/ddnsr/models/<name>-reconstruction.safetensors``
@@ -80,6 +78,11 @@ DEFAULT_MODEL = "track1"
 #: HR pixels of context around each degradation tile (16 LR pixels): D's reach is wider than the
 #: upscaler's per input pixel, and D is cheap.
 DEFAULT_DEGRADE_OVERLAP = 64
+
+#: LR pixels of reflection padding around the whole image before the upscaler's network (cropped
+#: after): without it the network's zero padding draws a bright frame 4-6 output pixels wide along
+#: every border (Real-ESRGAN pads by 10, its ``pre_pad``). Measured in tests/test_infer.py.
+BORDER_PAD = 10
 
 #: Peak bytes per HR input pixel of the default DegradationNet (64 filters), float32, no gradients: the
 #: first two full-resolution convolutions (64 and 128 channels, input and output alive) dominate. Measured:
@@ -107,8 +110,8 @@ def _cpu_budget(input_pixels: int) -> int:
     return int(min(max(budget, 256 * 1024**2), 2 * 1024**3))
 
 
-def _no_bundled_model_error(kind: str) -> ValueError:
-    return ValueError(
+def _no_bundled_model_error(kind: str) -> ModelFileError:
+    return ModelFileError(
         f"no bundled model is installed (the default {DEFAULT_MODEL!r} has no {kind} network yet); "
         "pass --model PATH (a .safetensors from 'ddnsr train' or ESRGAN-family RRDBNet x4 weights)"
     )
@@ -221,6 +224,7 @@ def _render(
     tile: int,
     overlap: int,
     progress: Progress | None,
+    border: int = 0,
 ) -> np.ndarray:
     """Run ``run`` over ``rgb`` (HxWx3 float32) into a new HxWxC array of ``layout`` (H, W scaled)."""
     height, width = rgb.shape[:2]
@@ -236,7 +240,7 @@ def _render(
 
     with torch.inference_mode():
         tiled_apply(colour, source, scale=(4, 1) if up else (1, 4), tile=tile, overlap=overlap,
-                    out=view[:, : layout.channels], progress=progress)
+                    out=view[:, : layout.channels], progress=progress, border=border)
     if layout.alpha:
         if alpha is None:
             view[:, -1:].fill_(levels if levels is not None else 1.0)
@@ -262,13 +266,13 @@ def _array_planes(array: np.ndarray) -> _Planes:
     """uint8 / uint16 / float ([0, 1]) HxW or HxWxC (C = 1, 2, 3, 4) -> planes and the layout to return."""
     array = np.asarray(array)
     if array.dtype not in (np.uint8, np.uint16) and not np.issubdtype(array.dtype, np.floating):
-        raise ValueError(f"image array must be uint8, uint16 or float in [0, 1], not {array.dtype}")
+        raise SettingError(f"image array must be uint8, uint16 or float in [0, 1], not {array.dtype}")
     squeeze = array.ndim == 2
     if squeeze:
         array = array[..., None]
     if array.ndim != 3 or array.shape[2] not in (1, 2, 3, 4) or 0 in array.shape:
-        raise ValueError(f"image array must be HxW or HxWxC with C in 1..4, got shape {array.shape}")
-    planes = dio._float_planes(array, "image")
+        raise SettingError(f"image array must be HxW or HxWxC with C in 1..4, got shape {array.shape}")
+    planes = dio.as_float_planes(array, "image")
     c = array.shape[2]
     gray = c <= 2
     colour = planes[..., :1] if gray else planes[..., :3]
@@ -337,7 +341,7 @@ def crop_to_multiple(array: np.ndarray, multiple: int = 4) -> np.ndarray:
     """
     height, width = array.shape[:2]
     if height < multiple or width < multiple:
-        raise ValueError(f"image {width}x{height} is too small (sides of at least {multiple} pixels needed)")
+        raise SettingError(f"image {width}x{height} is too small (sides of at least {multiple} pixels needed)")
     return array[: height - height % multiple, : width - width % multiple]
 
 
@@ -373,9 +377,9 @@ class _TiledNetwork:
     def _setup(self, net: nn.Module, device: torch.device, precision: str, tile: int | None, overlap: int,
                name: str, channels_last: bool) -> None:
         if tile is not None and tile < 0:
-            raise ValueError(f"tile must be >= 0 (0: whole image), got {tile}")
+            raise SettingError(f"tile must be >= 0 (0: whole image), got {tile}")
         if overlap < 0:
-            raise ValueError(f"tile overlap must be >= 0, got {overlap}")
+            raise SettingError(f"tile overlap must be >= 0, got {overlap}")
         self.device = device
         self.precision = precision
         self.tile = tile
@@ -387,7 +391,7 @@ class _TiledNetwork:
     def load(cls, model: str | os.PathLike | nn.Module = DEFAULT_MODEL, *, device: str | torch.device = "auto",
              precision: str = "fp32", tile: int | None = None, threads: int | None = None,
              overlap: int | None = None):
-        """Load the network from a bundled name, a model file (see :func:`ddnsr.formats.modelfile.load_model`) or a module.
+        """Load the network from a bundled name, a model file (see :func:`ddnsr.load_model`) or a module.
 
         Args:
             model: bundled name (default :data:`DEFAULT_MODEL`; its R for :class:`Upscaler`, its D for
@@ -400,7 +404,8 @@ class _TiledNetwork:
             overlap: pixels of context around each tile (None: the class default).
 
         Raises:
-            ValueError: no such model, a network of the wrong kind or scale, an unusable device or precision.
+            ModelFileError, SettingError: no such model, a network of the wrong kind or scale, an unusable
+                device or precision.
         """
         dev = resolve_device(device)
         _autocast_dtype(precision, dev)  # fail before loading
@@ -429,9 +434,11 @@ class Upscaler(_TiledNetwork):
     _kind = "reconstruction"
 
     def __init__(self, net: nn.Module, *, device: torch.device, precision: str = "fp32", tile: int | None = None,
-                 overlap: int = DEFAULT_OVERLAP, name: str = "", channels_last: bool = True) -> None:
-        _check_reconstruction(net, name)
+                 overlap: int = DEFAULT_OVERLAP, name: str = "", channels_last: bool = True,
+                 border: int = BORDER_PAD) -> None:
+        check_reconstruction(net, name)
         self._setup(net, device, precision, tile, overlap, name, channels_last)
+        self.border = int(border)
         # measured peak RSS per input pixel with channels_last: 16.0 KiB at 64 features (23 blocks), 8.1-8.5 KiB
         # at 32 (6 blocks): proportional to the width; +1 KiB for the tile's output and its rounding
         feat = getattr(net, "config", {}).get("num_feat", 64) if isinstance(net, RRDBNet) else 64
@@ -460,7 +467,26 @@ class Upscaler(_TiledNetwork):
         layout = _Layout(gray=gray, channels=channels or (1 if gray else 3),
                          alpha=alpha is not None and keep_alpha, dtype=np.dtype(dtype))
         return _render(self._engine, rgb, alpha, layout, up=True, tile=self.tile_for(*rgb.shape[:2]),
-                       overlap=self.overlap, progress=progress)
+                       overlap=self.overlap, progress=progress, border=self.border)
+
+    def upscale_file(self, source: str | os.PathLike, dest: str | os.PathLike, *, quality: int = 95,
+                     max_pixels: int | None = dio.DEFAULT_MAX_PIXELS, progress: Progress | None = None
+                     ) -> np.ndarray:
+        """Read ``source``, upscale it and write ``dest`` atomically: the path of ``ddnsr upscale``.
+
+        16-bit inputs give 16-bit outputs where the format has them (PNG, TIFF); gray stays gray, alpha
+        is kept, the ICC profile is carried. Returns the written 4Hx4WxC array (uint8 or uint16).
+
+        Raises:
+            ImageError: the input cannot be read or the output cannot be written.
+        """
+        loaded = dio.read_image(source, max_pixels=max_pixels)
+        depth = np.uint16 if loaded.bit_depth == 16 and dio.output_format(dest) in ("PNG", "TIFF") else np.uint8
+        data = self.upscale_planes(loaded.rgb, loaded.alpha, gray=loaded.is_gray, dtype=depth, progress=progress)
+        icc = loaded.icc_profile
+        del loaded  # the decoded input is not needed while encoding
+        dio.write_planes(dest, data, icc_profile=icc, quality=quality)
+        return data
 
     def upscale_array(self, rgb: np.ndarray) -> np.ndarray:
         """HxWx3 float32 in [0, 1] -> 4Hx4Wx3 float32 in [0, 1] (clipped)."""
@@ -472,7 +498,8 @@ class Upscaler(_TiledNetwork):
         planes = _pil_planes(image) if isinstance(image, Image.Image) else _array_planes(image)
         rgb = planes.rgb if planes.alpha is None else dio.prepare_rgb_for_alpha(planes.rgb, planes.alpha)
         out = _render(self._engine, rgb, planes.alpha, planes.layout, up=True,
-                      tile=self.tile_for(*rgb.shape[:2]), overlap=self.overlap, progress=progress)
+                      tile=self.tile_for(*rgb.shape[:2]), overlap=self.overlap, progress=progress,
+                      border=self.border)
         return _back(out, planes)
 
     def __repr__(self) -> str:
@@ -483,28 +510,28 @@ class Upscaler(_TiledNetwork):
 def _check_rgb(rgb: np.ndarray) -> np.ndarray:
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or 0 in rgb.shape:
-        raise ValueError(f"expected an HxWx3 array, got shape {rgb.shape}")
+        raise SettingError(f"expected an HxWx3 array, got shape {rgb.shape}")
     if rgb.dtype != np.float32:
-        rgb = dio._float_planes(rgb, "rgb")
+        rgb = dio.as_float_planes(rgb, "rgb")
     return rgb
 
 
-def _check_reconstruction(net: nn.Module, name: str) -> None:
+def check_reconstruction(net: nn.Module, name: str) -> None:
     label = name or type(net).__name__
     if isinstance(net, DegradationNet) or getattr(net, "kind", None) == "degradation":
-        raise ValueError(f"{label}: is a degradation network (D); upscaling needs a reconstruction network "
+        raise SettingError(f"{label}: is a degradation network (D); upscaling needs a reconstruction network "
                          "(R, RRDBNet x4)")
     if isinstance(net, RRDBNet):
         cfg = net.config
         if cfg.get("scale") != 4:
-            raise ValueError(f"{label}: is an x{cfg.get('scale')} model; ddnsr upscales x4 only")
+            raise SettingError(f"{label}: is an x{cfg.get('scale')} model; ddnsr upscales x4 only")
         if cfg.get("num_in_ch") != 3 or cfg.get("num_out_ch") != 3:
-            raise ValueError(f"{label}: has {cfg.get('num_in_ch')} input / {cfg.get('num_out_ch')} output "
+            raise SettingError(f"{label}: has {cfg.get('num_in_ch')} input / {cfg.get('num_out_ch')} output "
                              "channels; an RGB model (3 / 3) is needed")
     elif getattr(net, "scale", 4) != 4:
-        raise ValueError(f"{label}: is an x{net.scale} model; ddnsr upscales x4 only")
+        raise SettingError(f"{label}: is an x{net.scale} model; ddnsr upscales x4 only")
     elif not isinstance(net, RRDBNet) and getattr(net, "kind", "reconstruction") != "reconstruction":
-        raise ValueError(f"{label}: is not a reconstruction network")
+        raise SettingError(f"{label}: is not a reconstruction network")
 
 
 # ---------------------------------------------------------------------------------------------- Degrader
@@ -529,9 +556,9 @@ class Degrader(_TiledNetwork):
                  overlap: int = DEFAULT_DEGRADE_OVERLAP, name: str = "", channels_last: bool = True) -> None:
         label = name or type(net).__name__
         if isinstance(net, RRDBNet) or getattr(net, "kind", None) == "reconstruction":
-            raise ValueError(f"{label}: is a reconstruction network (R); degrading needs a degradation network (D)")
+            raise SettingError(f"{label}: is a reconstruction network (R); degrading needs a degradation network (D)")
         if getattr(net, "scale_down", 4) != 4:
-            raise ValueError(f"{label}: downscales x1/{net.scale_down}; ddnsr degrades x1/4 only")
+            raise SettingError(f"{label}: downscales x1/{net.scale_down}; ddnsr degrades x1/4 only")
         self._setup(net, device, precision, tile, overlap, name, channels_last)
         self.needs_reference = getattr(net, "input_type", "dual") != "single"
         filters = getattr(net, "config", {}).get("filters", 64) if isinstance(net, DegradationNet) else 64
@@ -540,7 +567,7 @@ class Degrader(_TiledNetwork):
     def _runner(self, reference: np.ndarray | None, seed: int) -> Callable[[torch.Tensor], torch.Tensor]:
         """``fn(hr_tiles)`` for tiled_apply: D with a fresh reference crop per tile (per-call state)."""
         if self.needs_reference and reference is None:
-            raise ValueError("this degradation model (dual input) needs a reference LR photo")
+            raise SettingError("this degradation model (dual input) needs a reference LR photo")
         ref = None if reference is None or not self.needs_reference else _check_rgb(reference)
         count = [0]
 
@@ -599,67 +626,3 @@ class Degrader(_TiledNetwork):
     def __repr__(self) -> str:
         return (f"Degrader({self.name!r}, device={self.device.type!r}, precision={self.precision!r}, "
                 f"tile={self.tile!r})")
-
-
-# ------------------------------------------------------------------------------------------- writing
-
-
-_ALPHA_FORMATS = ("PNG", "WEBP", "TIFF")
-
-
-def output_format(path: str | os.PathLike) -> str:
-    """Pillow's format name for an output path's extension (ValueError for others)."""
-    fmt = dio._FORMAT_BY_EXTENSION.get(Path(path).suffix.lower())
-    if fmt is None:
-        raise ValueError(f"{path}: unsupported output format (use one of {', '.join(dio.IMAGE_EXTENSIONS)})")
-    return fmt
-
-
-def write_planes(path: str | os.PathLike, data: np.ndarray, *, icc_profile: bytes | None = None,
-                 quality: int = 95) -> Path:
-    """Write an already quantized HxWxC array (uint8, or uint16 for PNG / TIFF) atomically.
-
-    C: 1 gray, 2 gray + alpha, 3 RGB, 4 RGBA. Unlike :func:`ddnsr.imageio.write_image` nothing is converted
-    to float on the way (a 16000x12000 RGB output stays 576 MB). Formats without alpha (JPEG, BMP) get
-    the image composited on white, row block by row block, with an :class:`ddnsr.imageio.ImageWarning`; WebP
-    has no gray mode (gray is written as RGB). The ICC profile follows the rules of ``write_image``.
-
-    Raises:
-        ImageError: the file could not be written (nothing is left behind).
-    """
-    path = Path(path)
-    fmt = output_format(path)
-    if data.dtype == np.uint16 and fmt not in ("PNG", "TIFF"):
-        raise ValueError(f"{path}: {fmt} is an 8-bit format")
-    if data.ndim != 3 or data.shape[2] not in (1, 2, 3, 4) or data.dtype not in (np.uint8, np.uint16):
-        raise ValueError(f"expected an HxWxC uint8/uint16 array (C in 1..4), got {data.shape} {data.dtype}")
-    channels = data.shape[2]
-    if channels in (2, 4) and fmt not in _ALPHA_FORMATS:
-        warnings.warn(f"{path}: {fmt} keeps no alpha; the image is composited on white",
-                      dio.ImageWarning, stacklevel=2)
-        data = _composite_on_white(data)
-        channels -= 1
-    if fmt == "WEBP" and channels in (1, 2):
-        data = np.concatenate([np.repeat(data[..., :1], 3, axis=2), data[..., 1:]], axis=2)
-        channels += 2
-    icc = dio._usable_icc(icc_profile, channels in (1, 2), path)
-    if icc and fmt == "BMP":
-        warnings.warn(f"{path}: BMP cannot carry the ICC profile; dropped", dio.ImageWarning, stacklevel=2)
-        icc = None
-    try:
-        dio._atomic_write(path, lambda f: dio._encode(f, data, fmt, icc, quality))
-    except Exception as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else dio._one_line(exc)
-        raise dio.ImageError(path, f"cannot write: {reason}") from exc
-    return path
-
-
-def _composite_on_white(data: np.ndarray, rows: int = 256) -> np.ndarray:
-    """HxWx(C+1) integer colour + alpha -> HxWxC colour over white, in blocks of rows (bounded memory)."""
-    top = 65535.0 if data.dtype == np.uint16 else 255.0
-    out = np.empty(data.shape[:2] + (data.shape[2] - 1,), dtype=data.dtype)
-    for y in range(0, data.shape[0], rows):
-        block = data[y : y + rows].astype(np.float32) / top
-        a = block[..., -1:]
-        out[y : y + rows] = np.rint((block[..., :-1] * a + (1.0 - a)) * top)
-    return out

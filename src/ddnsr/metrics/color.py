@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ddnsr.errors import SettingError
+
 __all__ = [
     "as_float255",
     "check_image",
@@ -52,9 +54,9 @@ def check_image(img: np.ndarray, name: str = "image") -> np.ndarray:
     if arr.dtype not in _INT_MAX and not np.issubdtype(arr.dtype, np.floating):
         raise TypeError(f"{name}: dtype {arr.dtype} is not supported (uint8, uint16 or float in [0, 1])")
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3)):
-        raise ValueError(f"{name}: shape {arr.shape} is not HxW, HxWx1 or HxWx3")
+        raise SettingError(f"{name}: shape {arr.shape} is not HxW, HxWx1 or HxWx3")
     if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"{name}: empty image {arr.shape}")
+        raise SettingError(f"{name}: empty image {arr.shape}")
     return arr
 
 
@@ -118,4 +120,4 @@ def to_channel(img: np.ndarray, channel: str, *, matlab_round: bool = True) -> n
         return to_gray(img, matlab_round=matlab_round)
     if channel == "rgb":
         return as_float255(img)
-    raise ValueError(f"channel must be 'y', 'gray' or 'rgb', not {channel!r}")
+    raise SettingError(f"channel must be 'y', 'gray' or 'rgb', not {channel!r}")

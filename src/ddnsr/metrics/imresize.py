@@ -20,6 +20,8 @@ import math
 
 import numpy as np
 
+from ddnsr.errors import SettingError
+
 __all__ = ["cubic", "imresize", "resize_matrix"]
 
 
@@ -63,7 +65,7 @@ def imresize(img: np.ndarray, scale: float, antialiasing: bool = True) -> np.nda
     clipped (bicubic overshoots slightly near edges, as in MATLAB).
     """
     if scale <= 0:
-        raise ValueError(f"scale must be > 0, not {scale}")
+        raise SettingError(f"scale must be > 0, not {scale}")
     arr = np.asarray(img, dtype=np.float64)
     h, w = arr.shape[:2]
     out_h, out_w = int(math.ceil(scale * h)), int(math.ceil(scale * w))

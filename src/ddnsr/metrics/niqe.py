@@ -32,6 +32,7 @@ import numpy as np
 from scipy.ndimage import correlate
 from scipy.special import gamma as gamma_fn
 
+from ddnsr.errors import SettingError
 from ddnsr.metrics.color import check_image, matlab_round_half_away, to_gray, to_y
 from ddnsr.metrics.imresize import imresize
 
@@ -121,7 +122,7 @@ def niqe_features(gray: np.ndarray, block: int = BLOCK) -> np.ndarray:
     img = np.asarray(gray, dtype=np.float64)
     rows, cols = img.shape[0] // block, img.shape[1] // block
     if rows == 0 or cols == 0:
-        raise ValueError(f"NIQE needs at least {block}x{block} pixels, got {img.shape}")
+        raise SettingError(f"NIQE needs at least {block}x{block} pixels, got {img.shape}")
     img = img[: rows * block, : cols * block]
     scales = []
     for scale in (1, 2):
@@ -152,7 +153,7 @@ def niqe(img: np.ndarray, *, crop_border: int = 0, channel: str = "gray") -> flo
     elif channel == "y":
         chan = to_y(arr, matlab_round=False)
     else:
-        raise ValueError(f"channel must be 'gray' or 'y', not {channel!r}")
+        raise SettingError(f"channel must be 'gray' or 'y', not {channel!r}")
     chan = matlab_round_half_away(chan)
     if crop_border:
         chan = chan[crop_border:-crop_border, crop_border:-crop_border]

@@ -20,6 +20,7 @@ import math
 import numpy as np
 from scipy.signal import convolve2d
 
+from ddnsr.errors import SettingError
 from ddnsr.metrics.color import check_image, to_gray
 
 __all__ = ["IMMERKAER_MASK", "noise_sigma"]
@@ -39,6 +40,6 @@ def noise_sigma(img: np.ndarray) -> float:
     gray = to_gray(arr, matlab_round=False)
     h, w = gray.shape
     if h < 3 or w < 3:
-        raise ValueError(f"noise_sigma needs at least 3x3 pixels, got {gray.shape}")
+        raise SettingError(f"noise_sigma needs at least 3x3 pixels, got {gray.shape}")
     total = float(np.abs(convolve2d(gray, IMMERKAER_MASK, mode="valid")).sum())
     return math.sqrt(math.pi / 2.0) * total / (6.0 * (w - 2) * (h - 2))

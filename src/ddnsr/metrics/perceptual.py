@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from ddnsr.datasets.pretrained import ALEXNET_TORCHVISION, RemoteFile, resolve
+from ddnsr.errors import SettingError
 from ddnsr.metrics.color import check_image, to_unit
 
 __all__ = [
@@ -198,7 +199,7 @@ class LPIPS(nn.Module):
         super().__init__()
         if backbone is None or heads is None:
             if net not in BACKBONES:
-                raise ValueError(f"net must be one of {sorted(BACKBONES)}, not {net!r}")
+                raise SettingError(f"net must be one of {sorted(BACKBONES)}, not {net!r}")
         self.net = net
         self.backbone_path = backbone_path
         self.heads = heads if heads is not None else _load_heads(net, heads_path)
@@ -231,7 +232,7 @@ class LPIPS(nn.Module):
         f0 = backbone((x0 - self.shift) / self.scale)
         f1 = backbone((x1 - self.shift) / self.scale)
         if len(f0) != len(self.heads):
-            raise ValueError(f"backbone gives {len(f0)} maps for {len(self.heads)} heads")
+            raise SettingError(f"backbone gives {len(f0)} maps for {len(self.heads)} heads")
         total = x0.new_zeros(x0.shape[0])
         for i, (a, b) in enumerate(zip(f0, f1, strict=True)):
             a = a / (torch.sqrt(torch.sum(a * a, dim=1, keepdim=True)) + EPS)
@@ -244,7 +245,7 @@ class LPIPS(nn.Module):
         """LPIPS between two NumPy images of the same shape (HxW or HxWx3; uint8, uint16, float [0, 1])."""
         x0, x1 = image_to_tensor(img0), image_to_tensor(img1)
         if x0.shape != x1.shape:
-            raise ValueError(f"images differ in shape: {tuple(x0.shape)} vs {tuple(x1.shape)}")
+            raise SettingError(f"images differ in shape: {tuple(x0.shape)} vs {tuple(x1.shape)}")
         like = {"device": self.shift.device, "dtype": self.shift.dtype}
         return float(self(x0.to(**like), x1.to(**like), normalize=True)[0])
 

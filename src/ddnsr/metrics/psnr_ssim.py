@@ -18,6 +18,7 @@ import math
 import numpy as np
 from skimage.metrics import structural_similarity
 
+from ddnsr.errors import SettingError
 from ddnsr.metrics.color import check_image, to_channel
 
 __all__ = ["psnr", "ssim"]
@@ -27,16 +28,16 @@ def _prepare(img1: np.ndarray, img2: np.ndarray, channel: str, crop_border: int,
     a = check_image(img1, "img1")
     b = check_image(img2, "img2")
     if a.shape != b.shape:
-        raise ValueError(f"images differ in shape: {a.shape} vs {b.shape}")
+        raise SettingError(f"images differ in shape: {a.shape} vs {b.shape}")
     if crop_border < 0:
-        raise ValueError(f"crop_border must be >= 0, not {crop_border}")
+        raise SettingError(f"crop_border must be >= 0, not {crop_border}")
     x = to_channel(a, channel, matlab_round=matlab_round)
     y = to_channel(b, channel, matlab_round=matlab_round)
     if crop_border:
         x = x[crop_border:-crop_border, crop_border:-crop_border, ...]
         y = y[crop_border:-crop_border, crop_border:-crop_border, ...]
         if x.size == 0:
-            raise ValueError(f"crop_border={crop_border} leaves nothing of a {a.shape[:2]} image")
+            raise SettingError(f"crop_border={crop_border} leaves nothing of a {a.shape[:2]} image")
     return x, y
 
 
@@ -76,7 +77,7 @@ def ssim(
     """
     x, y = _prepare(img1, img2, channel, crop_border, matlab_round)
     if min(x.shape[:2]) < 11:
-        raise ValueError(f"SSIM needs at least 11x11 pixels, got {x.shape[:2]}")
+        raise SettingError(f"SSIM needs at least 11x11 pixels, got {x.shape[:2]}")
     value = structural_similarity(
         x,
         y,

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ddnsr.errors import SettingError
+
 LRELU_SLOPE = 0.2  # TensorFlow's leaky_relu default, used by every network of the official code
 
 
@@ -62,7 +64,7 @@ class KerasBatchNorm2d(nn.BatchNorm2d):
     def __init__(self, channels: int, mode: str = "frozen"):
         super().__init__(channels, eps=1e-3, momentum=0.01)
         if mode not in ("frozen", "batch"):
-            raise ValueError(f"BatchNorm mode must be 'frozen' or 'batch', got {mode!r}")
+            raise SettingError(f"BatchNorm mode must be 'frozen' or 'batch', got {mode!r}")
         self.mode = mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -104,4 +106,4 @@ def initialise(module: nn.Module, scheme: str) -> None:
     elif scheme == "esrgan":
         init_esrgan(module)
     elif scheme != "torch":
-        raise ValueError(f"init must be one of {INIT_SCHEMES}, got {scheme!r}")
+        raise SettingError(f"init must be one of {INIT_SCHEMES}, got {scheme!r}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ddnsr.errors import SettingError
 from ddnsr.nets.common import Conv2dSame, conv3, initialise, lrelu
 
 
@@ -49,7 +50,7 @@ class DegradationNet(nn.Module):
                  input_type: str = "dual", init: str = "keras"):
         super().__init__()
         if input_type not in ("dual", "single"):
-            raise ValueError(f"input_type must be 'dual' or 'single', got {input_type!r}")
+            raise SettingError(f"input_type must be 'dual' or 'single', got {input_type!r}")
         f = filters
         self.input_type = input_type
         self.scale_down = 2**down_layers
@@ -73,14 +74,14 @@ class DegradationNet(nn.Module):
         n, _, h, w = hr.shape
         s = self.scale_down
         if h % s or w % s:
-            raise ValueError(f"degradation network: HR size {h}x{w} is not divisible by {s}")
+            raise SettingError(f"degradation network: HR size {h}x{w} is not divisible by {s}")
         lr_size = (h // s, w // s)
         if self.input_type == "single" or ref is None:
             if self.input_type == "dual" and ref is None:
-                raise ValueError("degradation network (dual input) needs a reference LR image")
+                raise SettingError("degradation network (dual input) needs a reference LR image")
             ref = hr.new_zeros((n, 3, *lr_size))
         elif tuple(ref.shape[-2:]) != lr_size or ref.shape[0] != n:
-            raise ValueError(
+            raise SettingError(
                 f"degradation network: reference is {tuple(ref.shape)}, expected ({n}, 3, {lr_size[0]}, "
                 f"{lr_size[1]}) for HR {h}x{w}"
             )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ddnsr.errors import SettingError
 from ddnsr.nets.common import Conv2dSame, KerasBatchNorm2d, conv3, initialise, lrelu
 
 
@@ -38,7 +39,7 @@ class VGGStyleDiscriminator(nn.Module):
                  init: str = "keras"):
         super().__init__()
         if input_size % 2**blocks:
-            raise ValueError(f"VGG-style discriminator: input size {input_size} not divisible by {2**blocks}")
+            raise SettingError(f"VGG-style discriminator: input size {input_size} not divisible by {2**blocks}")
         self.input_size = input_size
         self.config = dict(filters=filters, blocks=blocks, input_size=input_size, bn_mode=bn_mode)
         self.conv_first = conv3(3, filters)
@@ -58,7 +59,7 @@ class VGGStyleDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
-            raise ValueError(f"VGG-style discriminator built for {self.input_size}x{self.input_size} "
+            raise SettingError(f"VGG-style discriminator built for {self.input_size}x{self.input_size} "
                              f"inputs, got {x.shape[-2]}x{x.shape[-1]}")
         t = self.features(lrelu(self.conv_first(x)))
         t = t.permute(0, 2, 3, 1).flatten(1)  # Keras Flatten order: height, width, channel

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ddnsr.errors import SettingError
 from ddnsr.nets.common import conv3, init_esrgan, init_keras, lrelu
 
 
@@ -74,7 +75,7 @@ class RRDBNet(nn.Module):
     ):
         super().__init__()
         if scale < 1 or scale & (scale - 1):
-            raise ValueError(f"RRDBNet scale must be a power of two, got {scale}")
+            raise SettingError(f"RRDBNet scale must be a power of two, got {scale}")
         self.scale = scale
         self.unshuffle = {1: 4, 2: 2}.get(scale, 1)
         self.config = dict(num_in_ch=num_in_ch, num_out_ch=num_out_ch, num_feat=num_feat,
@@ -92,7 +93,7 @@ class RRDBNet(nn.Module):
         elif init == "esrgan":
             init_esrgan(self.body)
         elif init != "torch":
-            raise ValueError(f"init must be 'keras', 'esrgan' or 'torch', got {init!r}")
+            raise SettingError(f"init must be 'keras', 'esrgan' or 'torch', got {init!r}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.unshuffle > 1:

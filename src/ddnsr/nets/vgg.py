@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ddnsr.datasets.pretrained import VGG19_KERAS, resolve
+from ddnsr.errors import SettingError
 
 # (block, number of convs, channels)
 VGG19_BLOCKS = ((1, 2, 64), (2, 2, 128), (3, 4, 256), (4, 4, 512), (5, 4, 512))
@@ -37,9 +38,9 @@ class VGG19Features(nn.Module):
         super().__init__()
         unknown = [t for t in taps if t not in VGG19_LAYERS]
         if unknown:
-            raise ValueError(f"unknown VGG19 tap(s) {unknown}; choose from {', '.join(VGG19_LAYERS)}")
+            raise SettingError(f"unknown VGG19 tap(s) {unknown}; choose from {', '.join(VGG19_LAYERS)}")
         if preprocess not in ("official", "caffe"):
-            raise ValueError(f"VGG preprocess must be 'official' or 'caffe', got {preprocess!r}")
+            raise SettingError(f"VGG preprocess must be 'official' or 'caffe', got {preprocess!r}")
         self.taps = tuple(taps)
         self.preprocess = preprocess
         last = max(VGG19_LAYERS.index(t) for t in taps)
@@ -71,7 +72,7 @@ class VGG19Features(nn.Module):
                     conv.weight.data.copy_(torch.from_numpy(kernel).permute(3, 2, 0, 1))
                     conv.bias.data.copy_(torch.from_numpy(bias))
         except (OSError, KeyError, StopIteration, RuntimeError) as exc:
-            raise ValueError(f"{path}: not a Keras VGG19 weights file ({exc})") from exc
+            raise SettingError(f"{path}: not a Keras VGG19 weights file ({exc})") from exc
 
     def train(self, mode: bool = True) -> VGG19Features:  # always frozen
         return super().train(False)

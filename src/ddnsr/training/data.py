@@ -48,7 +48,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from ddnsr.errors import DataError  # re-exported: ddnsr.training.data.DataError is the same class
+from ddnsr.errors import DataError
 
 __all__ = [
     "DataError",

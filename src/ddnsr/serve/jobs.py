@@ -1,0 +1,457 @@
+"""The work behind ``ddnsr serve``: a private folder of uploads and results, and one worker thread.
+
+One :class:`Worker` thread takes jobs from a FIFO queue and runs the network for one job at a time, so
+memory stays bounded by one image (plus the one loaded model) however many files are dropped. A job is
+an upscale (the exact path of ``ddnsr upscale``: :func:`ddnsr.imageio.read_image` ->
+:meth:`ddnsr.inference.upscaler.Upscaler.upscale_planes` -> :func:`ddnsr.inference.upscaler.write_planes`,
+so the bytes equal the command line's for the same model, precision and format) or a degradation view
+(clean HR -> D's LR, next to a real LR photo). A job is cancelled between tiles: the progress callback
+raises once its flag is set; a queued job is simply skipped.
+
+Everything lives in :class:`Workspace`, a ``mkdtemp`` folder (mode 0700) removed by :meth:`Workspace.close`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import queue
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ddnsr.errors import DdnsrError, ImageError, one_line
+
+#: An image that cannot be read.
+_IMAGE_ERRORS = (ImageError,)
+
+__all__ = ["Cancelled", "Job", "Models", "Worker", "Workspace", "model_entry", "safe_name"]
+
+#: Output formats offered in the page (``ddnsr upscale --ext``) and their file extensions.
+FORMATS = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tif": ".tif"}
+QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
+FINISHED = (DONE, FAILED, CANCELLED)
+
+
+class Cancelled(Exception):
+    """Raised from a progress callback to stop a job between tiles."""
+
+
+def safe_name(name: str, default: str = "image") -> str:
+    """A file name reduced to letters, digits, ``.-_`` and no leading dots (at most 100 characters)."""
+    from werkzeug.utils import secure_filename
+
+    base = secure_filename(os.path.basename((name or "").replace("\\", "/"))).lstrip(".")[:100]
+    return base or default
+
+
+# ----------------------------------------------------------------------------------------------- models
+
+
+def _macs_per_pixel(cfg: dict) -> float:
+    """Multiply-adds per input pixel of an RRDBNet x4 with this config (3x3 convolutions everywhere)."""
+    nf, gc, nb = int(cfg.get("num_feat", 64)), int(cfg.get("num_grow_ch", 32)), int(cfg.get("num_block", 23))
+    rdb = sum((nf + i * gc) * gc for i in range(4)) + (nf + 4 * gc) * nf
+    body = nb * 3 * rdb + nf * nf  # the blocks and conv_body, at the input size
+    head = 3 * nf
+    tail = nf * nf * 4 + nf * nf * 16 + nf * nf * 16 + nf * 3 * 16  # two upsampling convs, conv_hr, conv_last
+    return 9.0 * (head + body + tail)
+
+
+def speed_class(cfg: dict) -> str:
+    """'fast' / 'medium' / 'slow' from the work per pixel relative to ESRGAN's full RRDBNet (23 blocks, 64)."""
+    ratio = _macs_per_pixel(cfg) / _macs_per_pixel({})
+    return "fast" if ratio < 0.25 else "medium" if ratio < 0.6 else "slow"
+
+
+def model_entry(model_id: str, label: str, path: Path, source: str) -> dict:
+    """What the page shows for a reconstruction model file: label, one-line note, speed class, GMAC/MP."""
+    import json
+
+    from ddnsr.formats.modelfile import read_metadata
+
+    meta: dict = {}
+    if path.suffix == ".safetensors":
+        try:
+            meta = read_metadata(path)
+        except Exception:  # a file we cannot read the header of still gets a plain entry
+            meta = {}
+    try:
+        cfg = json.loads(meta.get("config", "{}")) if meta.get("arch", "RRDBNet") == "RRDBNet" else {}
+    except ValueError:
+        cfg = {}
+    note = " ".join(meta.get("note", "").split())
+    return {"id": model_id, "label": label, "source": source, "note": note,
+            "speed": speed_class(cfg), "gmac_per_mp": round(_macs_per_pixel(cfg) / 1e3, 0)}
+
+
+class Models:
+    """The reconstruction / degradation models the page may use: bundled, ``--run`` folders, uploads.
+
+    Ids: ``bundled:<name>``, ``run:<n>``, ``upload:<hex>``; each maps to a model file (never a path from
+    the page). Uploaded files live in the workspace.
+    """
+
+    def __init__(self, runs: list[Path] | tuple[Path, ...] = ()) -> None:
+        from ddnsr.formats.modelfile import bundled_models
+
+        self._lock = threading.Lock()
+        self.entries: dict[str, dict] = {}
+        self.files: dict[str, dict[str, Path]] = {}
+        self.runs: dict[str, Path] = {}
+        for name, kinds in bundled_models().items():
+            self._add(f"bundled:{name}", name, kinds, "bundled")
+        for i, run in enumerate(runs):
+            kinds = {k: run / f"{k}.safetensors" for k in ("reconstruction", "degradation")
+                     if (run / f"{k}.safetensors").is_file()}
+            if not kinds:
+                raise ValueError(f"--run {run}: holds neither reconstruction.safetensors nor "
+                                 "degradation.safetensors (a finished 'ddnsr train' run folder is needed)")
+            self._add(f"run:{i}", f"run {run.resolve().name}", kinds, "run")
+            self.runs[f"run:{i}"] = run
+            self.entries[f"run:{i}"]["run_photos"] = (run / "config.json").is_file() and "degradation" in kinds
+
+    def _add(self, model_id: str, label: str, kinds: dict[str, Path], source: str) -> None:
+        with self._lock:
+            self.files[model_id] = dict(kinds)
+            if "reconstruction" in kinds:
+                entry = model_entry(model_id, label, kinds["reconstruction"], source)
+            else:
+                entry = {"id": model_id, "label": label, "source": source, "note": "", "speed": "", "gmac_per_mp": 0}
+            entry["kinds"] = sorted(kinds)
+            self.entries[model_id] = entry
+
+    def add_upload(self, path: Path, label: str) -> dict:
+        """Check an uploaded reconstruction model file (loads it once) and list it; ValueError if unusable."""
+        from ddnsr.formats.modelfile import load_model
+        from ddnsr.inference.upscaler import check_reconstruction
+
+        try:
+            net = load_model(path, kind="reconstruction")
+            check_reconstruction(net, label)
+        except (DdnsrError, ValueError, OSError, RuntimeError) as exc:
+            raise ValueError(one_line(exc).replace(str(path), label)) from None
+        del net
+        model_id = f"upload:{uuid.uuid4().hex[:12]}"
+        self._add(model_id, label, {"reconstruction": path}, "upload")
+        return self.entries[model_id]
+
+    def path(self, model_id: str, kind: str) -> Path:
+        with self._lock:
+            kinds = self.files.get(model_id)
+        if kinds is None:
+            raise ValueError(f"unknown model {model_id!r}")
+        if kind not in kinds:
+            raise ValueError(f"{self.entries[model_id]['label']}: has no {kind} network")
+        return kinds[kind]
+
+    def listing(self) -> list[dict]:
+        with self._lock:
+            return [dict(e) for e in self.entries.values()]
+
+    def run_photos(self, model_id: str, index: int) -> tuple[Path, Path]:
+        """(clean HR, real LR) photo number ``index`` (wrapping) of a ``--run`` folder's training data."""
+        if model_id not in self.runs:
+            raise ValueError(f"{model_id}: not a run folder given with --run")
+        return run_photos(self.runs[model_id], index)
+
+
+def run_photos(run: Path, index: int) -> tuple[Path, Path]:
+    """(clean HR, real LR) file number ``index`` of the data sets a run was trained on (its config.json).
+
+    The records file and data root are the run's own (``--records`` / ``--data-root``), else the defaults of
+    ``ddnsr train``. ValueError (one line) when the data cannot be found.
+    """
+    import json
+
+    from ddnsr.training.data import list_images, load_records, resolve_sources, stream_keys
+    from ddnsr.training.loop import default_records
+
+    try:
+        cfg = json.loads((run / "config.json").read_text(encoding="utf-8"))
+        records = Path(cfg["records"]) if cfg.get("records") else default_records()
+        root = Path(cfg["data_root"]) if cfg.get("data_root") else records.parent
+        recs = load_records(records)
+        lr_key, hr_key = stream_keys(cfg["source"], cfg["target"])
+        lr_files = list_images(resolve_sources(recs, root, lr_key))
+        hr_files = list_images(resolve_sources(recs, root, hr_key))
+    except (OSError, KeyError, ValueError) as exc:
+        raise ValueError(f"{run.name}: the run's training photos cannot be found ({one_line(exc)})") from None
+    if not lr_files or not hr_files:
+        raise ValueError(f"{run.name}: the run's training data holds no images")
+    return hr_files[index % len(hr_files)], lr_files[index % len(lr_files)]
+
+
+def centre_crop_png(source: Path, dest: Path, size: int, max_pixels: int | None) -> Path:
+    """A centred crop of at most ``size`` x ``size`` pixels (sides multiples of 4) saved as 8-bit PNG."""
+    import ddnsr.imageio as dio
+
+    loaded = dio.read_image(source, max_pixels=max_pixels)
+    h, w = min(size, loaded.height) // 4 * 4, min(size, loaded.width) // 4 * 4
+    if h == 0 or w == 0:
+        raise ImageError(source, f"too small: {loaded.width}x{loaded.height}")
+    y, x = (loaded.height - h) // 2, (loaded.width - w) // 2
+    alpha = None if loaded.alpha is None else loaded.alpha[y : y + h, x : x + w]
+    dio.write_image(dest, loaded.rgb[y : y + h, x : x + w], alpha=alpha, is_gray=loaded.is_gray, bit_depth=8)
+    return dest
+
+
+# -------------------------------------------------------------------------------------------------- jobs
+
+
+@dataclass
+class Job:
+    """One file's work. ``state`` goes queued -> running -> done / failed / cancelled."""
+
+    id: str
+    kind: str  # "upscale" or "degrade"
+    name: str  # the sanitised upload name, shown in the page
+    folder: Path
+    inputs: dict[str, Path]  # "image" (upscale) or "hr" and "lr" (degrade)
+    input_names: dict[str, str]  # the same keys -> the sanitised upload names
+    model: str
+    precision: str = "fp32"
+    fmt: str = "png"
+    state: str = QUEUED
+    tiles_done: int = 0
+    tiles_total: int = 0
+    started: float | None = None
+    finished: float | None = None
+    error: str = ""
+    warnings: list[str] = field(default_factory=list)
+    outputs: dict[str, Path] = field(default_factory=dict)
+    size_in: tuple[int, int] | None = None  # (width, height)
+    size_out: tuple[int, int] | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+    seq: int = 0
+
+    def eta(self) -> float | None:
+        """Seconds left, from the time per tile so far (None before the first tile)."""
+        if self.state != RUNNING or not self.started or self.tiles_done == 0 or self.tiles_total == 0:
+            return None
+        per_tile = (time.monotonic() - self.started) / self.tiles_done
+        return round(per_tile * (self.tiles_total - self.tiles_done), 1)
+
+    def public(self) -> dict:
+        """The JSON the page polls."""
+        return {
+            "id": self.id, "kind": self.kind, "name": self.name, "model": self.model, "precision": self.precision,
+            "format": self.fmt, "state": self.state, "tiles_done": self.tiles_done, "tiles_total": self.tiles_total,
+            "eta_s": self.eta(), "error": self.error, "warnings": list(self.warnings),
+            "seconds": None if not (self.started and self.finished) else round(self.finished - self.started, 2),
+            "size_in": self.size_in, "size_out": self.size_out, "outputs": sorted(self.outputs),
+            "download_name": self.download_name(),
+        }
+
+    def download_name(self) -> str:
+        return f"{Path(self.name).stem}_x4{FORMATS[self.fmt]}" if self.kind == "upscale" else f"{self.name}_lr.png"
+
+
+class Workspace:
+    """A private temporary folder (mode 0700) for uploads and results; :meth:`close` removes it."""
+
+    def __init__(self, parent: str | None = None) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="ddnsr-serve-", dir=parent))
+        self._closed = False
+
+    def new_folder(self) -> tuple[str, Path]:
+        job_id = uuid.uuid4().hex[:16]
+        folder = self.root / job_id
+        folder.mkdir(mode=0o700)
+        return job_id, folder
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+class Worker:
+    """One thread that runs queued jobs in order; keeps the last loaded network (one at a time)."""
+
+    def __init__(self, models: Models, *, device: str = "auto", max_pixels: int | None = None,
+                 quality: int = 95, tile: int | None = None, max_jobs: int = 200) -> None:
+        self.models = models
+        self.device = device
+        self.max_pixels = max_pixels
+        self.quality = quality
+        self.tile = tile
+        self.max_jobs = max_jobs
+        self.jobs: dict[str, Job] = {}
+        self._queue: queue.Queue[Job | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._seq = itertools.count()
+        self._loaded: tuple[tuple, object] | None = None
+        self._thread = threading.Thread(target=self._loop, name="ddnsr-serve-worker", daemon=True)
+        self._thread.start()
+
+    # -- the queue
+
+    def submit(self, job: Job) -> Job:
+        """Queue a job; ValueError when the queue already holds ``max_jobs`` unfinished jobs."""
+        with self._lock:
+            waiting = sum(1 for j in self.jobs.values() if j.state not in FINISHED)
+            if waiting >= self.max_jobs:
+                raise OverflowError(f"the queue is full ({self.max_jobs} files waiting); wait or cancel some")
+            job.seq = next(self._seq)
+            self.jobs[job.id] = job
+        self._queue.put(job)
+        return job
+
+    def cancel(self, job_id: str) -> Job | None:
+        job = self.jobs.get(job_id)
+        if job is None:
+            return None
+        job.cancel.set()
+        with self._lock:
+            if job.state == QUEUED:
+                job.state = CANCELLED
+        return job
+
+    def remove(self, job_id: str) -> bool:
+        """Forget a finished job and delete its files (False if unknown or still queued / running)."""
+        with self._lock:
+            job = self.jobs.get(job_id)
+            if job is None or job.state not in FINISHED:
+                return False
+            del self.jobs[job_id]
+        shutil.rmtree(job.folder, ignore_errors=True)
+        return True
+
+    def listing(self) -> list[dict]:
+        with self._lock:
+            jobs = sorted(self.jobs.values(), key=lambda j: j.seq)
+        return [j.public() for j in jobs]
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Cancel everything and end the thread (the running job stops at its next tile)."""
+        for job in list(self.jobs.values()):
+            job.cancel.set()
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def idle(self) -> bool:
+        return all(j.state in FINISHED for j in list(self.jobs.values()))
+
+    # -- running
+
+    def _loop(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            with self._lock:
+                if job.state != QUEUED:  # cancelled while waiting
+                    continue
+                job.state = RUNNING
+                job.started = time.monotonic()
+            try:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    (self._upscale if job.kind == "upscale" else self._degrade)(job)
+                job.warnings = [" ".join(str(w.message).replace(str(job.folder) + os.sep, "").split())
+                                for w in caught]
+                state = DONE
+            except Cancelled:
+                state = CANCELLED
+            except (*_IMAGE_ERRORS, DdnsrError, ValueError, OSError, MemoryError, RuntimeError) as exc:
+                job.error = _message(exc, job)
+                state = FAILED
+            except Exception as exc:  # a bug: keep serving, show it in the page and on the console
+                import traceback
+
+                traceback.print_exc()
+                job.error = f"internal error: {one_line(exc)}"
+                state = FAILED
+            with self._lock:
+                job.finished = time.monotonic()
+                job.state = state
+
+    def _progress(self, job: Job) -> Callable[[int, int], None]:
+        def progress(done: int, total: int) -> None:
+            job.tiles_done, job.tiles_total = done, total
+            if job.cancel.is_set():
+                raise Cancelled
+
+        return progress
+
+    def _network(self, cls_name: str, model_id: str, precision: str):
+        """The Upscaler / Degrader for a model, reusing the last one loaded (only one is kept)."""
+        from ddnsr.inference import upscaler
+
+        kind = "reconstruction" if cls_name == "Upscaler" else "degradation"
+        key = (cls_name, model_id, precision)
+        if self._loaded is None or self._loaded[0] != key:
+            self._loaded = None  # free the previous network first
+            cls = getattr(upscaler, cls_name)
+            net = cls.load(self.models.path(model_id, kind), device=self.device, precision=precision, tile=self.tile)
+            self._loaded = (key, net)
+        return self._loaded[1]
+
+    def _upscale(self, job: Job) -> None:
+        from ddnsr.imageio import image_size, write_planes
+
+        up = self._network("Upscaler", job.model, job.precision)
+        source = job.inputs["image"]
+        dest = job.folder / f"result{FORMATS[job.fmt]}"
+        if job.cancel.is_set():
+            raise Cancelled
+        # the command line's path: Upscaler.upscale_file, as ddnsr upscale calls it
+        job.size_in = image_size(source)
+        data = up.upscale_file(source, dest, quality=self.quality, max_pixels=self.max_pixels,
+                               progress=self._progress(job))
+        job.size_out = (int(data.shape[1]), int(data.shape[0]))
+        job.outputs["result"] = dest
+        job.outputs["view"] = dest
+        if job.fmt == "tif":  # browsers do not show TIFF: an 8-bit PNG of the same pixels for the page
+            if data.dtype == np.uint16:
+                data = ((data.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+            job.outputs["view"] = write_planes(job.folder / "view.png", data)
+        del data
+        job.outputs["before"] = self._preview(source, job.folder / "before.png")
+
+    def _preview(self, source: Path, dest: Path) -> Path:
+        """An 8-bit PNG of an input for the browser (which may not show TIFF or 16-bit files)."""
+        import ddnsr.imageio as dio
+
+        loaded = dio.read_image(source, max_pixels=self.max_pixels)
+        dio.write_image(dest, loaded.rgb, alpha=loaded.alpha, is_gray=loaded.is_gray, bit_depth=8,
+                        icc_profile=loaded.icc_profile)
+        return dest
+
+    def _degrade(self, job: Job) -> None:
+        """Clean HR -> D's LR (PNG), with 8-bit previews of the HR and the real LR."""
+        import ddnsr.imageio as dio
+        from ddnsr.imageio import write_planes
+
+        deg = self._network("Degrader", job.model, job.precision)
+        hr = dio.read_image(job.inputs["hr"], max_pixels=self.max_pixels)
+        lr = dio.read_image(job.inputs["lr"], max_pixels=self.max_pixels)
+        if hr.height < 4 or hr.width < 4:
+            raise ImageError(job.inputs["hr"], f"too small: {hr.width}x{hr.height} (4x4 at least)")
+        job.size_in = (hr.width, hr.height)
+        data = deg.degrade_planes(hr.rgb, lr.rgb if deg.needs_reference else None, hr.alpha, seed=0,
+                                  gray=hr.is_gray, dtype=np.uint8, progress=self._progress(job))
+        job.outputs["result"] = write_planes(job.folder / "degraded.png", data, icc_profile=hr.icc_profile)
+        job.size_out = (int(data.shape[1]), int(data.shape[0]))
+        job.outputs["hr"] = self._preview(job.inputs["hr"], job.folder / "hr.png")
+        job.outputs["lr"] = self._preview(job.inputs["lr"], job.folder / "lr.png")
+
+
+def _message(exc: BaseException, job: Job) -> str:
+    """A one-line message that names the uploaded file, not its place in the private folder."""
+    if isinstance(exc, _IMAGE_ERRORS):
+        names = {str(p): job.input_names.get(k, job.name) for k, p in job.inputs.items()}
+        return f"{names.get(exc.path, Path(exc.path).name)}: {exc.reason}"
+    if isinstance(exc, MemoryError):
+        return f"{job.name}: out of memory (try a smaller image or a smaller --max-pixels)"
+    text = one_line(exc).replace(str(job.folder) + os.sep, "")
+    return f"{job.name}: {text}"
