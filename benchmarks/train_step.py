@@ -18,8 +18,9 @@ import time
 
 import torch
 
-from ddnsr.training.loop import TrainConfig, build_networks, make_optimisers
+from ddnsr.training.config import TrainConfig
 from ddnsr.training.losses import LossConfig, apply_gradients, step_gradients
+from ddnsr.training.networks import build_networks, make_optimisers
 
 
 def bench(cfg: TrainConfig, device: torch.device, *, dtype, channels_last: bool, compile_: bool,

@@ -15,7 +15,8 @@ import torch
 
 from conftest import DATA, need
 from ddnsr.formats.modelfile import load_model, read_metadata
-from ddnsr.training.loop import TrainConfig, build_networks, config_differences
+from ddnsr.training.config import TrainConfig
+from ddnsr.training.networks import build_networks
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "DDNSR_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
 
@@ -98,7 +99,7 @@ def test_r_start_holds_r_while_d_learns(tmp_path, vgg19_path):
     """--r-start N: R's weights stay as they started for N steps; D and the discriminators move."""
     res = run(train_cmd(tmp_path / "run", "--steps", "2", "--save-every", "1", "--r-start", "2"), vgg19_path)
     assert res.returncode == 0, res.stderr
-    first, second = (torch.load(tmp_path / "run" / "checkpoints" / f"ckpt-0000000{i}.pt", weights_only=False)
+    first, second = (torch.load(tmp_path / "run" / "checkpoints" / f"ckpt-0000000{i}.pt", weights_only=True)
                      for i in (1, 2))
     init = build_networks(TrainConfig.from_preset("smoke"), torch.device("cpu")).R.state_dict()
     for k, v in second["nets"]["R"].items():
@@ -107,15 +108,6 @@ def test_r_start_holds_r_while_d_learns(tmp_path, vgg19_path):
     for name in ("D", "Dlr"):
         assert any(not torch.equal(v, first["nets"][name][k]) for k, v in second["nets"][name].items()), name
     assert read_metadata(tmp_path / "run" / "reconstruction.safetensors")["r_start"] == "2"
-
-
-def test_checkpoint_from_before_a_new_setting_still_resumes():
-    """A setting added after a checkpoint was written counts as its default then: no difference unless set."""
-    cfg = TrainConfig.from_preset("smoke")
-    saved = {k: v for k, v in cfg.compat().items() if k != "color_weight_up"}
-    assert config_differences(saved, cfg) == []
-    changed = TrainConfig.from_preset("smoke", color_weight_up=2.0)
-    assert config_differences(saved, changed) == ["color_weight_up: checkpoint 0.0, now 2.0"]
 
 
 def test_bad_records_key_is_one_line(tmp_path, vgg19_path):
@@ -143,7 +135,7 @@ def test_fp16_run_with_loss_scaling(tmp_path, vgg19_path):
     assert res.returncode == 0, res.stderr
     last = (tmp_path / "run" / "losses.csv").read_text().splitlines()[-1].split(",")
     assert last[0] == "2" and all(abs(float(v)) < 1e12 for v in last[3:] if v)
-    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "ckpt-00000002.pt", weights_only=False)
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "ckpt-00000002.pt", weights_only=True)
     scaler = ckpt["scaler"]  # two steps: each overflow halves the scale, each good step is counted
     assert scaler["scale"] in (2.0**16, 2.0**15, 2.0**14) and scaler["good"] <= 2
 
@@ -156,7 +148,7 @@ def test_bicubic_baseline_trains_r_alone(tmp_path, vgg19_path):
     assert (run_dir / "reconstruction.safetensors").is_file()
     assert not (run_dir / "degradation.safetensors").exists()
     assert read_metadata(run_dir / "reconstruction.safetensors")["degradation"] == "bicubic"
-    ckpt = torch.load(run_dir / "checkpoints" / "ckpt-00000002.pt", weights_only=False)
+    ckpt = torch.load(run_dir / "checkpoints" / "ckpt-00000002.pt", weights_only=True)
     assert set(ckpt["nets"]) == {"R", "Dhr"}
     rows = (run_dir / "losses.csv").read_text().splitlines()
     row = dict(zip(rows[0].split(","), rows[-1].split(","), strict=True))
@@ -176,3 +168,70 @@ def test_colour_and_r_weights_reach_the_losses(tmp_path, vgg19_path):
     assert v["loss_R"] == pytest.approx(v["content_up"] + 0.005 * v["adv_up"] + 0.2 * v["cycle_up"]
                                         + 3 * v["color_up"], rel=1e-4)
     assert json.loads((tmp_path / "run" / "config.json").read_text())["loss_weights_up"] == [1.0, 0.005, 0.2]
+
+
+def test_smoke_run_records_the_resolved_precision(tmp_path, vgg19_path):
+    """precision 'auto' is resolved once at the start (DDNSR_CPU_BF16=0: fp32), printed, and recorded."""
+    res = subprocess.run(train_cmd(tmp_path / "run", "--steps", "1"), capture_output=True, text=True, timeout=300,
+                         env={**ENV, "DDNSR_VGG19": str(vgg19_path), "DDNSR_CPU_BF16": "0"})
+    assert res.returncode == 0, res.stderr
+    assert "training from step 0 of 1 on cpu" in res.stdout and "no native bf16), fp32" in res.stdout
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["precision"] == "fp32"
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "ckpt-00000001.pt", weights_only=True)
+    assert ckpt["config"]["precision"] == "fp32"
+    assert read_metadata(tmp_path / "run" / "reconstruction.safetensors")["precision"] == "fp32"
+
+
+class Planted:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_resume_refuses_a_planted_checkpoint_without_running_it(tmp_path, vgg19_path):
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    marker = tmp_path / "marker"
+    torch.save({"step": 2, "config": {}, "nets": {}, "optimisers": {}, "scaler": {}, "rng": Planted(marker)},
+               run_dir / "checkpoints" / "ckpt-00000002.pt")
+    res = run(train_cmd(run_dir, "--steps", "4", "--resume"), vgg19_path)
+    assert res.returncode == 1 and res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
+    assert "ckpt-00000002.pt" in res.stderr and "could run code" in res.stderr
+    assert not marker.exists()
+
+
+def test_resume_falls_back_past_a_garbage_checkpoint(tmp_path, vgg19_path):
+    run_dir = tmp_path / "run"
+    first = run(train_cmd(run_dir, "--steps", "1", "--save-every", "1"), vgg19_path)
+    assert first.returncode == 0, first.stderr
+    (run_dir / "checkpoints" / "ckpt-00000002.pt").write_bytes(b"PK\x03\x04 not a whole zip")  # a cut-off write
+    res = run(train_cmd(run_dir, "--steps", "2", "--resume"), vgg19_path)
+    assert res.returncode == 0, res.stderr
+    said = [line for line in res.stderr.splitlines() if "ckpt-" in line]
+    assert len(said) == 1 and "ckpt-00000002.pt" in said[0] and "resuming from the older ckpt-00000001.pt" in said[0]
+    assert "training from step 1 of 2" in res.stdout
+    rows = (run_dir / "losses.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2"]
+    assert torch.load(run_dir / "checkpoints" / "ckpt-00000002.pt", weights_only=True)["step"] == 2  # rewritten
+    for ckpt in (run_dir / "checkpoints").glob("ckpt-*.pt"):
+        ckpt.write_bytes(b"garbage")
+    res = run(train_cmd(run_dir, "--steps", "3", "--resume"), vgg19_path)
+    assert res.returncode == 1 and res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
+    assert "none of the 2 checkpoints" in res.stderr
+
+
+def test_a_second_trainer_on_a_locked_run_folder_is_refused(tmp_path, vgg19_path):
+    import fcntl
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    with open(run_dir / ".lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.write(json.dumps({"pid": os.getpid(), "host": "trainer-host"}) + "\n")
+        held.flush()
+        res = run(train_cmd(run_dir, "--steps", "1"), vgg19_path)
+    assert res.returncode == 1 and res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
+    assert f"pid {os.getpid()} on host trainer-host" in res.stderr
+    assert not (run_dir / "losses.csv").exists() and not (run_dir / "checkpoints").exists()

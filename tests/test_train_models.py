@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from conftest import DATA, need
-from ddnsr.training.loop import add_arguments, config_from_args, loss_config
+from ddnsr.cli.train import add_arguments, config_from_args
+from ddnsr.training.networks import loss_config
 
 REPO = Path(__file__).resolve().parents[1]
 TOOL = REPO / "tools" / "train_models.py"
@@ -62,7 +63,7 @@ def test_parallel_runs_and_the_deadline(tmp_path, vgg19_path):
     assert summary["track1"]["finished"] and summary["track1"]["files"] == both
     assert summary["track1-bicubic"]["finished"] and summary["track1-bicubic"]["files"] == both[1:]
 
-    res = subprocess.run([*base, "--out", str(tmp_path / "b"), "--only", "track1", "--deadline-min", "0.5",
+    res = subprocess.run([*base, "--out", str(tmp_path / "b"), "--only", "track1", "--deadline-min", "1",
                           "--extra", "--steps 100000 --save-every 1"], env=env, capture_output=True, text=True,
                          timeout=600)
     assert res.returncode == 0, res.stderr

@@ -70,7 +70,7 @@ FT = ["--psnr-warmup", "0", "--color-weight-up", "5", "--precision", "fp32"]
 
 
 def last_checkpoint_step(run_dir: Path) -> int | None:
-    from ddnsr.training.loop import latest_checkpoint
+    from ddnsr.training.checkpoint import latest_checkpoint
 
     ckpt = latest_checkpoint(run_dir)
     return int(ckpt.stem.split("-")[1]) if ckpt else None

@@ -17,7 +17,7 @@ COMMAND_MODULES = (
     "ddnsr.cli.info",
     "ddnsr.cli.upscale",
     "ddnsr.cli.serve",
-    "ddnsr.training.loop",
+    "ddnsr.cli.train",
     "ddnsr.cli.evaluate",
     "ddnsr.cli.cleanup",
     "ddnsr.cli.data",

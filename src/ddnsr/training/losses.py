@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ddnsr.errors import SettingError
 from ddnsr.nets import VGG19Features
 
 MODES = ("esrgan", "psnr")
@@ -58,16 +59,16 @@ class LossConfig:
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise ValueError(f"loss mode must be one of {MODES}, got {self.mode!r}")
+            raise SettingError(f"loss mode must be one of {MODES}, got {self.mode!r}")
         for g in (self.gan_up, self.gan_down):
             if g not in GAN_TYPES:
-                raise ValueError(f"GAN type must be one of {GAN_TYPES}, got {g!r}")
+                raise SettingError(f"GAN type must be one of {GAN_TYPES}, got {g!r}")
         if self.degradation not in DEGRADATIONS:
-            raise ValueError(f"degradation must be one of {DEGRADATIONS}, got {self.degradation!r}")
+            raise SettingError(f"degradation must be one of {DEGRADATIONS}, got {self.degradation!r}")
         if len(self.weights_down) != 3 or len(self.weights_up) != 3:
-            raise ValueError("loss weights are three numbers each")
+            raise SettingError("loss weights are three numbers each")
         if self.weight_color_up and self.degradation == "bicubic":
-            raise ValueError("R's colour term needs the learned degradation (the bicubic baseline never "
+            raise SettingError("R's colour term needs the learned degradation (the bicubic baseline never "
                              "trains R on real LR)")
 
     @property
@@ -93,7 +94,7 @@ def gan_losses(real: torch.Tensor, fake: torch.Tensor, kind: str) -> tuple[torch
         dr = real - fake.mean()
         df = fake - real.mean()
         return bce_logits(df, 1.0) + bce_logits(dr, 0.0), bce_logits(dr, 1.0) + bce_logits(df, 0.0)
-    raise ValueError(f"unknown GAN type {kind!r}")
+    raise SettingError(f"unknown GAN type {kind!r}")
 
 
 @dataclass
@@ -132,7 +133,7 @@ def forward_losses(nets: Networks, x: torch.Tensor, y: torch.Tensor, cfg: LossCo
     if cfg.degradation == "bicubic":
         return _bicubic_losses(nets, x, y, cfg)
     if nets.D is None or nets.Dlr is None:
-        raise ValueError("learned degradation needs D and the LR discriminator")
+        raise SettingError("learned degradation needs D and the LR discriminator")
     sr_x = nets.R(x)
     x_cyc = nets.D(sr_x, x)
     y_lr = nets.D(y, x)
@@ -193,7 +194,7 @@ def _reconstruction_losses(nets: Networks, y: torch.Tensor, y_sr: torch.Tensor, 
     losses: dict[str, torch.Tensor] = {}
     if cfg.mode == "esrgan":
         if nets.Dhr is None:  # noqa: SIM102
-            raise ValueError("esrgan mode needs an HR discriminator")
+            raise SettingError("esrgan mode needs an HR discriminator")
         f_up = vgg(torch.cat((y, y_sr)))[cfg.tap_up]
         f_y, f_ysr = f_up.chunk(2)
         losses["content_up"] = F.mse_loss(f_ysr, f_y)
