@@ -24,6 +24,7 @@ __all__ = [
     "cpu_flags",
     "cpu_has_native_bf16",
     "default_precision",
+    "inference_precision",
     "describe",
     "resolve_device",
     "set_threads",
@@ -104,6 +105,25 @@ def default_precision(device: torch.device) -> str:
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     if device.type == "cpu" and cpu_has_native_bf16():
+        return "bf16"
+    return "fp32"
+
+
+#: Whether bf16 autocast keeps the upscaler's output within 40 dB PSNR of fp32 on real photos
+#: (benchmarks/precision.py measures it; the numbers are in docs/speed.md).
+CPU_BF16_KEEPS_40DB = False
+
+
+def inference_precision(device: torch.device) -> str:
+    """What ``precision="auto"`` means for inference: the fastest path within 40 dB PSNR of fp32.
+
+    CUDA: fp16 autocast (as Real-ESRGAN; fp16 keeps 3 more mantissa bits than bf16). CPU: bf16 only
+    where the CPU computes it natively *and* bf16 keeps 40 dB (see :data:`CPU_BF16_KEEPS_40DB`), else
+    fp32 with channels_last. MPS: fp32.
+    """
+    if device.type == "cuda":
+        return "fp16"
+    if device.type == "cpu" and cpu_has_native_bf16() and CPU_BF16_KEEPS_40DB:
         return "bf16"
     return "fp32"
 

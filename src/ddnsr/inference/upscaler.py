@@ -53,7 +53,7 @@ from torch import nn
 import ddnsr.imageio as dio
 from ddnsr.errors import ModelFileError, SettingError
 from ddnsr.formats.modelfile import bundled_models, load_model
-from ddnsr.inference.device import DEVICES, PRECISIONS, resolve_device, set_threads
+from ddnsr.inference.device import DEVICES, PRECISIONS, inference_precision, resolve_device, set_threads
 from ddnsr.inference.device import autocast_dtype as _autocast_dtype
 from ddnsr.inference.tiling import DEFAULT_BYTES_PER_PIXEL, DEFAULT_OVERLAP, auto_tile, tiled_apply
 from ddnsr.nets import DegradationNet, RRDBNet
@@ -385,15 +385,15 @@ class _TiledNetwork:
         if overlap < 0:
             raise SettingError(f"tile overlap must be >= 0, got {overlap}")
         self.device = device
-        self.precision = precision
+        self.precision = inference_precision(device) if precision == "auto" else precision
         self.tile = tile
         self.overlap = overlap
         self.name = name
-        self._engine = _Engine(net, device, _autocast_dtype(precision, device), channels_last)
+        self._engine = _Engine(net, device, _autocast_dtype(self.precision, device), channels_last)
 
     @classmethod
     def load(cls, model: str | os.PathLike | nn.Module = DEFAULT_MODEL, *, device: str | torch.device = "auto",
-             precision: str = "fp32", tile: int | None = None, threads: int | None = None,
+             precision: str = "auto", tile: int | None = None, threads: int | None = None,
              overlap: int | None = None):
         """Load the network from a bundled name, a model file (see :func:`ddnsr.load_model`) or a module.
 
@@ -401,7 +401,8 @@ class _TiledNetwork:
             model: bundled name (default :data:`DEFAULT_MODEL`; its R for :class:`Upscaler`, its D for
                 :class:`Degrader`), a ``.safetensors`` / ``.pth`` / ncnn path, or an ``nn.Module``.
             device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
-            precision: ``fp32`` (default), ``bf16`` or ``fp16`` (not on the CPU).
+            precision: ``auto`` (default: :func:`ddnsr.inference.device.inference_precision`), ``fp32``,
+                ``bf16`` or ``fp16`` (not on the CPU).
             tile: tile size (Upscaler: input pixels; Degrader: HR pixels, a multiple of 4); None: automatic
                 (bounded memory); 0: whole image.
             threads: CPU threads for torch (process-wide); None leaves the setting alone.
