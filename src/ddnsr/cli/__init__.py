@@ -14,6 +14,7 @@ import sys
 COMMAND_MODULES = (
     "ddnsr.cli.info",
     "ddnsr.cli.upscale",
+    "ddnsr.cli.export",
     "ddnsr.training.loop",
     "ddnsr.evaluation.scoring",
     "ddnsr.datasets.cleanup",
