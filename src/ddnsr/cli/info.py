@@ -163,7 +163,7 @@ def _onnx_facts(path: Path) -> Facts:
                      + (f" ({meta['kind']})" if "kind" in meta else ""))]
     if "config" in meta:
         facts.append(("config", meta["config"]))
-    facts += [("scale", meta.get("scale", "not recorded")),
+    facts += [("scale", "x" + meta["scale"] if "scale" in meta else "not recorded"),
               ("parameters", f"{sum(int(np.prod(t.dims)) for t in inits):,}"),
               ("inputs", "; ".join(shape(v) for v in model.graph.input if v.name not in init_names)),
               ("outputs", "; ".join(shape(v) for v in model.graph.output)),

@@ -171,9 +171,11 @@ def write_pair(files: dict[Path, bytes]) -> None:
     """Write several files so that none appears under its final name before all are complete.
 
     Each goes to a temporary name beside it (flushed, fsynced); only then are they renamed, one after
-    the other. On any error the temporaries are removed and existing files are left as they were.
+    the other. On any error the temporaries are removed, and so are files already renamed (an old file of
+    that name is then gone too: a pair of which one file is new would not work together anyway).
     """
     temporaries: dict[Path, Path] = {}
+    renamed: list[Path] = []
     try:
         for path, data in files.items():
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -186,10 +188,11 @@ def write_pair(files: dict[Path, bytes]) -> None:
                 os.fsync(f.fileno())
         for path, tmp in temporaries.items():
             os.replace(tmp, path)
+            renamed.append(path)
     except BaseException:
-        for tmp in temporaries.values():
+        for leftover in [*temporaries.values(), *renamed]:  # a pair missing one file is of no use
             with contextlib.suppress(OSError):
-                os.unlink(tmp)
+                os.unlink(leftover)
         raise
 
 
