@@ -232,10 +232,12 @@ def bench_config(config: str, device: torch.device, size: int, repeats: int) -> 
 
     upscalers: dict[str, Upscaler] = {}
 
-    def with_upscaler(tile: int | None, batch: int = 1, precision: str = "fp32") -> Callable[[], np.ndarray]:
-        key = f"{tile}-{batch}-{precision}"
+    def with_upscaler(tile: int | None, batch: int = 1, precision: str = "fp32",
+                      backend: str = "torch") -> Callable[[], np.ndarray]:
+        key = f"{tile}-{batch}-{precision}-{backend}"
         if key not in upscalers:
-            upscalers[key] = Upscaler.load(make_net(config), device=device, precision=precision, tile=tile)
+            upscalers[key] = Upscaler.load(make_net(config), device=device, precision=precision, tile=tile,
+                                           backend=backend)
         upscaler = upscalers[key]
 
         def run() -> np.ndarray:
@@ -265,6 +267,8 @@ def bench_config(config: str, device: torch.device, size: int, repeats: int) -> 
         (f"tiles {half}, batch 4 (fast path)", with_upscaler(half, batch=4)),
         ("Upscaler default (auto tile, fp32)", with_upscaler(None)),
     ]
+    if device.type == "cpu" and _has_onnxruntime():  # the same tiles and output path, ONNX Runtime's convolutions
+        variants.append(("Upscaler --backend onnxruntime", with_upscaler(None, backend="onnxruntime")))
     results = measure(variants, device, repeats)
     base_time, base_out, _ = results[0]
     for (label, _), (seconds, out, peak) in zip(variants, results, strict=True):
@@ -334,6 +338,15 @@ def main() -> None:
     for config in args.models.split(","):
         size = args.size or (512 if device.type == "cuda" else CPU_SIZES[config])
         bench_config(config.strip(), device, size, args.repeats)
+
+
+def _has_onnxruntime() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        print("(onnxruntime is not installed: its variant is left out; pip install 'ddnsr[export]')")
+        return False
+    return True
 
 
 def _cpu_name() -> str:

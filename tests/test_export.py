@@ -287,6 +287,30 @@ def test_pair_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
     assert leftovers(tmp_path) == []
 
 
+# ---------------------------------------------------------------------------------------------- backend
+
+
+def test_onnxruntime_backend_upscales_like_torch(tmp_path, capsys):
+    pytest.importorskip("onnxruntime", reason="ONNX Runtime is not installed (pip install 'ddnsr[export]')")
+    from ddnsr.imageio import read_image, write_image
+    from ddnsr.inference.upscaler import Upscaler
+
+    rgb = photo_crop(40, 48)
+    rgba = np.concatenate([rgb, np.linspace(0, 1, 40 * 48, dtype=np.float32).reshape(40, 48, 1)], axis=2)
+    write_image(tmp_path / "photo.png", rgba)  # with alpha: the same formats path as the torch backend
+    outs = {}
+    for backend in ("torch", "onnxruntime"):
+        assert cli_main(["upscale", str(tmp_path / "photo.png"), "-o", str(tmp_path / backend), "--model", "track1",
+                         "--tile", "24", "--device", "cpu", "--backend", backend, "-q"]) == 0
+        outs[backend] = read_image(tmp_path / backend / "photo.png")
+    assert outs["onnxruntime"].alpha is not None and outs["onnxruntime"].rgb.shape == (160, 192, 3)
+    assert np.abs(outs["onnxruntime"].rgb - outs["torch"].rgb).max() <= 1 / 255 + 1e-6
+    assert np.array_equal(outs["onnxruntime"].alpha, outs["torch"].alpha)
+    capsys.readouterr()
+    with pytest.raises(ValueError, match="CPU in fp32 only"):
+        Upscaler.load(small_r(), device="cpu", precision="bf16", backend="onnxruntime")
+
+
 # ---------------------------------------------------------------------------------------------- info
 
 

@@ -101,6 +101,8 @@ def _common(p: argparse.ArgumentParser, *, overlap: int, max_pixels: int, tile_u
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="default: fp32 (bf16 is faster on some CPUs but less exact; fp16 not on the CPU)")
     p.add_argument("--threads", type=_positive, default=None, help="CPU threads for torch (default: torch's)")
+    p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
+                   help="torch (default) or onnxruntime (CPU, fp32; pip install 'ddnsr[export]')")
     p.add_argument("--max-pixels", type=_non_negative, default=max_pixels,
                    help=f"refuse inputs with more pixels (default: {max_pixels:_}; 0: no limit)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip them)")
@@ -354,7 +356,7 @@ def run_upscale(args: argparse.Namespace) -> int:
         return 2
 
     up = Upscaler.load(args.model, device=args.device, precision=args.precision, tile=args.tile,
-                       threads=args.threads, overlap=args.tile_overlap)
+                       threads=args.threads, overlap=args.tile_overlap, backend=args.backend)
     plan = _plan(args.inputs, args.output_dir, recursive=args.recursive, ext=args.ext, suffix=args.suffix)
     _check_output_dirs(args.output_dir)
     max_pixels = args.max_pixels or None
@@ -403,7 +405,7 @@ def run_degrade(args: argparse.Namespace) -> int:
     if not _require_inputs(args):
         return 2
     deg = Degrader.load(args.model, device=args.device, precision=args.precision, tile=args.tile,
-                        threads=args.threads, overlap=args.tile_overlap)
+                        threads=args.threads, overlap=args.tile_overlap, backend=args.backend)
     _check_output_dirs(args.output_dir, args.pairs)
     max_pixels = args.max_pixels or None
     references = None
