@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import DATA, need
 
+from conftest import DATA, need
 from ddnsr.cli import main as cli_main
 from ddnsr.errors import ModelFileError
 from ddnsr.formats.modelfile import bundled_models, load_model, read_metadata, save_model
@@ -295,15 +295,15 @@ def test_onnxruntime_backend_upscales_like_torch(tmp_path, capsys):
     from ddnsr.imageio import read_image, write_image
     from ddnsr.inference.upscaler import Upscaler
 
-    rgb = photo_crop(40, 48)
-    rgba = np.concatenate([rgb, np.linspace(0, 1, 40 * 48, dtype=np.float32).reshape(40, 48, 1)], axis=2)
-    write_image(tmp_path / "photo.png", rgba)  # with alpha: the same formats path as the torch backend
+    rgb = photo_crop(24, 32)
+    alpha = np.linspace(0, 1, 24 * 32, dtype=np.float32).reshape(24, 32)
+    write_image(tmp_path / "photo.png", rgb, alpha=alpha)  # with alpha: the same formats path as the torch backend
     outs = {}
     for backend in ("torch", "onnxruntime"):
         assert cli_main(["upscale", str(tmp_path / "photo.png"), "-o", str(tmp_path / backend), "--model", "track1",
-                         "--tile", "24", "--device", "cpu", "--backend", backend, "-q"]) == 0
+                         "--tile", "16", "--device", "cpu", "--backend", backend, "-q"]) == 0
         outs[backend] = read_image(tmp_path / backend / "photo.png")
-    assert outs["onnxruntime"].alpha is not None and outs["onnxruntime"].rgb.shape == (160, 192, 3)
+    assert outs["onnxruntime"].alpha is not None and outs["onnxruntime"].rgb.shape == (96, 128, 3)
     assert np.abs(outs["onnxruntime"].rgb - outs["torch"].rgb).max() <= 1 / 255 + 1e-6
     assert np.array_equal(outs["onnxruntime"].alpha, outs["torch"].alpha)
     capsys.readouterr()
