@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import DATA, need
+from conftest import DATA, GOLDEN, need
 from ddnsr.cli import main as cli_main
 from ddnsr.errors import ModelFileError
 from ddnsr.formats.modelfile import bundled_models, load_model, read_metadata, save_model
@@ -221,6 +221,32 @@ def test_every_bundled_r_exports_to_ncnn(tmp_path, name):
     assert back.config == net.config
     for key, value in net.state_dict().items():  # bundled weights are float16 already: exact
         assert torch.equal(back.state_dict()[key], value.half().float() if value.dim() == 4 else value), key
+
+
+def test_official_keras_h5_exports(tmp_path, capsys):
+    """The official DDNSR Keras files: R to ncnn (run in ncnn), D to ONNX (run in ONNX Runtime)."""
+    r_h5, d_h5 = need(GOLDEN / "official_R.h5"), need(GOLDEN / "official_D.h5")
+    assert cli_main(["export", str(r_h5), "--format", "ncnn", "--fp32", "-o", str(tmp_path)]) == 0
+    assert cli_main(["export", str(d_h5), "--format", "onnx", "-o", str(tmp_path)]) == 0
+    capsys.readouterr()
+    gen = torch.Generator().manual_seed(4)
+    x = torch.rand(1, 3, 12, 20, generator=gen)
+    got = ncnn_run(tmp_path / "official_R-x4.param", x[0].numpy())
+    assert np.abs(got - torch_run(load_model(r_h5), x)[0]).max() < 1e-4
+    hr, ref = torch.rand(1, 3, 20, 28, generator=gen), torch.rand(1, 3, 5, 7, generator=gen)
+    out = ort_session(tmp_path / "official_D-degradation.onnx").run(None, {"hr": hr.numpy(), "reference": ref.numpy()})[0]
+    assert np.abs(out - torch_run(load_model(d_h5), hr, ref)).max() < 1e-4
+
+
+def test_real_esrgan_style_pth_exports(tmp_path, capsys):
+    """A .pth state dict with Real-ESRGAN's wrapper and key names goes through the same command."""
+    net = small_r(seed=5)
+    torch.save({"params_ema": net.state_dict()}, tmp_path / "RealESRGAN_x4plus.pth")
+    assert cli_main(["export", str(tmp_path / "RealESRGAN_x4plus.pth"), "--format", "ncnn", "--fp32",
+                     "-o", str(tmp_path / "out")]) == 0
+    assert "RealESRGAN_x4plus.param" in capsys.readouterr().out  # already carries 'x4': kept as is
+    back = load_model(tmp_path / "out" / "RealESRGAN_x4plus.param")
+    assert all(torch.equal(back.state_dict()[k], v) for k, v in net.state_dict().items())
 
 
 # ---------------------------------------------------------------------------------------------- bad input
