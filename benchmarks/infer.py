@@ -50,9 +50,12 @@ with other jobs at a load of 8-11, so absolute speeds are 10-30x below the table
     variant                         bundled size (6x32), 128 px   paper size (23x64), 64 px
     Upscaler default (torch)        0.043 MP/s  x1.35             0.006 MP/s  x2.44
     Upscaler --backend onnxruntime  0.102 MP/s  x3.21  0.001      0.012 MP/s  x4.74  0.001
+    second run, --models cpu (load 4-7):
+    Upscaler default (torch)        0.116 MP/s  x2.26
+    Upscaler --backend onnxruntime  0.201 MP/s  x3.89  0.001
 
-ONNX Runtime was 2.4x (bundled size) and 1.9x (paper size) faster than the PyTorch default with the same output
-(0.001/255), so ``ddnsr upscale --backend onnxruntime`` is offered; it stays opt-in (torch remains the default
+ONNX Runtime was 1.7-2.4x (bundled size) and 1.9x (paper size) faster than the PyTorch default with the same
+output (0.001/255), so ``ddnsr upscale --backend onnxruntime`` is offered; it stays opt-in (torch remains the default
 and the only GPU path) until it is measured on a quiet machine.
 
 ``python benchmarks/infer.py --big`` (4000x3000 input, bundled-size model, automatic 256-pixel tiles = 192
