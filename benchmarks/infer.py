@@ -14,7 +14,9 @@ Variants, each timed after a warm-up as the best of ``--repeats`` round-robin ro
 * ``eager fp32``: the baseline, ``net(x)`` under ``torch.no_grad()``, NCHW, whole image;
 * ``inference_mode``, ``+ channels_last``, ``+ bf16 autocast`` (where the CPU has native bf16 or on CUDA;
   fp16 autocast on CUDA), four equal tiles run one at a time or as a batch of 4 (does batching help?);
-* ``Upscaler default``: what ``ddnsr upscale`` runs (fast path, uint8 output, automatic tile).
+* ``Upscaler default``: what ``ddnsr upscale`` runs (fast path, uint8 output, automatic tile);
+* ``Upscaler --backend onnxruntime``: the same tiles and output path with the network run by ONNX Runtime's CPU
+  provider (``ddnsr.inference.onnxruntime_backend``; CPU only, where ``onnxruntime`` is installed).
 
 Printed per variant: megapixels of *output* per second, the ratio to the baseline, peak memory (CPU: the
 rise of the process's peak RSS, reset before each variant through ``/proc/self/clear_refs``; CUDA: max
@@ -41,6 +43,21 @@ faster but differs from fp32 by up to 10-14 levels of 255 (5-7 at the 99.9th per
 1/255 bound, so it stays opt-in (``--precision bf16``); batching equal tiles gains nothing on the CPU and
 costs 3x the memory, so tiles run one at a time. The timings vary by +-30% when other jobs share the
 machine; the ratios within one run (round-robin) are steadier.
+
+ONNX Runtime against the PyTorch default, measured side by side in one run (``python benchmarks/infer.py --threads 2``,
+2-core AMD EPYC, AVX2, no AVX-512 and no native bf16, torch 2.13.0+cpu, onnxruntime 1.32.0; the machine was shared
+with other jobs at a load of 8-11, so absolute speeds are 10-30x below the table above and only the ratios count):
+
+    variant                         bundled size (6x32), 128 px   paper size (23x64), 64 px
+    Upscaler default (torch)        0.043 MP/s  x1.35             0.006 MP/s  x2.44
+    Upscaler --backend onnxruntime  0.102 MP/s  x3.21  0.001      0.012 MP/s  x4.74  0.001
+    second run, --models cpu (load 4-7):
+    Upscaler default (torch)        0.116 MP/s  x2.26
+    Upscaler --backend onnxruntime  0.201 MP/s  x3.89  0.001
+
+ONNX Runtime was 1.7-2.4x (bundled size) and 1.9x (paper size) faster than the PyTorch default with the same
+output (0.001/255), so ``ddnsr upscale --backend onnxruntime`` is offered; it stays opt-in (torch remains the default
+and the only GPU path) until it is measured on a quiet machine.
 
 ``python benchmarks/infer.py --big`` (4000x3000 input, bundled-size model, automatic 256-pixel tiles = 192
 tiles, fp32, 2 threads): peak RSS 1.68 GiB against the bound 1.93 GiB (8-bit output 0.54 GiB + 1.5 GB),
@@ -234,10 +251,12 @@ def bench_config(config: str, device: torch.device, size: int, repeats: int) -> 
 
     upscalers: dict[str, Upscaler] = {}
 
-    def with_upscaler(tile: int | None, batch: int = 1, precision: str = "fp32") -> Callable[[], np.ndarray]:
-        key = f"{tile}-{batch}-{precision}"
+    def with_upscaler(tile: int | None, batch: int = 1, precision: str = "fp32",
+                      backend: str = "torch") -> Callable[[], np.ndarray]:
+        key = f"{tile}-{batch}-{precision}-{backend}"
         if key not in upscalers:
-            upscalers[key] = Upscaler.load(make_net(config), device=device, precision=precision, tile=tile)
+            upscalers[key] = Upscaler.load(make_net(config), device=device, precision=precision, tile=tile,
+                                           backend=backend)
         upscaler = upscalers[key]
 
         def run() -> np.ndarray:
@@ -267,6 +286,8 @@ def bench_config(config: str, device: torch.device, size: int, repeats: int) -> 
         (f"tiles {half}, batch 4 (fast path)", with_upscaler(half, batch=4)),
         ("Upscaler default (auto tile, fp32)", with_upscaler(None)),
     ]
+    if device.type == "cpu" and _has_onnxruntime():  # the same tiles and output path, ONNX Runtime's convolutions
+        variants.append(("Upscaler --backend onnxruntime", with_upscaler(None, backend="onnxruntime")))
     results = measure(variants, device, repeats)
     base_time, base_out, _ = results[0]
     for (label, _), (seconds, out, peak) in zip(variants, results, strict=True):
@@ -342,6 +363,15 @@ def main() -> None:
     for config in args.models.split(","):
         size = args.size or (512 if device.type == "cuda" else CPU_SIZES[config])
         bench_config(config.strip(), device, size, args.repeats)
+
+
+def _has_onnxruntime() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        print("(onnxruntime is not installed: its variant is left out; pip install 'ddnsr[export]')")
+        return False
+    return True
 
 
 def _cpu_name() -> str:

@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "ddnsr.cli.info",
     "ddnsr.cli.upscale",
     "ddnsr.cli.serve",
+    "ddnsr.cli.export",
     "ddnsr.cli.train",
     "ddnsr.cli.evaluate",
     "ddnsr.cli.cleanup",

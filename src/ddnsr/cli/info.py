@@ -1,15 +1,27 @@
-"""Small sub-commands: ``ddnsr info`` and ``ddnsr convert``."""
+"""Small sub-commands: ``ddnsr info [MODEL]`` and ``ddnsr convert``.
+
+``ddnsr info`` lists the networks, the weight files and the bundled models; ``ddnsr info MODEL`` describes
+one model, whatever its format (a bundled name, .safetensors, .pth, Keras .h5, ncnn .param/.bin, .onnx):
+architecture, scale, parameters, file size, stored precision and the metadata the file carries.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+from pathlib import Path
+
+import numpy as np
 
 from ddnsr.datasets.pretrained import ALEXNET_TORCHVISION, VGG19_KERAS, cache_dir, offline
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("info", help="build the networks, print their sizes and where weights are looked for")
+    p = sub.add_parser("info", help="without MODEL: the networks, weight files and bundled models; "
+                       "with MODEL: that model's architecture, scale, size, precision and metadata")
+    p.add_argument("model", nargs="?", default=None, metavar="MODEL",
+                   help="a bundled name or a model file (.safetensors, .pth, .h5, ncnn .param/.bin, .onnx)")
     p.set_defaults(func=run_info)
     p = sub.add_parser("convert", help="convert a model file (.h5, .pth, .safetensors, ncnn) to our .safetensors")
     p.add_argument("input", help="official Keras .h5, ESRGAN-family .pth/.safetensors, or ncnn .param")
@@ -23,6 +35,10 @@ def _count(module) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
+    if getattr(args, "model", None):
+        for block in describe_model(args.model):
+            print("\n".join(f"{key + ':':<14}{value}" if key else value for key, value in block))
+        return 0
     import torch
 
     from ddnsr import __version__
@@ -67,3 +83,131 @@ def run_convert(args: argparse.Namespace) -> int:
     meta = read_metadata(out)
     print(f"{out}: {meta['arch']} {meta['config']} ({sum(p.numel() for p in model.parameters()):,} parameters)")
     return 0
+
+
+# ------------------------------------------------------------------------------------------ info MODEL
+
+Facts = list[tuple[str, str]]
+
+
+def _mb(*paths: Path) -> str:
+    size = sum(p.stat().st_size for p in paths)
+    return f"{size / 1e6:.2f} MB" + (f" ({' + '.join(p.name for p in paths)})" if len(paths) > 1 else "")
+
+
+def _precision(dtypes: set[str]) -> str:
+    return " + ".join(sorted(dtypes)) if dtypes else "unknown"
+
+
+def _stored_dtypes(path: Path) -> set[str]:
+    """The dtypes the weights are stored in (before load_model turns them into float32)."""
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            return {str(f.get_slice(k).get_dtype()).lower().replace("f16", "float16").replace("f32", "float32")
+                    .replace("bf16", "bfloat16") for k in f.keys()}
+    if suffix in (".pth", ".pt", ".ckpt"):
+        import torch
+
+        from ddnsr.formats.modelfile import _unwrap
+
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+        if not isinstance(state, dict):
+            return set()
+        return {str(v.dtype).removeprefix("torch.") for v in _unwrap(state).values()}
+    if suffix in (".h5", ".hdf5", ".keras"):
+        import h5py
+
+        found: set[str] = set()
+        with h5py.File(path, "r") as f:
+            f.visititems(lambda _, obj: found.add(str(obj.dtype)) if isinstance(obj, h5py.Dataset) else None)
+        return found
+    return set()
+
+
+def _network_facts(net, path: Path) -> Facts:
+    from ddnsr.nets import DegradationNet, RRDBNet
+
+    config = getattr(net, "config", {})
+    if isinstance(net, RRDBNet):
+        scale = f"x{config.get('scale')}"
+    elif isinstance(net, DegradationNet):
+        scale = f"x1/{net.scale_down} ({config.get('input_type')} input)"
+    else:
+        scale = "-"
+    return [("architecture", f"{type(net).__name__} ({getattr(net, 'kind', 'discriminator')})"),
+            ("config", json.dumps(config)), ("scale", scale),
+            ("parameters", f"{sum(p.numel() for p in net.parameters()):,}")]
+
+
+def _onnx_facts(path: Path) -> Facts:
+    import onnx
+    from onnx import helper
+
+    model = onnx.load(str(path), load_external_data=False)
+    meta = {p.key: p.value for p in model.metadata_props}
+    inits = model.graph.initializer
+    dtypes = {helper.tensor_dtype_to_np_dtype(t.data_type).name for t in inits}
+    init_names = {t.name for t in inits}
+
+    def shape(value) -> str:
+        dims = [d.dim_param or str(d.dim_value) for d in value.type.tensor_type.shape.dim]
+        kind = helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type).name
+        return f"{value.name} [{' x '.join(dims)}] {kind}"
+
+    opsets = ", ".join(f"{o.domain or 'ai.onnx'} {o.version}" for o in model.opset_import)
+    facts: Facts = [("format", f"ONNX (opset {opsets}; producer {model.producer_name or '?'})"),
+                    ("architecture", meta.get("arch", "not recorded (not written by ddnsr)")
+                     + (f" ({meta['kind']})" if "kind" in meta else ""))]
+    if "config" in meta:
+        facts.append(("config", meta["config"]))
+    facts += [("scale", "x" + meta["scale"] if "scale" in meta else "not recorded"),
+              ("parameters", f"{sum(int(np.prod(t.dims)) for t in inits):,}"),
+              ("inputs", "; ".join(shape(v) for v in model.graph.input if v.name not in init_names)),
+              ("outputs", "; ".join(shape(v) for v in model.graph.output)),
+              ("precision", _precision(dtypes))]
+    return facts + _meta_facts(meta, ("arch", "config", "kind", "scale", "dtype"))
+
+
+def _file_facts(path: Path) -> Facts:
+    from ddnsr.formats.modelfile import load_model, read_metadata
+
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        return [("file", str(path)), ("size", _mb(path)), *_onnx_facts(path)]
+    net = load_model(path)
+    if suffix in (".param", ".bin"):
+        param, binary = path.with_suffix(".param"), path.with_suffix(".bin")
+        meta = dict(getattr(net, "metadata", {}))
+        facts: Facts = [("file", str(param)), ("size", _mb(param, binary)),
+                        ("format", "ncnn (.param + .bin; the scale Upscayl uses comes from the file name)")]
+        return facts + _network_facts(net, path) + [("precision", meta.get("ncnn_weights", "unknown"))]
+    names = {".safetensors": "safetensors", ".pth": "PyTorch state dict", ".pt": "PyTorch state dict",
+             ".ckpt": "PyTorch state dict", ".h5": "Keras HDF5 (official DDNSR)", ".hdf5": "Keras HDF5",
+             ".keras": "Keras"}
+    meta = read_metadata(path) if suffix == ".safetensors" else {}
+    fmt = names.get(suffix, suffix) + (" (ddnsr)" if meta.get("format") == "ddnsr" else "")
+    facts = [("file", str(path)), ("size", _mb(path)), ("format", fmt), *_network_facts(net, path),
+             ("precision", _precision(_stored_dtypes(path)))]
+    return facts + _meta_facts(meta, ("format", "arch", "config", "kind", "dtype"))
+
+
+def _meta_facts(meta: dict[str, str], shown: tuple[str, ...]) -> Facts:
+    """The metadata not shown above, sorted, as indented ``key = value`` lines under ``metadata``."""
+    rest = sorted((k, v) for k, v in meta.items() if k not in shown)
+    return [("metadata", f"{len(rest)} entries")] + [("", f"  {k} = {v}") for k, v in rest] if rest else []
+
+
+def describe_model(model: str) -> list[Facts]:
+    """Facts about a model file, or about each network (R, D) of a bundled name; one list per file."""
+    from ddnsr.formats.modelfile import bundled_models, resolve_model_path
+
+    path = Path(model).expanduser()
+    if path.is_file():
+        return [_file_facts(path)]
+    bundled = bundled_models()
+    if model in bundled:
+        return [_file_facts(bundled[model][kind]) for kind in sorted(bundled[model], reverse=True)]
+    return [_file_facts(resolve_model_path(model))]  # raises the one-line error for a missing file

@@ -122,6 +122,8 @@ def _common(p: argparse.ArgumentParser, *, overlap: int, max_pixels: int, tile_u
     p.add_argument("--precision", choices=("auto", *PRECISIONS), default="auto",
                    help="default: auto (the fastest path within 40 dB of fp32 on this device; ddnsr info shows it)")
     p.add_argument("--threads", type=_positive, default=None, help="CPU threads for torch (default: torch's)")
+    p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
+                   help="torch (default) or onnxruntime (CPU, fp32; pip install 'ddnsr[export]')")
     p.add_argument("--max-pixels", type=_non_negative, default=max_pixels,
                    help=f"refuse inputs with more pixels (default: {max_pixels:_}; 0: no limit)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip them)")
@@ -409,11 +411,11 @@ def run_upscale(args: argparse.Namespace) -> int:
         return 2
 
     up = Upscaler.load(args.model, device=args.device, precision=args.precision, tile=args.tile,
-                       threads=args.threads, overlap=args.tile_overlap)
+                       threads=args.threads, overlap=args.tile_overlap, backend=args.backend)
     if args.verbose:
         from ddnsr.inference.device import describe
 
-        print(f"ddnsr upscale: {up.name} on {describe(up.device, up.precision)}", file=sys.stderr)
+        print(f"ddnsr upscale: {up.name} on {describe(up.device, up.precision)}, backend {up.backend}", file=sys.stderr)
     plan = _plan(args.inputs, args.output_dir, recursive=args.recursive, ext=args.ext, suffix=args.suffix,
                  video_ext=args.video_ext)
     _check_output_dirs(args.output_dir)
@@ -461,7 +463,7 @@ def run_degrade(args: argparse.Namespace) -> int:
     if not _require_inputs(args):
         return 2
     deg = Degrader.load(args.model, device=args.device, precision=args.precision, tile=args.tile,
-                        threads=args.threads, overlap=args.tile_overlap)
+                        threads=args.threads, overlap=args.tile_overlap, backend=args.backend)
     _check_output_dirs(args.output_dir, args.pairs)
     max_pixels = args.max_pixels or None
     references = None

@@ -379,7 +379,7 @@ class _TiledNetwork:
     bytes_per_pixel: int
 
     def _setup(self, net: nn.Module, device: torch.device, precision: str, tile: int | None, overlap: int,
-               name: str, channels_last: bool) -> None:
+               name: str, channels_last: bool, backend: str = "torch") -> None:
         if tile is not None and tile < 0:
             raise SettingError(f"tile must be >= 0 (0: whole image), got {tile}")
         if overlap < 0:
@@ -389,12 +389,21 @@ class _TiledNetwork:
         self.tile = tile
         self.overlap = overlap
         self.name = name
-        self._engine = _Engine(net, device, _autocast_dtype(self.precision, device), channels_last)
+        self.backend = backend
+        if backend == "torch":
+            self._engine = _Engine(net, device, _autocast_dtype(self.precision, device), channels_last)
+        else:  # ONNX Runtime on the CPU (ddnsr.inference.onnxruntime_backend), same tiling and formats
+            from ddnsr.inference.onnxruntime_backend import OnnxRuntimeEngine, check_backend
+
+            if precision == "auto":
+                self.precision = "fp32"
+            check_backend(backend, device, self.precision)
+            self._engine = OnnxRuntimeEngine(net)
 
     @classmethod
     def load(cls, model: str | os.PathLike | nn.Module = DEFAULT_MODEL, *, device: str | torch.device = "auto",
              precision: str = "auto", tile: int | None = None, threads: int | None = None,
-             overlap: int | None = None):
+             overlap: int | None = None, backend: str = "torch"):
         """Load the network from a bundled name, a model file (see :func:`ddnsr.load_model`) or a module.
 
         Args:
@@ -407,6 +416,7 @@ class _TiledNetwork:
                 (bounded memory); 0: whole image.
             threads: CPU threads for torch (process-wide); None leaves the setting alone.
             overlap: pixels of context around each tile (None: the class default).
+            backend: ``torch`` (default) or ``onnxruntime`` (CPU, fp32; see :mod:`ddnsr.inference.onnxruntime_backend`).
 
         Raises:
             ModelFileError, SettingError: no such model, a network of the wrong kind or scale, an unusable
@@ -417,7 +427,7 @@ class _TiledNetwork:
         set_threads(threads)
         net, name = _load_network(model, cls._kind)
         return cls(net, device=dev, precision=precision, tile=tile,
-                   overlap=cls._default_overlap if overlap is None else overlap, name=name)
+                   overlap=cls._default_overlap if overlap is None else overlap, name=name, backend=backend)
 
     def tile_for(self, height: int, width: int) -> int:
         """The tile size used for an input of ``height`` x ``width`` (0: whole image)."""
@@ -440,9 +450,9 @@ class Upscaler(_TiledNetwork):
 
     def __init__(self, net: nn.Module, *, device: torch.device, precision: str = "fp32", tile: int | None = None,
                  overlap: int = DEFAULT_OVERLAP, name: str = "", channels_last: bool = True,
-                 border: int = BORDER_PAD) -> None:
+                 border: int = BORDER_PAD, backend: str = "torch") -> None:
         check_reconstruction(net, name)
-        self._setup(net, device, precision, tile, overlap, name, channels_last)
+        self._setup(net, device, precision, tile, overlap, name, channels_last, backend)
         self.border = int(border)
         # measured peak RSS per input pixel with channels_last: 16.0 KiB at 64 features (23 blocks), 8.1-8.5 KiB
         # at 32 (6 blocks): proportional to the width; +1 KiB for the tile's output and its rounding
@@ -558,13 +568,14 @@ class Degrader(_TiledNetwork):
     _tile_rule = {"multiple": 8, "min_tile": 64}  # HR tiles: multiples of 8, at least 64
 
     def __init__(self, net: nn.Module, *, device: torch.device, precision: str = "fp32", tile: int | None = None,
-                 overlap: int = DEFAULT_DEGRADE_OVERLAP, name: str = "", channels_last: bool = True) -> None:
+                 overlap: int = DEFAULT_DEGRADE_OVERLAP, name: str = "", channels_last: bool = True,
+                 backend: str = "torch") -> None:
         label = name or type(net).__name__
         if isinstance(net, RRDBNet) or getattr(net, "kind", None) == "reconstruction":
             raise SettingError(f"{label}: is a reconstruction network (R); degrading needs a degradation network (D)")
         if getattr(net, "scale_down", 4) != 4:
             raise SettingError(f"{label}: downscales x1/{net.scale_down}; ddnsr degrades x1/4 only")
-        self._setup(net, device, precision, tile, overlap, name, channels_last)
+        self._setup(net, device, precision, tile, overlap, name, channels_last, backend)
         self.needs_reference = getattr(net, "input_type", "dual") != "single"
         filters = getattr(net, "config", {}).get("filters", 64) if isinstance(net, DegradationNet) else 64
         self.bytes_per_pixel = max(_DEGRADER_BYTES_PER_PIXEL * int(filters) // 64, 256)
