@@ -344,3 +344,13 @@ def test_write_planes_formats(tmp_path: Path) -> None:
     assert back.bit_depth == 16 and np.allclose(back.rgb, 40000 / 65535)
     with pytest.raises(ValueError, match="8-bit format"):
         write_planes(tmp_path / "x.jpg", np.zeros((4, 4, 3), np.uint16))
+
+
+def test_precision_auto_follows_the_cpu(monkeypatch, model_dir: Path) -> None:
+    """auto: bf16 only where the CPU computes it natively (emulated bf16 is ~6x slower than fp32)."""
+    monkeypatch.setenv("DDNSR_CPU_BF16", "0")
+    assert Upscaler.load(model_dir / "r.safetensors", device="cpu").precision == "fp32"
+    monkeypatch.setenv("DDNSR_CPU_BF16", "1")
+    up = Upscaler.load(model_dir / "r.safetensors", device="cpu")
+    assert up.precision == "bf16" and up._engine.autocast == torch.bfloat16
+    assert Upscaler.load(model_dir / "r.safetensors", device="cpu", precision="fp32").precision == "fp32"

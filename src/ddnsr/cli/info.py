@@ -48,6 +48,11 @@ def run_info(args: argparse.Namespace) -> int:
 
     print(f"ddnsr {__version__}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
           f"CUDA {'yes: ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no'}")
+    from ddnsr.inference.device import default_precision, describe, inference_precision, resolve_device
+
+    device = resolve_device("auto")
+    print(f"upscaling runs on {describe(device, inference_precision(device))}; "
+          f"training on {describe(device, default_precision(device))} (--precision auto)")
     print("networks at the official defaults (parameters):")
     nets = {
         "R  reconstruction, RRDBNet x4 (23 blocks, 64 features, growth 32)": RRDBNet(init="torch"),
