@@ -300,7 +300,7 @@ def bench_config(config: str, device: torch.device, size: int, repeats: int) -> 
 # --------------------------------------------------------------------------------------------- big run
 
 
-def big_run(model: str, size: tuple[int, int], threads: int | None) -> None:
+def big_run(model: str, size: tuple[int, int], threads: int | None, device: str = "cpu") -> None:
     """``ddnsr upscale`` on a generated big PNG in a child process; peak RSS against output + 1.5 GB."""
     import ddnsr.imageio as dio
     from ddnsr.formats.modelfile import save_model
@@ -315,7 +315,7 @@ def big_run(model: str, size: tuple[int, int], threads: int | None) -> None:
         dio.write_image(root / "big.png", np.tile(tile, (*reps, 1))[:height, :width])
         del tile
         command = [sys.executable, "-m", "ddnsr.cli", "upscale", str(root / "big.png"), "-o", str(root / "out"),
-                   "--model", str(model_path), "--device", "cpu"]
+                   "--model", str(model_path), "--device", device]
         if threads:
             command += ["--threads", str(threads)]
         start = time.perf_counter()
@@ -350,7 +350,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if args.big:
         w, h = (int(v) for v in args.big_size.lower().split("x"))
-        big_run(args.big_model, (w, h), args.threads)
+        big_run(args.big_model, (w, h), args.threads, args.device)
         return
     device = torch.device(args.device)
     if device.type == "cuda":

@@ -478,3 +478,19 @@ def test_gif_and_the_same_input_twice_and_odd_files(tmp_path: Path, capsys, mode
     code, _, stderr = up(capsys, models, fifo, src / "folder-that-is-not-there", "-o", tmp_path / "o2")
     assert code == 1 and "pipe.png: not a regular file or folder (a FIFO, socket or device)" in stderr
     assert "folder-that-is-not-there: no such file or folder" in stderr
+
+
+def test_shards_split_a_folder_without_overlap(tmp_path: Path, capsys, models) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(5):
+        Image.fromarray(rgb8(4, 4, i)).save(src / f"p{i}.png")
+    done = []
+    for k in (1, 2, 3):
+        out = tmp_path / f"s{k}"
+        code, _, stderr = up(capsys, models, src, "-o", out, "--shard", f"{k}/3")
+        assert code == 0, stderr
+        done.append({p.name for p in out.iterdir()})
+    assert sum(len(d) for d in done) == 5 and set().union(*done) == {f"p{i}.png" for i in range(5)}
+    with pytest.raises(SystemExit):
+        up(capsys, models, src, "-o", tmp_path / "x", "--shard", "4/3")

@@ -96,6 +96,24 @@ def _overlap(text: str) -> int:
     return value
 
 
+def _shard(text: str) -> tuple[int, int]:
+    k, sep, n = text.partition("/")
+    if not sep or not k.isdigit() or not n.isdigit() or not 1 <= int(k) <= int(n):
+        raise argparse.ArgumentTypeError(f"expected K/N with 1 <= K <= N (e.g. 2/8), got {text!r}")
+    return int(k), int(n)
+
+
+def _take_shard(plan: _Plan, shard: tuple[int, int] | None) -> _Plan:
+    """Keep the K-th of N parts of the jobs: every N-th job by sorted output path, so that N machines
+    given the same inputs share them out without overlap and without talking to each other."""
+    if shard is None:
+        return plan
+    k, n = shard
+    jobs = sorted(plan.jobs, key=lambda job: job.dest.as_posix())
+    plan.jobs = [job for i, job in enumerate(jobs) if i % n == k - 1]
+    return plan
+
+
 def _quality(text: str) -> int:
     value = _positive(text)
     if value > 100:
@@ -127,6 +145,8 @@ def _common(p: argparse.ArgumentParser, *, overlap: int, max_pixels: int, tile_u
     p.add_argument("--max-pixels", type=_non_negative, default=max_pixels,
                    help=f"refuse inputs with more pixels (default: {max_pixels:_}; 0: no limit)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip them)")
+    p.add_argument("--shard", type=_shard, default=None, metavar="K/N",
+                   help="do only the K-th of N disjoint parts of the inputs (1 <= K <= N; for job arrays)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings or summary")
     p.add_argument("-v", "--verbose", action="store_true", help="print the model, device and precision path")
 
@@ -416,8 +436,8 @@ def run_upscale(args: argparse.Namespace) -> int:
         from ddnsr.inference.device import describe
 
         print(f"ddnsr upscale: {up.name} on {describe(up.device, up.precision)}, backend {up.backend}", file=sys.stderr)
-    plan = _plan(args.inputs, args.output_dir, recursive=args.recursive, ext=args.ext, suffix=args.suffix,
-                 video_ext=args.video_ext)
+    plan = _take_shard(_plan(args.inputs, args.output_dir, recursive=args.recursive, ext=args.ext,
+                             suffix=args.suffix, video_ext=args.video_ext), args.shard)
     _check_output_dirs(args.output_dir)
     max_pixels = args.max_pixels or None
     video = _video_runner(up, args) if any(job.video for job in plan.jobs) else None
@@ -475,8 +495,8 @@ def run_degrade(args: argparse.Namespace) -> int:
     elif args.reference is not None and not args.quiet:
         print("ddnsr degrade: warning: --reference is ignored: this degradation model is single-input",
               file=sys.stderr)
-    plan = _plan(args.inputs, args.output_dir, recursive=args.recursive, ext=args.ext, suffix=args.suffix,
-                 pairs_dir=args.pairs)
+    plan = _take_shard(_plan(args.inputs, args.output_dir, recursive=args.recursive, ext=args.ext,
+                             suffix=args.suffix, pairs_dir=args.pairs), args.shard)
 
     def process(job: _Job, progress: Callable[[int, int], None]) -> None:
         loaded = dio.read_image(job.source, max_pixels=max_pixels)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from ddnsr.errors import ImageError
@@ -12,13 +12,26 @@ from ddnsr.imageio.common import (
     IMAGE_EXTENSIONS,
 )
 
-__all__ = ["list_images"]
+__all__ = ["files_in", "list_images"]
 
 # ------------------------------------------------------------------------------------------ discovery
 
 
 def _is_image_name(name: str) -> bool:
     return not is_temporary_name(name) and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def files_in(root: Path, accept: Callable[[str], bool], *, recursive: bool = False) -> list[Path]:
+    """The files of folder ``root`` whose names ``accept`` takes, sorted by relative path; hidden and
+    temporary sub-folders are not entered (the listing rule shared by images and videos)."""
+    names: list[Path] = []
+    if recursive:
+        for folder, subfolders, files in os.walk(root):
+            subfolders[:] = [d for d in subfolders if not is_temporary_name(d)]
+            names.extend(Path(folder, n) for n in files if accept(n))
+    else:
+        names = [p for p in root.iterdir() if p.is_file() and accept(p.name)]
+    return sorted(names, key=lambda p: p.relative_to(root).parts)
 
 
 def list_images(
@@ -48,14 +61,7 @@ def list_images(
     for item in inputs:
         root = Path(item)
         if root.is_dir():
-            names: list[Path] = []
-            if recursive:
-                for folder, subfolders, files in os.walk(root):
-                    subfolders[:] = [d for d in subfolders if not is_temporary_name(d)]
-                    names.extend(Path(folder, n) for n in files if _is_image_name(n))
-            else:
-                names = [p for p in root.iterdir() if p.is_file() and _is_image_name(p.name)]
-            for candidate in sorted(names, key=lambda p: p.relative_to(root).parts):
+            for candidate in files_in(root, _is_image_name, recursive=recursive):
                 add(candidate)
         elif root.is_file():
             add(root)

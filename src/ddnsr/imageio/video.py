@@ -17,6 +17,7 @@ import numpy as np
 
 from ddnsr.errors import ImageError
 from ddnsr.files import is_temporary_name
+from ddnsr.imageio.listing import files_in
 
 __all__ = [
     "VIDEO_EXTENSIONS",
@@ -73,15 +74,7 @@ def is_video(path: str | os.PathLike) -> bool:
 
 def list_videos(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
     """The video files in ``folder`` by extension (any case), sorted; hidden and temporary names skipped."""
-    root = Path(folder)
-    names: list[Path] = []
-    if recursive:
-        for here, subfolders, files in os.walk(root):
-            subfolders[:] = [d for d in subfolders if not is_temporary_name(d)]
-            names.extend(Path(here, n) for n in files if _is_video_name(n))
-    else:
-        names = [p for p in root.iterdir() if p.is_file() and _is_video_name(p.name)]
-    return sorted(names, key=lambda p: p.relative_to(root).parts)
+    return files_in(Path(folder), _is_video_name, recursive=recursive)
 
 
 def _is_video_name(name: str) -> bool:

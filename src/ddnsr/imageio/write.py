@@ -297,13 +297,15 @@ def write_image(
         depth = 8
     if fmt == "WEBP" and gray:
         colour, gray = np.repeat(colour, 3, axis=2), False  # WebP has no gray mode
-    icc = _usable_icc(icc_profile, gray, path)
-    if icc and fmt == "BMP":
-        warnings.warn(f"{path}: BMP cannot carry the ICC profile; dropped", ImageWarning, stacklevel=2)
-        icc = None
-
     planes = colour if opacity is None else np.concatenate([colour, opacity[..., None]], axis=2)
-    data = _quantize(planes, depth)
+    return _write_encoded(path, _quantize(planes, depth), fmt, _usable_icc(icc_profile, gray, path), quality)
+
+
+def _write_encoded(path: Path, data: np.ndarray, fmt: str, icc: bytes | None, quality: int) -> Path:
+    """Encode the quantized ``data`` atomically to ``path`` (the ICC profile dropped for BMP, with a warning)."""
+    if icc and fmt == "BMP":
+        warnings.warn(f"{path}: BMP cannot carry the ICC profile; dropped", ImageWarning, stacklevel=3)
+        icc = None
     try:
         atomic_write(path, lambda f: _encode(f, data, fmt, icc, quality))
     except Exception as exc:
@@ -353,16 +355,7 @@ def write_planes(path: str | os.PathLike, data: np.ndarray, *, icc_profile: byte
     if fmt == "WEBP" and channels in (1, 2):
         data = np.concatenate([np.repeat(data[..., :1], 3, axis=2), data[..., 1:]], axis=2)
         channels += 2
-    icc = _usable_icc(icc_profile, channels in (1, 2), path)
-    if icc and fmt == "BMP":
-        warnings.warn(f"{path}: BMP cannot carry the ICC profile; dropped", ImageWarning, stacklevel=2)
-        icc = None
-    try:
-        atomic_write(path, lambda f: _encode(f, data, fmt, icc, quality))
-    except Exception as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else describe_exception(exc)
-        raise ImageError(path, f"cannot write: {reason}") from exc
-    return path
+    return _write_encoded(path, data, fmt, _usable_icc(icc_profile, channels in (1, 2), path), quality)
 
 
 def _composite_on_white(data: np.ndarray, rows: int = 256) -> np.ndarray:

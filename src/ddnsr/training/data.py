@@ -48,6 +48,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from ddnsr import imageio
 from ddnsr.errors import DataError
 
 __all__ = [
@@ -166,7 +167,8 @@ def stream_keys(source: str, target: str) -> tuple[str, str]:
 
 
 def list_images(folders: Sequence[str | os.PathLike]) -> list[Path]:
-    """Image files directly inside each folder (not recursive), by extension, case-insensitive.
+    """Image files directly inside each folder (not recursive), with the rules of
+    :func:`ddnsr.imageio.list_images`: by extension, any case, hidden and temporary names skipped.
 
     Folders keep their order; files are sorted by name inside each folder, so the list (and the
     stream made from it) does not depend on the file system's order.
@@ -176,8 +178,7 @@ def list_images(folders: Sequence[str | os.PathLike]) -> list[Path]:
         folder = Path(folder)
         if not folder.is_dir():
             raise DataError(f"{folder}: folder does not exist")
-        found = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()]
-        files.extend(sorted(found, key=lambda p: p.name))
+        files.extend(imageio.list_images(folder))
     return files
 
 
