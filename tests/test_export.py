@@ -180,6 +180,8 @@ def test_ncnn_runs_in_ncnn_like_pytorch_on_a_photo(tmp_path):
 
 
 def test_ncnn_export_upscales_like_ddnsr_upscale(tmp_path, capsys):
+    from ddnsr.inference.upscaler import BORDER_PAD
+
     """The exported files of a bundled model give in ncnn the picture ``ddnsr upscale`` writes (tiled)."""
     from ddnsr.imageio import read_image, write_image
 
@@ -191,7 +193,10 @@ def test_ncnn_export_upscales_like_ddnsr_upscale(tmp_path, capsys):
     capsys.readouterr()
     ours = read_image(tmp_path / "out" / "photo.png").rgb
     rgb = read_image(tmp_path / "photo.png").rgb  # what was written, 8 bit
-    theirs = np.clip(ncnn_run(tmp_path / "ncnn" / "track1-x4.param", rgb.transpose(2, 0, 1).copy()), 0, 1)
+    pad = BORDER_PAD  # ddnsr upscale pads the image by reflection before the network: do the same here
+    padded = np.pad(rgb, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
+    theirs = np.clip(ncnn_run(tmp_path / "ncnn" / "track1-x4.param", padded.transpose(2, 0, 1).copy()), 0, 1)
+    theirs = theirs[:, 4 * pad : -4 * pad, 4 * pad : -4 * pad]
     theirs = np.round(theirs * 255) / 255
     diff = np.abs(ours - theirs.transpose(1, 2, 0)) * 255
     interior = np.ones(diff.shape[:2], bool)

@@ -241,6 +241,8 @@ def test_model_file_upload(served, photo):
 
 
 def test_degradation_view(served, photo, tmp_path):
+    from ddnsr.formats.modelfile import bundled_models
+
     hr_file = sorted(need(DATA / "track1-valid" / "HR").glob("*.png"))[0]
     hr = tmp_path / "hr.png"
     Image.open(hr_file).convert("RGB").crop((0, 0, 66, 64)).save(hr)
@@ -254,7 +256,9 @@ def test_degradation_view(served, photo, tmp_path):
     assert job["outputs"] == ["hr", "lr", "result"]
     lr = np.asarray(Image.open(io.BytesIO(client.get(f"/api/jobs/{job['id']}/result").data)))
     assert lr.shape == (16, 16, 3) and lr.std() > 1
-    form["model"] = "bundled:track1-bicubic"  # no degradation network
+    r_only = bundled_models()["track1"]["reconstruction"].read_bytes()  # an uploaded R: no degradation network
+    form["model"] = client.post("/api/models", data={"file": (io.BytesIO(r_only), "r.safetensors")},
+                                headers=H).get_json()["id"]
     r = client.post("/api/degrade", data={**form, "hr": (io.BytesIO(hr.read_bytes()), "hr.png"),
                                           "lr": (io.BytesIO(photo.read_bytes()), "real.png")}, headers=H)
     assert r.status_code == 400 and "has no degradation network" in r.get_json()["error"]

@@ -15,11 +15,14 @@ import math
 import os
 import secrets
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-__all__ = ["TEMPORARY_SUFFIX", "atomic_write", "git_commit", "is_temporary_name", "jsonable", "temporary_name"]
+__all__ = [
+    "TEMPORARY_SUFFIX", "atomic_paths", "atomic_write", "git_commit", "is_temporary_name", "jsonable", "publish",
+    "temporary_name",
+]
 
 TEMPORARY_SUFFIX = ".part"
 
@@ -34,13 +37,62 @@ def is_temporary_name(name: str) -> bool:
     return name.startswith((".", "~$")) or name.endswith(("~", TEMPORARY_SUFFIX, ".tmp"))
 
 
+def publish(temporary: Path, final: Path) -> None:
+    """Make a finished temporary file durable and rename it onto ``final`` (then fsync the folder)."""
+    with open(temporary, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(temporary, final)
+    with contextlib.suppress(OSError):  # make the rename durable where folders can be opened
+        dir_fd = os.open(final.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+@contextlib.contextmanager
+def atomic_paths(*paths: str | os.PathLike) -> Iterator[list[Path]]:
+    """Temporary names for ``paths`` (created empty, parent folders made) to write in any way.
+
+    On a normal exit every temporary file is published onto its final name, all of them only after the
+    block finished (so a pair such as ncnn's ``.param`` + ``.bin`` appears together); on any error the
+    temporaries are removed, and so are finals already renamed, and nothing is left half-written.
+    """
+    finals = [Path(p) for p in paths]
+    temporaries: list[Path] = []
+    renamed: list[Path] = []
+    try:
+        for final in finals:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            temporaries.append(_create_temporary(final))
+        yield list(temporaries)
+        for temporary, final in zip(temporaries, finals, strict=True):
+            publish(temporary, final)
+            renamed.append(final)
+    except BaseException:
+        for leftover in [*temporaries[len(renamed):], *(renamed if len(finals) > 1 else [])]:
+            with contextlib.suppress(OSError):
+                os.unlink(leftover)
+        raise
+
+
+def _create_temporary(final: Path) -> Path:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        temporary = temporary_name(final)
+        try:
+            os.close(os.open(temporary, flags, 0o666))  # the umask applies, as for any new file
+            return temporary
+        except FileExistsError:
+            continue
+
+
 def atomic_write(path: str | os.PathLike, content: bytes | str | Callable[[BinaryIO], None]) -> Path:
     """Write ``content`` (bytes, UTF-8 text, or a function writing to a binary file) atomically to ``path``.
 
     The parent folder is created. Returns ``path`` as a :class:`~pathlib.Path`.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(content, str):
         data = content.encode("utf-8")
         write: Callable[[BinaryIO], None] = lambda f: f.write(data)  # noqa: E731
@@ -48,30 +100,9 @@ def atomic_write(path: str | os.PathLike, content: bytes | str | Callable[[Binar
         write = lambda f: f.write(content)  # noqa: E731
     else:
         write = content
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    while True:
-        temporary = temporary_name(path)
-        try:
-            fd = os.open(temporary, flags, 0o666)  # the umask applies, as for any new file
-            break
-        except FileExistsError:
-            continue
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-    with contextlib.suppress(OSError):  # make the rename durable where folders can be opened
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    with atomic_paths(path) as (temporary,), open(temporary, "wb") as f:
+        write(f)
+        f.flush()
     return path
 
 

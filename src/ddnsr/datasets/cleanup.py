@@ -32,6 +32,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ddnsr.errors import SettingError
+from ddnsr.files import atomic_write
 from ddnsr.training.data import DataError, DataWarning, list_images, load_rgb8
 
 __all__ = ["CleanupReport", "bicubic_half", "clean_up", "clean_up_array", "half_size"]
@@ -82,12 +83,7 @@ def clean_up_array(rgb: np.ndarray, *, truncate: bool = False) -> np.ndarray:
 
 def _save_png(rgb: np.ndarray, dest: Path) -> None:
     """Write ``rgb`` as PNG to ``dest`` under a temporary name first: a killed run leaves no partial PNG."""
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    try:
-        Image.fromarray(rgb).save(tmp, format="PNG")
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(dest, lambda f: Image.fromarray(rgb).save(f, format="PNG"))
 
 
 @dataclass

@@ -21,7 +21,6 @@ The scale is not stored in ncnn files: Upscayl reads it from the file name (``x2
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import struct
@@ -33,7 +32,7 @@ import torch
 from torch import nn
 
 from ddnsr.errors import ModelFileError
-from ddnsr.files import temporary_name
+from ddnsr.files import atomic_paths
 from ddnsr.formats.ncnn import MAGIC, TAG_FP16
 from ddnsr.formats.onnx_export import ExportError, check_exportable
 from ddnsr.nets import RRDBNet
@@ -168,32 +167,11 @@ def ncnn_files(path: str | os.PathLike) -> tuple[Path, Path]:
 
 
 def write_pair(files: dict[Path, bytes]) -> None:
-    """Write several files so that none appears under its final name before all are complete.
-
-    Each goes to a temporary name beside it (flushed, fsynced); only then are they renamed, one after
-    the other. On any error the temporaries are removed, and so are files already renamed (an old file of
-    that name is then gone too: a pair of which one file is new would not work together anyway).
-    """
-    temporaries: dict[Path, Path] = {}
-    renamed: list[Path] = []
-    try:
-        for path, data in files.items():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = temporary_name(path)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-            temporaries[path] = tmp
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-        for path, tmp in temporaries.items():
-            os.replace(tmp, path)
-            renamed.append(path)
-    except BaseException:
-        for leftover in [*temporaries.values(), *renamed]:  # a pair missing one file is of no use
-            with contextlib.suppress(OSError):
-                os.unlink(leftover)
-        raise
+    """Write several files so that none appears under its final name before all are complete
+    (:func:`ddnsr.files.atomic_paths`: on any error nothing of the pair is left)."""
+    with atomic_paths(*files) as temporaries:
+        for temporary, data in zip(temporaries, files.values(), strict=True):
+            temporary.write_bytes(data)
 
 
 def export_ncnn(net: nn.Module, path: str | os.PathLike, *, half: bool = True, label: str = "",

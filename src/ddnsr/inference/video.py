@@ -53,7 +53,7 @@ from pathlib import Path
 import numpy as np
 
 from ddnsr.errors import ImageError, SettingError
-from ddnsr.files import atomic_write, temporary_name
+from ddnsr.files import atomic_write, publish, temporary_name
 from ddnsr.imageio.video import VideoInfo, display_rgb, open_video, probe_video, sws_colorspace
 
 __all__ = ["CODECS", "CONTAINERS", "VideoResult", "VideoSettings", "frames_folder", "part_folder",
@@ -483,9 +483,7 @@ class _SegmentEncoder:
         for packet in self.stream.encode(None):
             self.container.mux(packet)
         self.container.close()
-        with open(self.temporary, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(self.temporary, self.final)
+        publish(self.temporary, self.final)
 
     def abandon(self) -> None:
         with contextlib.suppress(Exception):
@@ -644,9 +642,7 @@ def _assemble(part: Path, manifest: _Manifest, info: VideoInfo, settings: VideoS
             out.close()
             first.close()
             source.close()
-        with open(temporary, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(temporary, dest)
+        publish(temporary, dest)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
