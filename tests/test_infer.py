@@ -240,10 +240,10 @@ def test_the_demo_asset_upscales(up: Upscaler) -> None:
     demo = files("ddnsr").joinpath("assets/demo.png")
     assert len(demo.read_bytes()) < 60_000
     loaded = dio.read_image(Path(str(demo)))
-    assert (loaded.width, loaded.height) == (128, 96) and loaded.alpha is None
+    assert (loaded.width, loaded.height) == (150, 100) and loaded.alpha is None
     with Image.open(str(demo)) as image:
         out = up(image)
-    assert out.size == (512, 384) and out.mode == "RGB"
+    assert out.size == (600, 400) and out.mode == "RGB"
 
 
 # ------------------------------------------------------------------------------------------- degrading
