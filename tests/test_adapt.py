@@ -1,0 +1,160 @@
+"""ddnsr train for one's own camera: folders in, --clean-hr self, --from, --minutes, --ema, bad folders."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ddnsr.formats.modelfile import load_model, read_metadata, save_model
+from ddnsr.nets import RRDBNet
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "DDNSR_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def photos(folder: Path, n: int, size: int, seed: int = 0) -> Path:
+    """``n`` synthetic size x (size+8) RGB PNGs (a gradient with noise) in ``folder``."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        ramp = np.linspace(0, 180, size + 8)[None, :, None]
+        Image.fromarray((rng.random((size, size + 8, 3)) * 60 + ramp).astype(np.uint8)).save(folder / f"{i}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("camera")
+    return {"lr": photos(root / "lr", 4, 96), "hr": photos(root / "hr", 4, 160, seed=1),
+            "big": photos(root / "big", 3, 200, seed=2)}
+
+
+def train(run_dir: Path, vgg: Path, *extra: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "ddnsr.cli", "train", "--preset", "smoke", "--run-dir", str(run_dir), "--quiet",
+           *extra]
+    return subprocess.run(cmd, env={**ENV, "DDNSR_VGG19": str(vgg)}, capture_output=True, text=True, timeout=timeout)
+
+
+def folders(data: dict[str, Path]) -> list[str]:
+    return ["--real-lr", str(data["lr"]), "--clean-hr", str(data["hr"])]
+
+
+def test_folders_in(tmp_path, vgg19_path, data):
+    res = train(tmp_path / "run", vgg19_path, *folders(data), "--steps", "2")
+    assert res.returncode == 0, res.stderr
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfg["real_lr"] == [str(data["lr"])] and cfg["clean_hr"] == [str(data["hr"])]
+    assert read_metadata(tmp_path / "run" / "reconstruction.safetensors")["training_steps"] == "2"
+    assert (tmp_path / "run" / "losses.csv").read_text().splitlines()[-1].startswith("2,")
+
+
+def test_clean_hr_self(tmp_path, vgg19_path, data):
+    res = train(tmp_path / "run", vgg19_path, "--real-lr", str(data["big"]), "--clean-hr", "self",
+                "--lr-crop", "16", "--steps", "1")
+    assert res.returncode == 0, res.stderr
+    halved = sorted((tmp_path / "run" / "clean-hr-self" / "0").iterdir())
+    assert [p.name for p in halved] == ["0.png", "1.png", "2.png"]
+    assert Image.open(halved[0]).size == (104, 100)  # 208 x 200 halved
+    assert (tmp_path / "run" / "reconstruction.safetensors").is_file()
+
+
+@pytest.mark.parametrize("case", ["empty", "no-images", "too-small", "missing", "no-hr"])
+def test_bad_folders_one_line(tmp_path, vgg19_path, data, case):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    if case == "no-images":
+        (bad / "notes.txt").write_text("hello")
+    args = ["--real-lr", str(bad), "--clean-hr", str(data["hr"])]
+    if case == "too-small":
+        args = ["--real-lr", str(data["lr"]), "--clean-hr", str(data["lr"])]  # 96 px < the 128 px HR crop
+    elif case == "missing":
+        args = ["--real-lr", str(tmp_path / "nope"), "--clean-hr", str(data["hr"])]
+    elif case == "no-hr":
+        args = ["--real-lr", str(data["lr"])]
+    res = train(tmp_path / "run", vgg19_path, *args)
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, res.stderr
+    expected = {"empty": "no images", "no-images": "no images", "too-small": "smaller than the 128 px",
+                "missing": "does not exist", "no-hr": "--clean-hr"}[case]
+    assert expected in lines[0]
+    if case != "no-hr":
+        assert str(data["lr"] if case == "too-small" else (tmp_path / "nope" if case == "missing" else bad)) in lines[0]
+
+
+def test_from_file_takes_its_architecture(tmp_path, vgg19_path, data):
+    tiny = RRDBNet(num_feat=12, num_block=2, num_grow_ch=6)
+    src = save_model(tiny, tmp_path / "tiny.safetensors")
+    res = train(tmp_path / "run", vgg19_path, *folders(data), "--from", str(src), "--steps", "2")
+    assert res.returncode == 0, res.stderr
+    out = load_model(tmp_path / "run" / "reconstruction.safetensors")
+    assert out.config == tiny.config
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    # fine-tuning defaults over the preset; no D in a plain file: fresh D, R held at first
+    assert cfg["lr"] == 5e-5 and cfg["ema"] == 0.999 and cfg["psnr_warmup"] == 0 and cfg["r_start"] >= 1
+    assert cfg["init_r"] == str(src) and cfg["init_d"] is None
+    # R was held at step 0 (r_start 1 of 2), so the EMA (started at the source) moved by (1 - 0.999) of R's change
+    assert cfg["r_start"] == 1
+    r2 = torch.load(tmp_path / "run" / "checkpoints" / "ckpt-00000002.pt", weights_only=True)["nets"]["R"]
+    src_state = tiny.state_dict()
+    assert any(not torch.equal(r2[k], src_state[k]) for k in r2)
+    for k, v in out.state_dict().items():
+        torch.testing.assert_close(v - src_state[k], 0.001 * (r2[k] - src_state[k]), rtol=0, atol=1e-7)
+
+
+def test_from_bundled_full_size(tmp_path, vgg19_path, data):
+    res = train(tmp_path / "run", vgg19_path, *folders(data), "--from", "track1-ft", "--steps", "1",
+                "--ema", "0")
+    assert res.returncode == 0, res.stderr
+    out = load_model(tmp_path / "run" / "reconstruction.safetensors")
+    assert (out.config["num_block"], out.config["num_feat"], out.config["num_grow_ch"]) == (23, 64, 32)
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfg["init_d"].endswith("track1-ft-degradation.safetensors") and cfg["r_start"] == 0
+    # one step at lr 5e-5 moved R away from the bundled weights
+    start = load_model("track1-ft")
+    assert any(not torch.equal(v, start.state_dict()[k]) for k, v in out.state_dict().items())
+
+
+def test_minutes_fits_steps_and_resume_keeps_them(tmp_path, vgg19_path, data):
+    run_dir = tmp_path / "run"
+    t0 = time.monotonic()
+    res = train(run_dir, vgg19_path, *folders(data), "--minutes", "0.4")
+    wall = time.monotonic() - t0
+    assert res.returncode == 0, res.stderr
+    assert wall < 0.4 * 60 + 60, wall  # the budget plus a generous allowance for start-up and export
+    cfg = json.loads((run_dir / "config.json").read_text())
+    steps = cfg["steps"]
+    assert cfg["fitted_steps"] == steps >= 5 and cfg["minutes"] == 0.4
+    assert f"the run is set to {steps} steps" in res.stdout
+    done = int(read_metadata(run_dir / "reconstruction.safetensors")["training_steps"])
+    assert done <= steps
+    # resume (without --minutes) from the older checkpoint: the fitted schedule, not the preset's 4 steps
+    ckpts = sorted((run_dir / "checkpoints").glob("ckpt-*.pt"))
+    ckpts[-1].unlink()
+    res = train(run_dir, vgg19_path, *folders(data), "--resume")
+    assert res.returncode == 0, res.stderr
+    assert f"of {steps} on" in res.stdout
+    assert json.loads((run_dir / "config.json").read_text())["steps"] == steps
+    assert read_metadata(run_dir / "reconstruction.safetensors")["training_steps"] == str(steps)
+
+
+def test_ema_is_the_running_average(tmp_path, vgg19_path, data):
+    run_dir = tmp_path / "run"
+    res = train(run_dir, vgg19_path, *folders(data), "--steps", "3", "--save-every", "1", "--ema", "0.75")
+    assert res.returncode == 0, res.stderr
+    c2, c3 = (torch.load(run_dir / "checkpoints" / f"ckpt-0000000{k}.pt", weights_only=True) for k in (2, 3))
+    ema2, ema3, r3 = c2["ema"], c3["ema"], c3["nets"]["R"]
+    assert any(not torch.equal(ema3[k], r3[k]) for k in r3)
+    for k, v in ema3.items():
+        if v.is_floating_point():
+            torch.testing.assert_close(v, 0.75 * ema2[k] + 0.25 * r3[k], rtol=1e-6, atol=1e-7)
+    exported = load_model(run_dir / "reconstruction.safetensors").state_dict()
+    assert all(torch.equal(exported[k], ema3[k].float()) for k in ema3)
