@@ -99,15 +99,21 @@ def test_from_file_takes_its_architecture(tmp_path, vgg19_path, data):
     assert out.config == tiny.config
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
     # fine-tuning defaults over the preset; no D in a plain file: fresh D, R held at first
-    assert cfg["lr"] == 5e-5 and cfg["ema"] == 0.999 and cfg["psnr_warmup"] == 0 and cfg["r_start"] >= 1
+    assert cfg["lr"] == 5e-5 and cfg["ema"] == 0.99 and cfg["psnr_warmup"] == 0 and cfg["r_start"] >= 1
     assert cfg["init_r"] == str(src) and cfg["init_d"] is None
-    # R was held at step 0 (r_start 1 of 2), so the EMA (started at the source) moved by (1 - 0.999) of R's change
+    # the closing report: bicubic, the start model and the adapted one on the validation crops
+    report = (tmp_path / "run" / "report.md").read_text()
+    rows = [line for line in report.splitlines() if line.startswith("| ") and "---" not in line]
+    assert [r.split("|")[1].strip() for r in rows[1:]] == ["bicubic", f"start ({src})", "adapted"]
+    assert rows[0].startswith("| model | niqe") and report in res.stdout
+    assert Image.open(tmp_path / "run" / "report.png").size == (3 * 4 * 64, 4 * 64)
+    # R was held at step 0 (r_start 1 of 2), so the EMA (started at the source) moved by (1 - 0.99) of R's change
     assert cfg["r_start"] == 1
     r2 = torch.load(tmp_path / "run" / "checkpoints" / "ckpt-00000002.pt", weights_only=True)["nets"]["R"]
     src_state = tiny.state_dict()
     assert any(not torch.equal(r2[k], src_state[k]) for k in r2)
     for k, v in out.state_dict().items():
-        torch.testing.assert_close(v - src_state[k], 0.001 * (r2[k] - src_state[k]), rtol=0, atol=1e-7)
+        torch.testing.assert_close(v - src_state[k], 0.01 * (r2[k] - src_state[k]), rtol=0, atol=1e-7)
 
 
 def test_from_bundled_full_size(tmp_path, vgg19_path, data):
@@ -126,14 +132,16 @@ def test_from_bundled_full_size(tmp_path, vgg19_path, data):
 def test_minutes_fits_steps_and_resume_keeps_them(tmp_path, vgg19_path, data):
     run_dir = tmp_path / "run"
     t0 = time.monotonic()
-    res = train(run_dir, vgg19_path, *folders(data), "--minutes", "0.4")
+    res = train(run_dir, vgg19_path, *folders(data), "--minutes", "0.5")
     wall = time.monotonic() - t0
     assert res.returncode == 0, res.stderr
-    assert wall < 0.4 * 60 + 60, wall  # the budget plus a generous allowance for start-up and export
+    assert wall < 0.5 * 60 + 90, wall  # the budget plus a generous allowance for start-up and export
     cfg = json.loads((run_dir / "config.json").read_text())
     steps = cfg["steps"]
-    assert cfg["fitted_steps"] == steps >= 5 and cfg["minutes"] == 0.4
-    assert f"the run is set to {steps} steps" in res.stdout
+    assert cfg["fitted_steps"] == steps and cfg["minutes"] == 0.5
+    # timed 4 steps and fitted the rest (or, on a very loaded machine, ran out of time while timing)
+    assert f"the run is set to {steps} steps" in res.stdout or "time is up" in res.stdout
+    assert steps >= 2
     done = int(read_metadata(run_dir / "reconstruction.safetensors")["training_steps"])
     assert done <= steps
     # resume (without --minutes) from the older checkpoint: the fitted schedule, not the preset's 4 steps
@@ -158,3 +166,36 @@ def test_ema_is_the_running_average(tmp_path, vgg19_path, data):
             torch.testing.assert_close(v, 0.75 * ema2[k] + 0.25 * r3[k], rtol=1e-6, atol=1e-7)
     exported = load_model(run_dir / "reconstruction.safetensors").state_dict()
     assert all(torch.equal(exported[k], ema3[k].float()) for k in ema3)
+
+
+def test_validation_rows_and_best_checkpoint(tmp_path, vgg19_path, data):
+    val_lr, val_hr = tmp_path / "val-lr", tmp_path / "val-hr"
+    photos(val_lr, 2, 48, seed=5)
+    val_hr.mkdir()
+    for p in sorted(val_lr.iterdir()):  # ground truth: the LR's 4x nearest upscale (any 4x image will do)
+        im = Image.open(p)
+        im.resize((im.width * 4, im.height * 4), Image.NEAREST).save(val_hr / p.name)
+    run_dir = tmp_path / "run"
+    res = train(run_dir, vgg19_path, *folders(data), "--steps", "3", "--val-lr", str(val_lr), "--val-hr",
+                str(val_hr), "--val-every", "1", "--ema", "0.5")
+    assert res.returncode == 0, res.stderr
+    rows = (run_dir / "validation.csv").read_text().splitlines()
+    assert rows[0] == "step,psnr_y,ssim_y,niqe,piqe" and [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3"]
+    psnr = [float(r.split(",")[1]) for r in rows[1:]]
+    best = read_metadata(run_dir / "best-reconstruction.safetensors")
+    assert best["selected_by"] == "psnr_y" and best["training_steps"] == str(1 + psnr.index(max(psnr)))
+    assert "step 3: validation psnr_y" in res.stdout
+    # the row is what the exported (EMA) model scores on the centre crops
+    from ddnsr.training.validation import Validator, load_val_images
+
+    v = Validator(load_val_images([str(val_lr)], str(val_hr)), tmp_path / "scratch", None)
+    again = v.mean_scores(load_model(run_dir / "reconstruction.safetensors"), torch.device("cpu"))
+    assert abs(again["psnr_y"] - psnr[-1]) < 1e-3
+
+
+def test_default_validation_uses_real_photos(tmp_path, vgg19_path, data):
+    res = train(tmp_path / "run", vgg19_path, *folders(data), "--steps", "2")
+    assert res.returncode == 0, res.stderr
+    assert "validation: 4 of the --real-lr photos" in res.stdout
+    assert (tmp_path / "run" / "validation.csv").read_text().splitlines()[0] == "step,niqe,piqe"
+    assert read_metadata(tmp_path / "run" / "best-reconstruction.safetensors")["selected_by"] == "niqe"

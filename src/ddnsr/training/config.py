@@ -37,7 +37,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 # fine-tuning (--from): over any preset, these unless given (docs/adapt.md says why)
-FINETUNE: dict[str, Any] = dict(lr=5e-5, psnr_warmup=0, ema=0.999)
+FINETUNE: dict[str, Any] = dict(lr=5e-5, psnr_warmup=0, ema=0.99)
 # --from without --preset: the 'finetune' preset, sized so that 20 minutes on 2 CPU cores do a few
 # hundred steps (small discriminators as the cpu preset, batch 4 of 32 px LR crops)
 PRESETS["finetune"] = {**PRESETS["cpu"], **FINETUNE, "steps": 600, "batch_size": 4, "lr_crop": 32,
@@ -50,7 +50,7 @@ PHASES = (50 / 300, 100 / 300, 200 / 300, 1.0)
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 # settings that may differ between a run and its resumption (they do not change what is computed)
-RESUMABLE = {"steps", "minutes", "real_lr", "clean_hr",
+RESUMABLE = {"steps", "minutes", "real_lr", "clean_hr", "val_lr", "val_hr", "val_every", "select",
              "run_dir", "save_every", "sample_every", "log_every", "device", "num_workers", "records",
              "data_root", "resume", "quiet", "compile"}
 
@@ -122,6 +122,10 @@ class TrainConfig:
     ema: float = 0.0  # decay of R's moving average (0: off); the export is the average (training/ema.py)
     minutes: float | None = None  # --minutes: fit the schedule to this wall clock (training/budget.py)
     fitted_steps: int | None = None  # the step count --minutes settled on (kept by --resume)
+    val_lr: tuple[str, ...] | None = None  # validation LR folders (training/validation.py)
+    val_hr: str | None = None  # their ground truth (same names), for PSNR-Y/SSIM-Y
+    val_every: int | None = None  # None: at every save
+    select: str | None = None  # metric choosing best-reconstruction.safetensors (psnr_y with HR, else niqe)
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -163,7 +167,10 @@ class TrainConfig:
             raise SettingError(f"--ema must be a number in [0, 1) (0: off), got {self.ema!r}")
         if self.minutes is not None and not (isinstance(self.minutes, (int, float)) and self.minutes > 0):
             raise SettingError(f"--minutes must be a number above 0, got {self.minutes!r}")
-        for name in ("real_lr", "clean_hr"):
+        if self.val_every is not None and (isinstance(self.val_every, bool) or not isinstance(self.val_every, int)
+                                           or self.val_every < 1):
+            raise SettingError(f"--val-every must be an integer of at least 1, got {self.val_every!r}")
+        for name in ("real_lr", "clean_hr", "val_lr"):
             if getattr(self, name) is not None:
                 setattr(self, name, tuple(str(v) for v in getattr(self, name)))
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):

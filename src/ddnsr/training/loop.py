@@ -59,6 +59,7 @@ def train(cfg: TrainConfig) -> dict[str, Path]:
             write_config(run_dir, cfg)
             print(f"training from step {start} of {cfg.steps} on {describe(procs.device, cfg.precision)}", flush=True)
         batches = make_batches(cfg, data, procs, start)
+        validator = make_validation(cfg, run_dir, procs.main)
         log = RunLog(run_dir, start, enabled=procs.main)
         bar = progress_bar(cfg, start, procs.main)
         step = start
@@ -82,10 +83,16 @@ def train(cfg: TrainConfig) -> dict[str, Path]:
                 if procs.main and due(step, cfg.sample_every, cfg.steps):
                     log.samples(step, out.images)
                 stop = bool(procs.broadcast_int(budget.time_up())) if budget.minutes else False
+                if validator and (due(step, cfg.val_every or cfg.save_every, cfg.steps) or stop):
+                    validate(validator, t, cfg, step, log, bar)
                 if procs.main and (due(step, cfg.save_every, cfg.steps) or stop):
                     ckpts.save(step, t.checkpoint_state())
                 del out
                 if stop:
+                    if cfg.fitted_steps is None:  # time ran out while timing: record what was done
+                        cfg = t.cfg = dataclasses.replace(cfg, steps=step, fitted_steps=step)
+                        if procs.main:
+                            write_config(run_dir, cfg)
                     print(f"\n--minutes {cfg.minutes:g}: time is up at step {step} of {cfg.steps}", flush=True)
                     break
         finally:
@@ -96,6 +103,8 @@ def train(cfg: TrainConfig) -> dict[str, Path]:
         if procs.main:
             log.finish()
             result = export_models(run_dir, t.exported(), cfg, step)
+            if validator is not None:
+                print(closing_report(validator, run_dir, cfg, result["reconstruction"], procs), flush=True)
         procs.barrier()
     return result
 
@@ -152,6 +161,46 @@ def keep_fitted_schedule(cfg: TrainConfig, saved: dict[str, Any] | None) -> Trai
         return cfg
     keep = ("steps", "fitted_steps", "psnr_warmup", "r_start", "save_every", "sample_every")
     return dataclasses.replace(cfg, **{k: saved[k] for k in keep if k in saved})
+
+
+def make_validation(cfg: TrainConfig, run_dir: Path, main: bool):
+    """The run's Validator (rank 0; --val-lr, or a few --real-lr photos), or None (no validation)."""
+    if not main or not (cfg.val_lr or cfg.real_lr):
+        return None
+    from ddnsr.training.validation import make_validator
+
+    return make_validator(cfg, run_dir)
+
+
+def validate(validator, t: Trainer, cfg: TrainConfig, step: int, log: RunLog, bar) -> None:
+    """A validation round of the exported R (the EMA when on): validation.csv, TensorBoard, the progress
+    line, and best-reconstruction.safetensors when it is the best so far."""
+    import copy
+
+    from ddnsr.formats.modelfile import save_model
+    from ddnsr.training.export import training_facts
+
+    model = t.exported().R
+
+    def save(path: Path) -> None:
+        plain = copy.deepcopy(getattr(model, "_orig_mod", model)).cpu().float().eval()
+        save_model(plain, path, {**training_facts(cfg, step), "selected_by": validator.select})
+
+    scores = validator.run(step, model, t.procs.device, tb=getattr(log, "_writer", None), save=save)
+    line = " ".join(f"{k} {v:.4g}" for k, v in scores.items())
+    bar.set_postfix_str(f"val {line}", refresh=False)
+    if cfg.quiet:
+        print(f"step {step}: validation {line}", flush=True)
+
+
+def closing_report(validator, run_dir: Path, cfg: TrainConfig, exported: Path, procs: Processes) -> str:
+    """RUN/report.md and report.png: bicubic, the start model and the exported R on the validation crops."""
+    from ddnsr.formats.modelfile import load_model
+    from ddnsr.training.closing import write_report
+
+    start = load_model(cfg.init_r).eval() if cfg.init_r else None
+    name = cfg.from_model or cfg.init_r or ""
+    return write_report(validator, run_dir, load_model(exported).to(procs.device).eval(), start, name, procs.device)
 
 
 def fit_on_every_rank(fitted: TrainConfig, procs: Processes) -> TrainConfig:
