@@ -50,7 +50,7 @@ PHASES = (50 / 300, 100 / 300, 200 / 300, 1.0)
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 # settings that may differ between a run and its resumption (they do not change what is computed)
-RESUMABLE = {"steps", "minutes", "real_lr", "clean_hr", "val_lr", "val_hr", "val_every", "select",
+RESUMABLE = {"steps", "minutes", "fitted_steps", "real_lr", "clean_hr", "val_lr", "val_hr", "val_every", "select",
              "run_dir", "save_every", "sample_every", "log_every", "device", "num_workers", "records",
              "data_root", "resume", "quiet", "compile"}
 

@@ -46,7 +46,7 @@ def train(cfg: TrainConfig) -> dict[str, Path]:
     run_dir, ckpts = Path(cfg.run_dir), Checkpointer(cfg.run_dir)
     with RunLock(run_dir) if procs.main else contextlib.nullcontext():
         saved = read_checkpoint_to_resume(cfg, ckpts, procs.main)  # None for a new run
-        cfg = keep_fitted_schedule(cfg, saved and saved["config"])
+        cfg = keep_fitted_schedule(cfg, saved and saved["config"], run_dir)
         cfg = resolve_precision(cfg, procs.device, saved and saved["config"])
         check_same_configuration(cfg, saved)
         t = Trainer(cfg, procs)
@@ -83,16 +83,16 @@ def train(cfg: TrainConfig) -> dict[str, Path]:
                 if procs.main and due(step, cfg.sample_every, cfg.steps):
                     log.samples(step, out.images)
                 stop = bool(procs.broadcast_int(budget.time_up())) if budget.minutes else False
+                if stop and cfg.fitted_steps is None:  # time ran out while timing: record what was done
+                    cfg = t.cfg = dataclasses.replace(cfg, steps=step, fitted_steps=step)
+                    if procs.main:
+                        write_config(run_dir, cfg)
                 if validator and (due(step, cfg.val_every or cfg.save_every, cfg.steps) or stop):
                     validate(validator, t, cfg, step, log, bar)
                 if procs.main and (due(step, cfg.save_every, cfg.steps) or stop):
                     ckpts.save(step, t.checkpoint_state())
                 del out
                 if stop:
-                    if cfg.fitted_steps is None:  # time ran out while timing: record what was done
-                        cfg = t.cfg = dataclasses.replace(cfg, steps=step, fitted_steps=step)
-                        if procs.main:
-                            write_config(run_dir, cfg)
                     print(f"\n--minutes {cfg.minutes:g}: time is up at step {step} of {cfg.steps}", flush=True)
                     break
         finally:
@@ -155,10 +155,18 @@ def read_checkpoint_to_resume(cfg: TrainConfig, ckpts: Checkpointer, main: bool)
     return None
 
 
-def keep_fitted_schedule(cfg: TrainConfig, saved: dict[str, Any] | None) -> TrainConfig:
-    """A resumed ``--minutes`` run keeps the schedule it fitted (steps, warm-up, hold, intervals)."""
-    if not saved or saved.get("fitted_steps") is None:
+def keep_fitted_schedule(cfg: TrainConfig, saved: dict[str, Any] | None, run_dir: Path) -> TrainConfig:
+    """A resumed ``--minutes`` run keeps the schedule it fitted (steps, warm-up, hold, intervals): the
+    checkpoint's, or RUN/config.json's when the checkpoint predates the fit."""
+    if not saved:
         return cfg
+    if saved.get("fitted_steps") is None:
+        try:
+            saved = json.loads((run_dir / "config.json").read_text())
+        except (OSError, ValueError):
+            return cfg
+        if not isinstance(saved, dict) or saved.get("fitted_steps") is None:
+            return cfg
     keep = ("steps", "fitted_steps", "psnr_warmup", "r_start", "save_every", "sample_every")
     return dataclasses.replace(cfg, **{k: saved[k] for k in keep if k in saved})
 
