@@ -52,7 +52,8 @@ def test_folders_in(tmp_path, vgg19_path, data):
     assert res.returncode == 0, res.stderr
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
     assert cfg["real_lr"] == [str(data["lr"])] and cfg["clean_hr"] == [str(data["hr"])]
-    assert read_metadata(tmp_path / "run" / "reconstruction.safetensors")["training_steps"] == "2"
+    meta = read_metadata(tmp_path / "run" / "reconstruction.safetensors")
+    assert meta["training_steps"] == "2" and meta["training_data"] == f"real LR {data['lr']} + clean HR {data['hr']}"
     assert (tmp_path / "run" / "losses.csv").read_text().splitlines()[-1].startswith("2,")
 
 
@@ -116,6 +117,7 @@ def test_from_file_takes_its_architecture(tmp_path, vgg19_path, data):
         torch.testing.assert_close(v - src_state[k], 0.01 * (r2[k] - src_state[k]), rtol=0, atol=1e-7)
 
 
+@pytest.mark.slow  # a step of the full-size R (about a minute on 2 cores)
 def test_from_bundled_full_size(tmp_path, vgg19_path, data):
     res = train(tmp_path / "run", vgg19_path, *folders(data), "--from", "track1-ft", "--steps", "1",
                 "--ema", "0")
@@ -129,6 +131,7 @@ def test_from_bundled_full_size(tmp_path, vgg19_path, data):
     assert any(not torch.equal(v, start.state_dict()[k]) for k, v in out.state_dict().items())
 
 
+@pytest.mark.slow  # a 30-second budget and a resume
 def test_minutes_fits_steps_and_resume_keeps_them(tmp_path, vgg19_path, data):
     run_dir = tmp_path / "run"
     t0 = time.monotonic()
