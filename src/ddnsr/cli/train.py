@@ -73,6 +73,13 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def _decay(text: str) -> float:
+    value = _finite(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value
+
+
 def weights(text: str) -> tuple[float, float, float]:
     """Three comma-separated finite numbers of at least 0 (argparse type)."""
     parts = text.split(",")
@@ -87,9 +94,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", choices=CHOICES["source"], help=f"real LR stream X ({_default('source')})")
     p.add_argument("--target", choices=CHOICES["target"], help=f"clean HR stream Y ({_default('target')})")
     p.add_argument("--records", help="records.json mapping data set names to folders (default: ./records.json)")
+    p.add_argument("--real-lr", action="append", metavar="DIR",
+                   help="a folder of your camera's photos (repeatable); instead of records.json")
+    p.add_argument("--clean-hr", action="append", metavar="DIR",
+                   help="a folder of clean high-quality photos (repeatable), or 'self': your photos halved "
+                        "with the official clean-up (bicubic x0.5), made once in RUN/clean-hr-self")
+    p.add_argument("--from", dest="from_model", metavar="NAME|PATH",
+                   help="start R and D from a bundled model, a `ddnsr train` run folder or a model file, with "
+                        "its architecture; discriminators start fresh. Fine-tuning defaults unless given: "
+                        "lr 5e-5, no PSNR warm-up, --ema 0.999, and without --preset the 'finetune' preset "
+                        "(600 steps, batch 4; docs/adapt.md)")
+    p.add_argument("--minutes", type=positive_float,
+                   help="fit the whole schedule to N minutes of wall clock (steps timed at the start; the "
+                        "count goes into config.json and --resume keeps it), then stop and export")
+    p.add_argument("--ema", type=_decay,
+                   help="keep a moving average of R with this decay (0: off) and export it (default 0; "
+                        "0.999 with --from, as Real-ESRGAN)")
+    p.add_argument("--val-lr", action="append", metavar="DIR",
+                   help="validation photos (repeatable; the first few, centre 64x64 crops); default: a few of "
+                        "the --real-lr photos, NIQE/PIQE only")
+    p.add_argument("--val-hr", metavar="DIR", help="ground truth of --val-lr (same names) for PSNR-Y/SSIM-Y")
+    p.add_argument("--val-every", type=int_at_least(1), help="validate every N steps (default: at every save)")
+    p.add_argument("--select", choices=("psnr_y", "ssim_y", "niqe", "piqe"),
+                   help="metric that picks best-reconstruction.safetensors (default psnr_y with --val-hr, else "
+                        "niqe)")
     p.add_argument("--data-root", help="folder the records are relative to (default: the records file's folder)")
     p.add_argument("--run-dir", help="run folder (default: runs/<source>-<target>-<preset>)")
-    p.add_argument("--preset", choices=tuple(PRESETS), help="the configuration options start from (default paper)")
+    p.add_argument("--preset", choices=tuple(PRESETS),
+                   help="the configuration options start from (default paper; with --from: finetune)")
     p.add_argument("--steps", type=at_least_1, help=f"total steps; the schedule's phases scale with it "
                    f"({_default('steps')})")
     p.add_argument("--mode", choices=CHOICES["mode"], help=_default("mode"))
@@ -108,6 +140,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         f"{_default('r_start')})")
     p.add_argument("--init", choices=CHOICES["init"], help=f"weight initialisation ({_default('init')})")
     p.add_argument("--batch-size", type=at_least_1, help=_default("batch_size"))
+    p.add_argument("--lr-crop", type=int_at_least(4),
+                   help=f"side of the real LR training crops in px; clean HR crops are 4x ({_default('lr_crop')})")
     p.add_argument("--lr", type=positive_float, help=f"learning rate, halved after each phase ({_default('lr')})")
     p.add_argument("--restart-adam", action="store_true", default=None,
                    help="reset Adam moments at each phase (official)")
@@ -140,9 +174,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The preset's TrainConfig with every option the user gave (not None) put over it."""
-    keys = {f.name for f in dataclasses.fields(TrainConfig)} - {"preset", "extra"}
+    keys = {f.name for f in dataclasses.fields(TrainConfig)} - {"preset", "extra", "init_d", "fitted_steps"}
     given = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
-    return TrainConfig.from_preset(getattr(args, "preset", None) or "paper", **given)
+    preset = getattr(args, "preset", None) or ("finetune" if given.get("from_model") else "paper")
+    return TrainConfig.from_preset(preset, **given)
 
 
 def run(args: argparse.Namespace) -> int:

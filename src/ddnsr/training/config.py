@@ -36,6 +36,13 @@ PRESETS: dict[str, dict[str, Any]] = {
                   shuffle_buffer=32, crops_per_image=4),
 }
 
+# fine-tuning (--from): over any preset, these unless given (docs/adapt.md says why)
+FINETUNE: dict[str, Any] = dict(lr=5e-5, psnr_warmup=0, ema=0.99)
+# --from without --preset: the 'finetune' preset, sized so that 20 minutes on 2 CPU cores do a few
+# hundred steps (small discriminators as the cpu preset, batch 4 of 32 px LR crops)
+PRESETS["finetune"] = {**PRESETS["cpu"], **FINETUNE, "steps": 600, "batch_size": 4, "lr_crop": 32,
+                       "shuffle_buffer": 256, "save_every": 100, "sample_every": 100, "log_every": 5}
+
 # phases of the official schedule, as fractions of the whole run: (50, 100, 200, 300) x 1024 steps
 PHASES = (50 / 300, 100 / 300, 200 / 300, 1.0)
 
@@ -43,7 +50,8 @@ PHASES = (50 / 300, 100 / 300, 200 / 300, 1.0)
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 # settings that may differ between a run and its resumption (they do not change what is computed)
-RESUMABLE = {"steps", "run_dir", "save_every", "sample_every", "log_every", "device", "num_workers", "records",
+RESUMABLE = {"steps", "minutes", "fitted_steps", "real_lr", "clean_hr", "val_lr", "val_hr", "val_every", "select",
+             "run_dir", "save_every", "sample_every", "log_every", "device", "num_workers", "records",
              "data_root", "resume", "quiet", "compile"}
 
 CHOICES = {"source": ("track1", "track2"), "target": ("div2k", "cleanup", "mixed", "canon"),
@@ -107,6 +115,17 @@ class TrainConfig:
     seed: int = 0
     resume: bool = False
     quiet: bool = False
+    real_lr: tuple[str, ...] | None = None  # folders of the camera's photos (instead of records.json)
+    clean_hr: tuple[str, ...] | None = None  # folders of clean photos, or ('self',): the real LR halved
+    from_model: str | None = None  # --from: bundled name, run folder or model file (training/start.py)
+    init_d: str | None = None  # D's starting weights (set from --from)
+    ema: float = 0.0  # decay of R's moving average (0: off); the export is the average (training/ema.py)
+    minutes: float | None = None  # --minutes: fit the schedule to this wall clock (training/budget.py)
+    fitted_steps: int | None = None  # the step count --minutes settled on (kept by --resume)
+    val_lr: tuple[str, ...] | None = None  # validation LR folders (training/validation.py)
+    val_hr: str | None = None  # their ground truth (same names), for PSNR-Y/SSIM-Y
+    val_every: int | None = None  # None: at every save
+    select: str | None = None  # metric choosing best-reconstruction.safetensors (psnr_y with HR, else niqe)
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -126,7 +145,9 @@ class TrainConfig:
         unknown = sorted(set(overrides) - names)
         if unknown:
             raise SettingError(f"unknown training setting(s): {', '.join(unknown)}")
-        values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
+        given = {k: v for k, v in overrides.items() if v is not None}
+        tuning = FINETUNE if given.get("from_model") else {}
+        values = {**PRESETS[preset], **tuning, **given}
         return cls(preset=preset, **values).validate()
 
     def validate(self) -> TrainConfig:
@@ -142,6 +163,16 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise SettingError(f"{_flag(name)} must be an integer of at least {low}, got {value!r}")
+        if not (isinstance(self.ema, (int, float)) and 0.0 <= self.ema < 1.0):
+            raise SettingError(f"--ema must be a number in [0, 1) (0: off), got {self.ema!r}")
+        if self.minutes is not None and not (isinstance(self.minutes, (int, float)) and self.minutes > 0):
+            raise SettingError(f"--minutes must be a number above 0, got {self.minutes!r}")
+        if self.val_every is not None and (isinstance(self.val_every, bool) or not isinstance(self.val_every, int)
+                                           or self.val_every < 1):
+            raise SettingError(f"--val-every must be an integer of at least 1, got {self.val_every!r}")
+        for name in ("real_lr", "clean_hr", "val_lr"):
+            if getattr(self, name) is not None:
+                setattr(self, name, tuple(str(v) for v in getattr(self, name)))
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise SettingError(f"--lr must be a finite number above 0, got {self.lr!r}")
         for name in ("color_weight", "color_weight_up"):
@@ -173,7 +204,8 @@ class TrainConfig:
 
 
 def _flag(name: str) -> str:
-    return "--" + {"input_type": "input", "num_workers": "workers"}.get(name, name).replace("_", "-")
+    special = {"input_type": "input", "num_workers": "workers", "from_model": "from"}
+    return "--" + special.get(name, name).replace("_", "-")
 
 
 def config_differences(saved: dict[str, Any], cfg: TrainConfig) -> list[str]:

@@ -57,6 +57,14 @@ class Processes:
                 for t in net.state_dict().values():
                     dist.broadcast(t, 0)
 
+    def broadcast_int(self, value: int) -> int:
+        """Rank 0's ``value`` on every rank (so all ranks fit the same schedule and stop together)."""
+        if self.world == 1:
+            return value
+        t = torch.tensor([int(value)], dtype=torch.int64, device=self.device)
+        dist.broadcast(t, 0)
+        return int(t.item())
+
     def average_gradients(self, grads: dict[str, list[torch.Tensor | None]]) -> None:
         """Replace each network's gradients by their mean over the ranks (one all-reduce per network)."""
         if self.world == 1:

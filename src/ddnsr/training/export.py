@@ -18,9 +18,14 @@ METHOD = "DDNSR (Li, Chen, Li, Liu): dual-input degradation network + RRDBNet, d
 
 def training_facts(cfg: TrainConfig, step: int) -> dict[str, str]:
     """The metadata written into each exported model file (strings only, as safetensors metadata)."""
+    data = f"{cfg.source}-source + {cfg.source}-target-{cfg.target}"
+    if cfg.real_lr:
+        data = f"real LR {', '.join(cfg.real_lr)} + clean HR {', '.join(cfg.clean_hr or ())}"
     return {
         "training_steps": str(step),
-        "training_data": f"{cfg.source}-source + {cfg.source}-target-{cfg.target}",
+        "training_data": data,
+        "from_model": cfg.from_model or "",
+        "ema": str(cfg.ema),
         "training_preset": cfg.preset,
         "training_mode": cfg.mode,
         "input_type": cfg.input_type,

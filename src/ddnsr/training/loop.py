@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,36 +20,46 @@ import torch
 from ddnsr.errors import SettingError
 from ddnsr.files import atomic_write
 from ddnsr.inference.device import describe
+from ddnsr.training.budget import PROBE_STEPS, Budget
 from ddnsr.training.checkpoint import Checkpointer, get_rng_state, set_rng_state
 from ddnsr.training.config import TrainConfig, config_differences
 from ddnsr.training.distributed import Processes
+from ddnsr.training.ema import EMA
 from ddnsr.training.export import export_models
 from ddnsr.training.losses import Networks, StepOutput, apply_gradients, detach_losses, step_gradients
 from ddnsr.training.networks import build_networks, loss_config, make_optimisers, set_learning_rate
 from ddnsr.training.precision import AUTOCAST, LossScaler, resolve_precision
 from ddnsr.training.runlock import RunLock
 from ddnsr.training.runlog import RunLog
+from ddnsr.training.start import with_start_architecture
 
 __all__ = ["Trainer", "default_records", "train"]
 
 
 def train(cfg: TrainConfig) -> dict[str, Path]:
     """Run (or resume) training; returns the paths of the final model files (rank 0; {} on other ranks)."""
+    t0 = time.monotonic()
     cfg.validate()
     procs = Processes.start(cfg.device)
+    cfg = with_start_architecture(cfg)  # --from: R's (and D's) weights and architecture
     data = locate_data(cfg)  # fail fast on bad data settings, before building anything
     run_dir, ckpts = Path(cfg.run_dir), Checkpointer(cfg.run_dir)
     with RunLock(run_dir) if procs.main else contextlib.nullcontext():
         saved = read_checkpoint_to_resume(cfg, ckpts, procs.main)  # None for a new run
+        cfg = keep_fitted_schedule(cfg, saved and saved["config"], run_dir)
         cfg = resolve_precision(cfg, procs.device, saved and saved["config"])
         check_same_configuration(cfg, saved)
         t = Trainer(cfg, procs)
         start = t.restore(saved) if saved else 0
         procs.broadcast_weights(t.nets)
+        budget = Budget(cfg, start, t0)
+        if budget.active:  # probe at least a few steps before the count is fitted
+            cfg = t.cfg = dataclasses.replace(cfg, steps=max(cfg.steps, PROBE_STEPS + 1))
         if procs.main:
-            atomic_write(run_dir / "config.json", json.dumps(cfg.as_plain(), indent=1) + "\n")
+            write_config(run_dir, cfg)
             print(f"training from step {start} of {cfg.steps} on {describe(procs.device, cfg.precision)}", flush=True)
         batches = make_batches(cfg, data, procs, start)
+        validator = make_validation(cfg, run_dir, procs.main)
         log = RunLog(run_dir, start, enabled=procs.main)
         bar = progress_bar(cfg, start, procs.main)
         step = start
@@ -58,15 +69,32 @@ def train(cfg: TrainConfig) -> dict[str, Path]:
                 out = t.step(*next(batches), step)
                 step += 1
                 bar.update(1)
+                if (fitted := budget.after_step(cfg, step)) is not None:
+                    cfg = t.cfg = fit_on_every_rank(fitted, procs)
+                    bar.total = cfg.steps
+                    if procs.main:
+                        write_config(run_dir, cfg)
+                        print(f"\n--minutes {cfg.minutes:g}: {step} steps timed, the run is set to {cfg.steps} "
+                              "steps (config.json)", flush=True)
                 if procs.main and due(step, cfg.log_every, cfg.steps):
                     losses = detach_losses(out.losses)
                     log.losses(step, lr, losses)
                     bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items() if k.startswith("loss_")}, refresh=False)
                 if procs.main and due(step, cfg.sample_every, cfg.steps):
                     log.samples(step, out.images)
-                if procs.main and due(step, cfg.save_every, cfg.steps):
+                stop = bool(procs.broadcast_int(budget.time_up())) if budget.minutes else False
+                if stop and cfg.fitted_steps is None:  # time ran out while timing: record what was done
+                    cfg = t.cfg = dataclasses.replace(cfg, steps=step, fitted_steps=step)
+                    if procs.main:
+                        write_config(run_dir, cfg)
+                if validator and (due(step, cfg.val_every or cfg.save_every, cfg.steps) or stop):
+                    validate(validator, t, cfg, step, log, bar)
+                if procs.main and (due(step, cfg.save_every, cfg.steps) or stop):
                     ckpts.save(step, t.checkpoint_state())
                 del out
+                if stop:
+                    print(f"\n--minutes {cfg.minutes:g}: time is up at step {step} of {cfg.steps}", flush=True)
+                    break
         finally:
             bar.close()
             log.close()
@@ -74,7 +102,9 @@ def train(cfg: TrainConfig) -> dict[str, Path]:
         result: dict[str, Path] = {}
         if procs.main:
             log.finish()
-            result = export_models(run_dir, t.nets, cfg, step)
+            result = export_models(run_dir, t.exported(), cfg, step)
+            if validator is not None:
+                print(closing_report(validator, run_dir, cfg, result["reconstruction"], procs), flush=True)
         procs.barrier()
     return result
 
@@ -93,9 +123,18 @@ def default_records() -> Path:
 
 
 def locate_data(cfg: TrainConfig) -> tuple[dict[str, list[str]], Path]:
-    """The records and the folder they are relative to, with both streams' folders checked."""
+    """The records and the folder they are relative to, with both streams' folders checked.
+
+    With ``--real-lr``/``--clean-hr`` the records are made from the user's folders (training/folders.py).
+    """
     from ddnsr.training.data import load_records, resolve_sources, stream_keys
 
+    if cfg.real_lr or cfg.clean_hr:
+        from ddnsr.training.folders import folder_records
+
+        keys = stream_keys(cfg.source, cfg.target)
+        recs = folder_records(cfg.real_lr or (), cfg.clean_hr or (), keys, cfg.lr_crop, Path(cfg.run_dir))
+        return recs, Path("/")
     records = Path(cfg.records) if cfg.records else default_records()
     data_root = Path(cfg.data_root) if cfg.data_root else records.parent
     recs = load_records(records)
@@ -114,6 +153,72 @@ def read_checkpoint_to_resume(cfg: TrainConfig, ckpts: Checkpointer, main: bool)
     if ckpts.latest() is not None:
         raise SettingError(f"{cfg.run_dir} already holds checkpoints: pass --resume, or choose another --run-dir")
     return None
+
+
+def keep_fitted_schedule(cfg: TrainConfig, saved: dict[str, Any] | None, run_dir: Path) -> TrainConfig:
+    """A resumed ``--minutes`` run keeps the schedule it fitted (steps, warm-up, hold, intervals): the
+    checkpoint's, or RUN/config.json's when the checkpoint predates the fit."""
+    if not saved:
+        return cfg
+    if saved.get("fitted_steps") is None:
+        try:
+            saved = json.loads((run_dir / "config.json").read_text())
+        except (OSError, ValueError):
+            return cfg
+        if not isinstance(saved, dict) or saved.get("fitted_steps") is None:
+            return cfg
+    keep = ("steps", "fitted_steps", "psnr_warmup", "r_start", "save_every", "sample_every")
+    return dataclasses.replace(cfg, **{k: saved[k] for k in keep if k in saved})
+
+
+def make_validation(cfg: TrainConfig, run_dir: Path, main: bool):
+    """The run's Validator (rank 0; --val-lr, or a few --real-lr photos), or None (no validation)."""
+    if not main or not (cfg.val_lr or cfg.real_lr):
+        return None
+    from ddnsr.training.validation import make_validator
+
+    return make_validator(cfg, run_dir)
+
+
+def validate(validator, t: Trainer, cfg: TrainConfig, step: int, log: RunLog, bar) -> None:
+    """A validation round of the exported R (the EMA when on): validation.csv, TensorBoard, the progress
+    line, and best-reconstruction.safetensors when it is the best so far."""
+    import copy
+
+    from ddnsr.formats.modelfile import save_model
+    from ddnsr.training.export import training_facts
+
+    model = t.exported().R
+
+    def save(path: Path) -> None:
+        plain = copy.deepcopy(getattr(model, "_orig_mod", model)).cpu().float().eval()
+        save_model(plain, path, {**training_facts(cfg, step), "selected_by": validator.select})
+
+    scores = validator.run(step, model, t.procs.device, tb=getattr(log, "_writer", None), save=save)
+    line = " ".join(f"{k} {v:.4g}" for k, v in scores.items())
+    bar.set_postfix_str(f"val {line}", refresh=False)
+    if cfg.quiet:
+        print(f"step {step}: validation {line}", flush=True)
+
+
+def closing_report(validator, run_dir: Path, cfg: TrainConfig, exported: Path, procs: Processes) -> str:
+    """RUN/report.md and report.png: bicubic, the start model and the exported R on the validation crops."""
+    from ddnsr.formats.modelfile import load_model
+    from ddnsr.training.closing import write_report
+
+    start = load_model(cfg.init_r).eval() if cfg.init_r else None
+    name = cfg.from_model or cfg.init_r or ""
+    return write_report(validator, run_dir, load_model(exported).to(procs.device).eval(), start, name, procs.device)
+
+
+def fit_on_every_rank(fitted: TrainConfig, procs: Processes) -> TrainConfig:
+    """Rank 0's fitted schedule on every rank (each rank timed its own steps)."""
+    keys = ("steps", "fitted_steps", "psnr_warmup", "r_start", "save_every", "sample_every")
+    return dataclasses.replace(fitted, **{k: procs.broadcast_int(getattr(fitted, k)) for k in keys})
+
+
+def write_config(run_dir: Path, cfg: TrainConfig) -> None:
+    atomic_write(run_dir / "config.json", json.dumps(cfg.as_plain(), indent=1) + "\n")
 
 
 def check_same_configuration(cfg: TrainConfig, saved: dict[str, Any] | None) -> None:
@@ -160,6 +265,7 @@ class Trainer:
         self.loss_cfg = loss_config(cfg)
         self.warmup_cfg = dataclasses.replace(self.loss_cfg, mode="psnr")
         self.autocast = AUTOCAST[cfg.precision]
+        self.ema = EMA(self.nets.R, cfg.ema) if cfg.ema > 0 else None
         if cfg.compile:
             self.nets.R = torch.compile(self.nets.R)  # type: ignore[assignment]
         for net in self.nets.trained().values():
@@ -180,7 +286,13 @@ class Trainer:
             apply_gradients(self.nets, out.grads)
             for opt in self.opts.values():
                 opt.step()
+            if self.ema is not None:
+                self.ema.update(self.nets.R)
         return out
+
+    def exported(self) -> Networks:
+        """The networks to export: R replaced by its moving average when ``--ema`` is on."""
+        return self.nets if self.ema is None else dataclasses.replace(self.nets, R=self.ema.shadow)
 
     def checkpoint_state(self) -> dict[str, Any]:
         """Everything a resumed run needs, as tensors and plain values (checkpoint.py's format)."""
@@ -190,6 +302,7 @@ class Trainer:
             "optimisers": {name: opt.state_dict() for name, opt in self.opts.items()},
             "scaler": self.scaler.state_dict(),
             "rng": get_rng_state(),
+            **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
         }
 
     def restore(self, state: dict[str, Any]) -> int:
@@ -200,6 +313,8 @@ class Trainer:
             opt.load_state_dict(state["optimisers"][name])
         self.scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
         return int(state["step"])
 
 

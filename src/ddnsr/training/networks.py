@@ -20,14 +20,15 @@ __all__ = ["build_networks", "loss_config", "make_optimisers", "set_learning_rat
 
 
 def build_networks(cfg: TrainConfig, device: torch.device) -> Networks:
-    """The four networks of ``cfg`` (R from ``--init-r`` when given) and the frozen VGG19, on ``device``.
+    """The four networks of ``cfg`` (R from ``--init-r``, D from ``init_d``: training/start.py)
+    and the frozen VGG19, on ``device``.
 
     The weights are initialised from ``cfg.seed`` (the global torch generator is seeded here).
     """
     torch.manual_seed(cfg.seed)
     R = _reconstruction(cfg)
     learned = cfg.degradation == "learned"
-    D = DegradationNet(cfg.d_filters, 2, cfg.d_res_blocks, cfg.input_type, init=cfg.init) if learned else None
+    D = _degradation(cfg) if learned else None
     hr_disc = cfg.hr_disc if cfg.hr_disc != "auto" else ("vgg" if cfg.source == "track1" else "patch")
     Dhr: nn.Module | None = None
     if cfg.mode == "esrgan":
@@ -55,6 +56,17 @@ def _reconstruction(cfg: TrainConfig) -> nn.Module:
     if not isinstance(R, RRDBNet) or R.scale != 4:
         raise SettingError(f"--init-r {cfg.init_r}: not an x4 RRDBNet")
     return R
+
+
+def _degradation(cfg: TrainConfig) -> nn.Module:
+    if not cfg.init_d:
+        return DegradationNet(cfg.d_filters, 2, cfg.d_res_blocks, cfg.input_type, init=cfg.init)
+    from ddnsr.formats.modelfile import load_model
+
+    D = load_model(cfg.init_d, kind="degradation")
+    if not isinstance(D, DegradationNet) or D.config["input_type"] != cfg.input_type:
+        raise SettingError(f"{cfg.init_d}: not a DegradationNet with --input {cfg.input_type}")
+    return D
 
 
 def loss_config(cfg: TrainConfig) -> LossConfig:

@@ -1,0 +1,71 @@
+"""A time budget: ``--minutes N`` fits the whole schedule to N minutes of wall clock.
+
+The run starts with the configured step count, times the first :data:`PROBE_STEPS` steps (the first
+one, which pays for warm-up and data loading, is left out of the rate), and then sets the step count
+so that the rest fits: ``steps = done + (budget - elapsed - reserve) / seconds_per_step``. The phases
+of the learning-rate schedule scale with the step count (config.PHASES), and the PSNR warm-up and the
+R hold keep their share of the run. The fitted count goes into config.json (and the checkpoints) as
+``steps`` and ``fitted_steps``, so ``--resume`` continues the same schedule. As a guard the loop also
+stops (and exports) when the wall clock passes the budget.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+from ddnsr.training.config import TrainConfig
+
+__all__ = ["PROBE_STEPS", "Budget", "fit_steps"]
+
+PROBE_STEPS = 4
+RESERVE_S = 0.06  # share of the budget kept for checkpoints, validation and the export
+
+
+def fit_steps(cfg: TrainConfig, done: int, elapsed_s: float, seconds_per_step: float) -> TrainConfig:
+    """``cfg`` with ``steps`` (and warm-up, hold, save/sample intervals) fitted to ``cfg.minutes``.
+
+    ``done`` steps took ``elapsed_s`` seconds since the start; later steps take ``seconds_per_step``.
+    """
+    budget = cfg.minutes * 60.0
+    left = budget * (1.0 - RESERVE_S) - elapsed_s
+    steps = max(done + 1, done + int(left / max(seconds_per_step, 1e-6)))
+    ratio = steps / cfg.steps
+
+    def scaled(n: int) -> int:
+        return min(steps, round(n * ratio)) if n else 0
+
+    return dataclasses.replace(
+        cfg, steps=steps, fitted_steps=steps, psnr_warmup=scaled(cfg.psnr_warmup), r_start=scaled(cfg.r_start),
+        save_every=max(1, min(cfg.save_every, steps // 4 or 1)), sample_every=max(1, min(cfg.sample_every,
+                                                                                            steps // 4 or 1)),
+    )
+
+
+class Budget:
+    """The wall clock of a ``--minutes`` run: when to fit the steps, and when time is up."""
+
+    def __init__(self, cfg: TrainConfig, start_step: int, t0: float) -> None:
+        """``t0``: ``time.monotonic()`` when the command started (the budget counts from there)."""
+        self.active = cfg.minutes is not None and cfg.fitted_steps is None
+        self.minutes = cfg.minutes if self.active else None
+        self.t0 = t0
+        self.start_step = start_step
+        self.t_first: float | None = None
+
+    def after_step(self, cfg: TrainConfig, step: int) -> TrainConfig | None:
+        """Call after each step (``step`` done so far). Returns the fitted config once, else None."""
+        if not self.active:
+            return None
+        done = step - self.start_step
+        if done == 1:
+            self.t_first = time.monotonic()
+        if done < PROBE_STEPS or self.t_first is None:
+            return None
+        self.active = False
+        rate = (time.monotonic() - self.t_first) / (done - 1)
+        return fit_steps(cfg, step, time.monotonic() - self.t0, rate)
+
+    def time_up(self) -> bool:
+        """True when the budget's wall clock has passed (only for the run that fitted its steps, not a resumed one)."""
+        return self.minutes is not None and time.monotonic() - self.t0 > self.minutes * 60.0 * (1.0 - RESERVE_S / 2)

@@ -1,0 +1,174 @@
+"""Validation while training: ``--val-lr DIR [--val-hr DIR]``, ``--val-every N``, ``--select METRIC``.
+
+Kept cheap on purpose: at most :data:`MAX_IMAGES` images, each cut to its centre :data:`CROP` x CROP LR
+pixels (and the matching 4x HR crop), upscaled by R (the moving average when ``--ema`` is on). With HR:
+PSNR-Y and SSIM-Y (BT.601 Y, 4-pixel border, the NTIRE convention); always NIQE and PIQE (no reference;
+lower is better). Without ``--val-lr`` the last few ``--real-lr`` photos are used (NIQE/PIQE only; they
+are also in the training stream, but R never sees a ground truth for them). Each round adds a row to
+``RUN/validation.csv`` and to TensorBoard (``val/<metric>``), and the best round by ``--select`` (default
+``psnr_y`` with HR, else ``niqe``) is exported as ``RUN/best-reconstruction.safetensors``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ddnsr.errors import DataError, SettingError
+
+__all__ = ["CROP", "HIGHER_IS_BETTER", "MAX_IMAGES", "ValImage", "Validator", "load_val_images", "make_validator"]
+
+CROP = 64
+MIN_CROP = 48  # NIQE needs 2 x 2 of its 96 px blocks: outputs of at least 192 px
+MAX_IMAGES = 6
+HIGHER_IS_BETTER = {"psnr_y": True, "ssim_y": True, "niqe": False, "piqe": False}
+
+
+@dataclass
+class ValImage:
+    """One validation image: its name, the LR crop ``c x c x 3`` uint8 and the 4x HR crop (or None)."""
+
+    name: str
+    lr: np.ndarray
+    hr: np.ndarray | None
+
+
+def _centre(img: np.ndarray, size: int) -> tuple[int, int, int]:
+    h, w = img.shape[:2]
+    c = min(size, h, w)
+    return (h - c) // 2, (w - c) // 2, c
+
+
+def make_validator(cfg, run_dir: Path) -> Validator:
+    """The run's validator: ``--val-lr`` (with ``--val-hr``), else the last few real LR photos of the run."""
+    if cfg.val_lr:
+        return Validator(load_val_images(list(cfg.val_lr), cfg.val_hr), run_dir, cfg.select)
+    if not cfg.real_lr:
+        raise SettingError("validation needs --val-lr DIR (or --real-lr folders to take a few photos from)")
+    from ddnsr.training.data import list_images
+
+    files = list_images([Path(d) for d in cfg.real_lr])[-MAX_IMAGES:]
+    images = load_val_images([], None, files=files)
+    print(f"validation: {len(images)} of the --real-lr photos (centre {CROP}x{CROP} crops), NIQE/PIQE only; "
+          "give --val-lr/--val-hr for a held-out set with PSNR", flush=True)
+    return Validator(images, run_dir, cfg.select)
+
+
+def load_val_images(lr_dirs: list[str], hr_dir: str | None, limit: int = MAX_IMAGES, *,
+                    files: list[Path] | None = None) -> list[ValImage]:
+    """The first ``limit`` images of ``lr_dirs`` (by name), centre-cropped, with their HR partner (same stem).
+
+    Raises:
+        DataError: no image, or an HR partner missing or not 4x its LR.
+    """
+    from ddnsr.training.data import list_images, load_rgb8
+
+    files = files if files is not None else list_images([Path(d) for d in lr_dirs])
+    if not files:
+        raise DataError(f"--val-lr {', '.join(lr_dirs)}: no images")
+    hr_files = {p.stem: p for p in list_images([Path(hr_dir)])} if hr_dir else {}
+    out = []
+    for path in files[:limit]:
+        lr = load_rgb8(path)
+        top, left, c = _centre(lr, CROP)
+        if c < MIN_CROP:
+            raise DataError(f"{path}: {lr.shape[1]}x{lr.shape[0]} is too small to validate on (at least "
+                            f"{MIN_CROP} px a side: NIQE needs a 192 px output)")
+        hr = None
+        if hr_dir:
+            if path.stem not in hr_files:
+                raise DataError(f"--val-hr {hr_dir}: no partner for {path.name} (same name expected)")
+            full = load_rgb8(hr_files[path.stem])
+            if full.shape[:2] != (4 * lr.shape[0], 4 * lr.shape[1]):
+                raise DataError(f"{hr_files[path.stem]}: {full.shape[1]}x{full.shape[0]} is not 4x its LR "
+                                f"{lr.shape[1]}x{lr.shape[0]}")
+            hr = full[4 * top: 4 * (top + c), 4 * left: 4 * (left + c)]
+        out.append(ValImage(path.name, np.ascontiguousarray(lr[top: top + c, left: left + c]), hr))
+    return out
+
+
+def upscale(model: nn.Module, lr: np.ndarray, device: torch.device) -> np.ndarray:
+    """``h x w x 3`` uint8 -> R's ``4h x 4w x 3`` uint8 (fp32, eval mode, rounded)."""
+    x = torch.from_numpy(lr).permute(2, 0, 1)[None].float().div(255).to(device)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        y = model(x)
+    model.train(was_training)
+    return (y[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy())
+
+
+def score(sr: np.ndarray, hr: np.ndarray | None) -> dict[str, float]:
+    """The validation metrics of one output (PSNR-Y/SSIM-Y only with ``hr``)."""
+    from ddnsr.metrics import niqe, piqe, psnr, ssim
+
+    out = {}
+    if hr is not None:
+        out["psnr_y"] = psnr(sr, hr)
+        out["ssim_y"] = ssim(sr, hr)
+    out["niqe"] = niqe(sr)
+    out["piqe"] = piqe(sr)
+    return out
+
+
+class Validator:
+    """Scores R on the validation crops, logs the rows and keeps the best model file."""
+
+    def __init__(self, images: list[ValImage], run_dir: Path, select: str | None, note: str = "") -> None:
+        self.images, self.run_dir = images, Path(run_dir)
+        self.paired = all(im.hr is not None for im in images)
+        self.select = select or ("psnr_y" if self.paired else "niqe")
+        if self.select not in HIGHER_IS_BETTER or (self.select in ("psnr_y", "ssim_y") and not self.paired):
+            allowed = [m for m in HIGHER_IS_BETTER if self.paired or m in ("niqe", "piqe")]
+            raise SettingError(f"--select must be one of {', '.join(allowed)}, got {self.select!r}")
+        self.best: float | None = self._best_so_far()
+        self.note = note
+
+    def _best_so_far(self) -> float | None:
+        """The best ``--select`` value of an earlier part of the run (validation.csv), for ``--resume``."""
+        path = self.run_dir / "validation.csv"
+        if not path.is_file():
+            return None
+        values = [float(r[self.select]) for r in csv.DictReader(io.StringIO(path.read_text())) if r.get(self.select)]
+        if not values:
+            return None
+        return max(values) if HIGHER_IS_BETTER[self.select] else min(values)
+
+    def mean_scores(self, model: nn.Module, device: torch.device) -> dict[str, float]:
+        """Each metric averaged over the validation crops."""
+        rows = [score(upscale(model, im.lr, device), im.hr) for im in self.images]
+        return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+
+    def run(self, step: int, model: nn.Module, device: torch.device, tb=None, save=None) -> dict[str, float]:
+        """One round at ``step``: scores, a row of validation.csv, TensorBoard, and ``save(path)`` when best."""
+        from ddnsr.files import atomic_write
+
+        scores = self.mean_scores(model, device)
+        path = self.run_dir / "validation.csv"
+        old = path.read_text() if path.is_file() else ""
+        rows = [r for r in csv.reader(io.StringIO(old))][1:]
+        rows = [r for r in rows if r and int(r[0]) < step]  # a resumed run rewrites its later rows
+        if self.best is not None and not rows:
+            self.best = None
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(["step", *scores])
+        writer.writerows(rows)
+        writer.writerow([step, *(f"{v:.6g}" for v in scores.values())])
+        atomic_write(path, buf.getvalue())
+        if tb is not None:
+            for k, v in scores.items():
+                tb.add_scalar(f"val/{k}", v, step)
+        value = scores[self.select]
+        better = self.best is None or (value > self.best if HIGHER_IS_BETTER[self.select] else value < self.best)
+        if better:
+            self.best = value
+            if save is not None:
+                save(self.run_dir / "best-reconstruction.safetensors")
+        return scores

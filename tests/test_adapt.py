@@ -1,0 +1,204 @@
+"""ddnsr train for one's own camera: folders in, --clean-hr self, --from, --minutes, --ema, bad folders."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ddnsr.formats.modelfile import load_model, read_metadata, save_model
+from ddnsr.nets import RRDBNet
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "DDNSR_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def photos(folder: Path, n: int, size: int, seed: int = 0) -> Path:
+    """``n`` synthetic size x (size+8) RGB PNGs (a gradient with noise) in ``folder``."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        ramp = np.linspace(0, 180, size + 8)[None, :, None]
+        Image.fromarray((rng.random((size, size + 8, 3)) * 60 + ramp).astype(np.uint8)).save(folder / f"{i}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("camera")
+    return {"lr": photos(root / "lr", 4, 96), "hr": photos(root / "hr", 4, 160, seed=1),
+            "big": photos(root / "big", 3, 200, seed=2)}
+
+
+def train(run_dir: Path, vgg: Path, *extra: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "ddnsr.cli", "train", "--preset", "smoke", "--run-dir", str(run_dir), "--quiet",
+           *extra]
+    return subprocess.run(cmd, env={**ENV, "DDNSR_VGG19": str(vgg)}, capture_output=True, text=True, timeout=timeout)
+
+
+def folders(data: dict[str, Path]) -> list[str]:
+    return ["--real-lr", str(data["lr"]), "--clean-hr", str(data["hr"])]
+
+
+def test_folders_in(tmp_path, vgg19_path, data):
+    res = train(tmp_path / "run", vgg19_path, *folders(data), "--steps", "2")
+    assert res.returncode == 0, res.stderr
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfg["real_lr"] == [str(data["lr"])] and cfg["clean_hr"] == [str(data["hr"])]
+    meta = read_metadata(tmp_path / "run" / "reconstruction.safetensors")
+    assert meta["training_steps"] == "2" and meta["training_data"] == f"real LR {data['lr']} + clean HR {data['hr']}"
+    assert (tmp_path / "run" / "losses.csv").read_text().splitlines()[-1].startswith("2,")
+
+
+def test_clean_hr_self(tmp_path, vgg19_path, data):
+    res = train(tmp_path / "run", vgg19_path, "--real-lr", str(data["big"]), "--clean-hr", "self",
+                "--lr-crop", "16", "--steps", "1")
+    assert res.returncode == 0, res.stderr
+    halved = sorted((tmp_path / "run" / "clean-hr-self" / "0").iterdir())
+    assert [p.name for p in halved] == ["0.png", "1.png", "2.png"]
+    assert Image.open(halved[0]).size == (104, 100)  # 208 x 200 halved
+    assert (tmp_path / "run" / "reconstruction.safetensors").is_file()
+
+
+@pytest.mark.parametrize("case", ["empty", "no-images", "too-small", "missing", "no-hr"])
+def test_bad_folders_one_line(tmp_path, vgg19_path, data, case):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    if case == "no-images":
+        (bad / "notes.txt").write_text("hello")
+    args = ["--real-lr", str(bad), "--clean-hr", str(data["hr"])]
+    if case == "too-small":
+        args = ["--real-lr", str(data["lr"]), "--clean-hr", str(data["lr"])]  # 96 px < the 128 px HR crop
+    elif case == "missing":
+        args = ["--real-lr", str(tmp_path / "nope"), "--clean-hr", str(data["hr"])]
+    elif case == "no-hr":
+        args = ["--real-lr", str(data["lr"])]
+    res = train(tmp_path / "run", vgg19_path, *args)
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, res.stderr
+    expected = {"empty": "no images", "no-images": "no images", "too-small": "smaller than the 128 px",
+                "missing": "does not exist", "no-hr": "--clean-hr"}[case]
+    assert expected in lines[0]
+    if case != "no-hr":
+        assert str(data["lr"] if case == "too-small" else (tmp_path / "nope" if case == "missing" else bad)) in lines[0]
+
+
+def test_from_file_takes_its_architecture(tmp_path, vgg19_path, data):
+    tiny = RRDBNet(num_feat=12, num_block=2, num_grow_ch=6)
+    src = save_model(tiny, tmp_path / "tiny.safetensors")
+    res = train(tmp_path / "run", vgg19_path, *folders(data), "--from", str(src), "--steps", "2")
+    assert res.returncode == 0, res.stderr
+    out = load_model(tmp_path / "run" / "reconstruction.safetensors")
+    assert out.config == tiny.config
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    # fine-tuning defaults over the preset; no D in a plain file: fresh D, R held at first
+    assert cfg["lr"] == 5e-5 and cfg["ema"] == 0.99 and cfg["psnr_warmup"] == 0 and cfg["r_start"] >= 1
+    assert cfg["init_r"] == str(src) and cfg["init_d"] is None
+    # the closing report: bicubic, the start model and the adapted one on the validation crops
+    report = (tmp_path / "run" / "report.md").read_text()
+    rows = [line for line in report.splitlines() if line.startswith("| ") and "---" not in line]
+    assert [r.split("|")[1].strip() for r in rows[1:]] == ["bicubic", f"start ({src})", "adapted"]
+    assert rows[0].startswith("| model | niqe") and report in res.stdout
+    assert Image.open(tmp_path / "run" / "report.png").size == (3 * 4 * 64, 4 * 64)
+    # R was held at step 0 (r_start 1 of 2), so the EMA (started at the source) moved by (1 - 0.99) of R's change
+    assert cfg["r_start"] == 1
+    r2 = torch.load(tmp_path / "run" / "checkpoints" / "ckpt-00000002.pt", weights_only=True)["nets"]["R"]
+    src_state = tiny.state_dict()
+    assert any(not torch.equal(r2[k], src_state[k]) for k in r2)
+    for k, v in out.state_dict().items():
+        torch.testing.assert_close(v - src_state[k], 0.01 * (r2[k] - src_state[k]), rtol=0, atol=1e-7)
+
+
+@pytest.mark.slow  # a step of the full-size R (about a minute on 2 cores)
+def test_from_bundled_full_size(tmp_path, vgg19_path, data):
+    res = train(tmp_path / "run", vgg19_path, *folders(data), "--from", "track1-ft", "--steps", "1",
+                "--ema", "0")
+    assert res.returncode == 0, res.stderr
+    out = load_model(tmp_path / "run" / "reconstruction.safetensors")
+    assert (out.config["num_block"], out.config["num_feat"], out.config["num_grow_ch"]) == (23, 64, 32)
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfg["init_d"].endswith("track1-ft-degradation.safetensors") and cfg["r_start"] == 0
+    # one step at lr 5e-5 moved R away from the bundled weights
+    start = load_model("track1-ft")
+    assert any(not torch.equal(v, start.state_dict()[k]) for k, v in out.state_dict().items())
+
+
+@pytest.mark.slow  # a 30-second budget and a resume
+def test_minutes_fits_steps_and_resume_keeps_them(tmp_path, vgg19_path, data):
+    run_dir = tmp_path / "run"
+    t0 = time.monotonic()
+    res = train(run_dir, vgg19_path, *folders(data), "--minutes", "0.5")
+    wall = time.monotonic() - t0
+    assert res.returncode == 0, res.stderr
+    assert wall < 0.5 * 60 + 90, wall  # the budget plus a generous allowance for start-up and export
+    cfg = json.loads((run_dir / "config.json").read_text())
+    steps = cfg["steps"]
+    assert cfg["fitted_steps"] == steps and cfg["minutes"] == 0.5
+    # timed 4 steps and fitted the rest (or, on a very loaded machine, ran out of time while timing)
+    assert f"the run is set to {steps} steps" in res.stdout or "time is up" in res.stdout
+    assert steps >= 2
+    done = int(read_metadata(run_dir / "reconstruction.safetensors")["training_steps"])
+    assert done <= steps
+    # resume (without --minutes) from the older checkpoint: the fitted schedule, not the preset's 4 steps
+    ckpts = sorted((run_dir / "checkpoints").glob("ckpt-*.pt"))
+    ckpts[-1].unlink()
+    res = train(run_dir, vgg19_path, *folders(data), "--resume")
+    assert res.returncode == 0, res.stderr
+    assert f"of {steps} on" in res.stdout
+    assert json.loads((run_dir / "config.json").read_text())["steps"] == steps
+    assert read_metadata(run_dir / "reconstruction.safetensors")["training_steps"] == str(steps)
+
+
+def test_ema_is_the_running_average(tmp_path, vgg19_path, data):
+    run_dir = tmp_path / "run"
+    res = train(run_dir, vgg19_path, *folders(data), "--steps", "3", "--save-every", "1", "--ema", "0.75")
+    assert res.returncode == 0, res.stderr
+    c2, c3 = (torch.load(run_dir / "checkpoints" / f"ckpt-0000000{k}.pt", weights_only=True) for k in (2, 3))
+    ema2, ema3, r3 = c2["ema"], c3["ema"], c3["nets"]["R"]
+    assert any(not torch.equal(ema3[k], r3[k]) for k in r3)
+    for k, v in ema3.items():
+        if v.is_floating_point():
+            torch.testing.assert_close(v, 0.75 * ema2[k] + 0.25 * r3[k], rtol=1e-6, atol=1e-7)
+    exported = load_model(run_dir / "reconstruction.safetensors").state_dict()
+    assert all(torch.equal(exported[k], ema3[k].float()) for k in ema3)
+
+
+def test_validation_rows_and_best_checkpoint(tmp_path, vgg19_path, data):
+    val_lr, val_hr = tmp_path / "val-lr", tmp_path / "val-hr"
+    photos(val_lr, 2, 48, seed=5)
+    val_hr.mkdir()
+    for p in sorted(val_lr.iterdir()):  # ground truth: the LR's 4x nearest upscale (any 4x image will do)
+        im = Image.open(p)
+        im.resize((im.width * 4, im.height * 4), Image.NEAREST).save(val_hr / p.name)
+    run_dir = tmp_path / "run"
+    res = train(run_dir, vgg19_path, *folders(data), "--steps", "3", "--val-lr", str(val_lr), "--val-hr",
+                str(val_hr), "--val-every", "1", "--ema", "0.5")
+    assert res.returncode == 0, res.stderr
+    rows = (run_dir / "validation.csv").read_text().splitlines()
+    assert rows[0] == "step,psnr_y,ssim_y,niqe,piqe" and [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3"]
+    psnr = [float(r.split(",")[1]) for r in rows[1:]]
+    best = read_metadata(run_dir / "best-reconstruction.safetensors")
+    assert best["selected_by"] == "psnr_y" and best["training_steps"] == str(1 + psnr.index(max(psnr)))
+    assert "step 3: validation psnr_y" in res.stdout
+    # the row is what the exported (EMA) model scores on the centre crops
+    from ddnsr.training.validation import Validator, load_val_images
+
+    v = Validator(load_val_images([str(val_lr)], str(val_hr)), tmp_path / "scratch", None)
+    again = v.mean_scores(load_model(run_dir / "reconstruction.safetensors"), torch.device("cpu"))
+    assert abs(again["psnr_y"] - psnr[-1]) < 1e-3
+
+
+def test_default_validation_uses_real_photos(tmp_path, vgg19_path, data):
+    res = train(tmp_path / "run", vgg19_path, *folders(data), "--steps", "2")
+    assert res.returncode == 0, res.stderr
+    assert "validation: 4 of the --real-lr photos" in res.stdout
+    assert (tmp_path / "run" / "validation.csv").read_text().splitlines()[0] == "step,niqe,piqe"
+    assert read_metadata(tmp_path / "run" / "best-reconstruction.safetensors")["selected_by"] == "niqe"
