@@ -100,7 +100,8 @@ def test_from_file_takes_its_architecture(tmp_path, vgg19_path, data):
     assert out.config == tiny.config
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
     # fine-tuning defaults over the preset; no D in a plain file: fresh D, R held at first
-    assert cfg["lr"] == 5e-5 and cfg["ema"] == 0.99 and cfg["psnr_warmup"] == 0 and cfg["r_start"] >= 1
+    assert (cfg["lr"], cfg["schedule"], cfg["ema"], cfg["psnr_warmup"]) == (1e-4, "constant", 0.99, 0)
+    assert cfg["loss_weights_up"] == [1.0, 0.005, 1.0] and cfg["r_start"] >= 1
     assert cfg["init_r"] == str(src) and cfg["init_d"] is None
     # the closing report: bicubic, the start model and the adapted one on the validation crops
     report = (tmp_path / "run" / "report.md").read_text()
@@ -126,7 +127,7 @@ def test_from_bundled_full_size(tmp_path, vgg19_path, data):
     assert (out.config["num_block"], out.config["num_feat"], out.config["num_grow_ch"]) == (23, 64, 32)
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
     assert cfg["init_d"].endswith("track1-ft-degradation.safetensors") and cfg["r_start"] == 0
-    # one step at lr 5e-5 moved R away from the bundled weights
+    # one step moved R away from the bundled weights
     start = load_model("track1-ft")
     assert any(not torch.equal(v, start.state_dict()[k]) for k, v in out.state_dict().items())
 

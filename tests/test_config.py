@@ -119,3 +119,24 @@ def test_resumable_settings_are_fields():
     assert config_module.RESUMABLE <= names
     for preset in PRESETS.values():
         assert set(preset) <= names
+
+
+def test_the_learning_rate_schedules():
+    halving = TrainConfig(steps=600, lr=1e-4)
+    # the official phases (50, 100, 200, 300) / 300 of the run: the rate halves after each
+    assert [halving.lr_at(s) for s in (0, 99, 100, 199, 200, 399, 400, 599)] == [
+        1e-4, 1e-4, 5e-5, 5e-5, 2.5e-5, 2.5e-5, 1.25e-5, 1.25e-5]
+    constant = TrainConfig(steps=600, lr=1e-4, schedule="constant")
+    assert {constant.lr_at(s) for s in range(600)} == {1e-4}
+    with pytest.raises(SettingError, match="--schedule"):
+        TrainConfig(schedule="cosine").validate()
+
+
+def test_fine_tuning_defaults_and_a_flag_over_them():
+    tuned = parse("--from", "track1")
+    assert (tuned.preset, tuned.schedule, tuned.psnr_warmup) == ("finetune", "constant", 0)
+    assert {k: getattr(tuned, k) for k in config_module.FINETUNE} == config_module.FINETUNE
+    assert parse("--from", "track1", "--schedule", "halving", "--lr", "2e-5").lr_at(599) == 2e-5 / 8
+    # over another preset too, and not without --from
+    assert parse("--preset", "cpu", "--from", "track1").schedule == "constant"
+    assert parse("--preset", "cpu").schedule == "halving"

@@ -102,14 +102,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--from", dest="from_model", metavar="NAME|PATH",
                    help="start R and D from a bundled model, a `ddnsr train` run folder or a model file, with "
                         "its architecture; discriminators start fresh. Fine-tuning defaults unless given: "
-                        "lr 5e-5, no PSNR warm-up, --ema 0.999, and without --preset the 'finetune' preset "
-                        "(600 steps, batch 4; docs/adapt.md)")
+                        "a constant lr 1e-4, no PSNR warm-up, --ema 0.99, R's L1 weight 1, and without --preset the "
+                        "'finetune' preset (600 steps, batch 4; docs/adapt.md)")
     p.add_argument("--minutes", type=positive_float,
                    help="fit the whole schedule to N minutes of wall clock (steps timed at the start; the "
                         "count goes into config.json and --resume keeps it), then stop and export")
     p.add_argument("--ema", type=_decay,
                    help="keep a moving average of R with this decay (0: off) and export it (default 0; "
-                        "0.999 with --from, as Real-ESRGAN)")
+                        "0.99 with --from)")
     p.add_argument("--val-lr", action="append", metavar="DIR",
                    help="validation photos (repeatable; the first few, centre 64x64 crops); default: a few of "
                         "the --real-lr photos, NIQE/PIQE only")
@@ -142,7 +142,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=at_least_1, help=_default("batch_size"))
     p.add_argument("--lr-crop", type=int_at_least(4),
                    help=f"side of the real LR training crops in px; clean HR crops are 4x ({_default('lr_crop')})")
-    p.add_argument("--lr", type=positive_float, help=f"learning rate, halved after each phase ({_default('lr')})")
+    p.add_argument("--lr", type=positive_float, help=f"learning rate ({_default('lr')})")
+    p.add_argument("--schedule", choices=CHOICES["schedule"],
+                   help="halving: the learning rate halves after each phase of the schedule (official); "
+                        f"constant: it stays ({_default('schedule')}; constant with --from)")
     p.add_argument("--restart-adam", action="store_true", default=None,
                    help="reset Adam moments at each phase (official)")
     p.add_argument("--bn-mode", choices=CHOICES["bn_mode"], help=_default("bn_mode"))

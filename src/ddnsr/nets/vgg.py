@@ -77,9 +77,12 @@ class VGG19Features(nn.Module):
     def train(self, mode: bool = True) -> VGG19Features:  # always frozen
         return super().train(False)
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, until: str | None = None) -> dict[str, torch.Tensor]:
+        """x: N x 3 x H x W RGB in [0, 1] -> {tap: features before its ReLU}, every tap, or with ``until``
+        the taps up to that one (the layers after it are not run)."""
         if self.preprocess == "caffe":
             x = x.flip(1) * 255.0 - self.mean_bgr.to(x.dtype)
+        last = until or self.layer_names[-1]
         out: dict[str, torch.Tensor] = {}
         for name in self.layer_names:
             if name.endswith("_conv1") and name != "block1_conv1":
@@ -87,7 +90,7 @@ class VGG19Features(nn.Module):
             x = self.convs[name](x)
             if name in self.taps:
                 out[name] = x
-                if len(out) == len(self.taps):
-                    break
+            if name == last:
+                break
             x = F.relu(x)
         return out

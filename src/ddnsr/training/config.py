@@ -37,7 +37,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 # fine-tuning (--from): over any preset, these unless given (docs/adapt.md says why)
-FINETUNE: dict[str, Any] = dict(lr=5e-5, psnr_warmup=0, ema=0.99)
+FINETUNE: dict[str, Any] = dict(lr=1e-4, schedule="constant", psnr_warmup=0, ema=0.99,
+                                loss_weights_up=(1.0, 0.005, 1.0))
 # --from without --preset: the 'finetune' preset, sized so that 20 minutes on 2 CPU cores do a few
 # hundred steps (small discriminators as the cpu preset, batch 4 of 32 px LR crops)
 PRESETS["finetune"] = {**PRESETS["cpu"], **FINETUNE, "steps": 600, "batch_size": 4, "lr_crop": 32,
@@ -57,7 +58,8 @@ RESUMABLE = {"steps", "minutes", "fitted_steps", "real_lr", "clean_hr", "val_lr"
 CHOICES = {"source": ("track1", "track2"), "target": ("div2k", "cleanup", "mixed", "canon"),
            "mode": ("esrgan", "psnr"), "input_type": ("dual", "single"), "init": ("keras", "esrgan"),
            "hr_disc": ("auto", "vgg", "patch"), "bn_mode": ("frozen", "batch"),
-           "vgg_preprocess": ("official", "caffe"), "degradation": ("learned", "bicubic"), "precision": PRECISIONS}
+           "vgg_preprocess": ("official", "caffe"), "degradation": ("learned", "bicubic"), "precision": PRECISIONS,
+           "schedule": ("halving", "constant")}
 
 # integer settings and their smallest allowed value
 MINIMUM = {"steps": 1, "batch_size": 1, "save_every": 1, "sample_every": 1, "log_every": 1, "lr_crop": 4,
@@ -86,6 +88,7 @@ class TrainConfig:
     init_r: str | None = None
     init: str = "keras"
     lr: float = 1e-4
+    schedule: str = "halving"  # 'halving': the rate halves after each phase (official); 'constant'
     restart_adam: bool = False
     batch_size: int = 16
     lr_crop: int = 32
@@ -191,7 +194,10 @@ class TrainConfig:
         return [max(1, round(f * self.steps)) for f in PHASES]
 
     def lr_at(self, step: int) -> float:
-        """Learning rate of step ``step`` (0-based): halved after each phase end."""
+        """Learning rate of step ``step`` (0-based): halved after each phase end ('halving'), or ``lr``
+        throughout ('constant')."""
+        if self.schedule == "constant":
+            return self.lr
         return self.lr * 0.5 ** sum(step >= end for end in self.phase_ends()[:-1])
 
     def compat(self) -> dict[str, Any]:

@@ -145,11 +145,9 @@ def forward_losses(nets: Networks, x: torch.Tensor, y: torch.Tensor, cfg: LossCo
         losses["loss_R"] = losses["loss_R"] + cfg.weight_color_up * losses["color_up"]
     vgg = nets.vgg
     pooled = F.avg_pool2d(y, cfg.pool)
-    f_cd = vgg(torch.cat((pooled, y_lr)))[cfg.tap_content_down]
-    f_pool, f_ylr = f_cd.chunk(2)
+    f_pool, f_ylr = _features(vgg, pooled, y_lr, cfg.tap_content_down)
     losses["content_down"] = F.mse_loss(f_ylr, f_pool)
-    f_cyc = vgg(torch.cat((x, x_cyc)))[cfg.tap_cycle_down]
-    f_x, f_xcyc = f_cyc.chunk(2)
+    f_x, f_xcyc = _features(vgg, x, x_cyc, cfg.tap_cycle_down)
     losses["cycle_down"] = F.mse_loss(f_xcyc, f_x)
     real_lr, fake_lr = nets.Dlr(x), nets.Dlr(y_lr)
     losses["adv_down"], losses["adv_disc_down"] = gan_losses(real_lr, fake_lr, cfg.gan_down)
@@ -161,6 +159,16 @@ def forward_losses(nets: Networks, x: torch.Tensor, y: torch.Tensor, cfg: LossCo
     losses["loss_Dlr"] = losses["adv_disc_down"]
     images = {"x": x, "sr_x": sr_x, "x_cyc": x_cyc, "y": y, "y_lr": y_lr, "y_sr": y_sr}
     return StepOutput(losses=losses, images=images)
+
+
+def _features(vgg: VGG19Features, target: torch.Tensor, output: torch.Tensor, tap: str
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """VGG features at ``tap`` of a target (data: no gradient is needed, so none is recorded) and of a
+    network's output. Two calls rather than one on the concatenation: the backward pass then runs over
+    the output's half only (VGG19 has no batch statistics, so the features are the same)."""
+    with torch.no_grad():
+        f_target = vgg(target, until=tap)[tap]
+    return f_target, vgg(output, until=tap)[tap]
 
 
 def color_distance(lr: torch.Tensor, hr: torch.Tensor, scale: int = 4, block: int = 4) -> torch.Tensor:
@@ -195,8 +203,7 @@ def _reconstruction_losses(nets: Networks, y: torch.Tensor, y_sr: torch.Tensor, 
     if cfg.mode == "esrgan":
         if nets.Dhr is None:  # noqa: SIM102
             raise SettingError("esrgan mode needs an HR discriminator")
-        f_up = vgg(torch.cat((y, y_sr)))[cfg.tap_up]
-        f_y, f_ysr = f_up.chunk(2)
+        f_y, f_ysr = _features(vgg, y, y_sr, cfg.tap_up)
         losses["content_up"] = F.mse_loss(f_ysr, f_y)
         # discriminators see real and fake in separate calls, as the official code (matters with batch-stat BN)
         real_hr, fake_hr = nets.Dhr(y), nets.Dhr(y_sr)

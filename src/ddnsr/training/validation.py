@@ -94,13 +94,22 @@ def load_val_images(lr_dirs: list[str], hr_dir: str | None, limit: int = MAX_IMA
 
 
 def upscale(model: nn.Module, lr: np.ndarray, device: torch.device) -> np.ndarray:
-    """``h x w x 3`` uint8 -> R's ``4h x 4w x 3`` uint8 (fp32, eval mode, rounded)."""
+    """``h x w x 3`` uint8 -> R's ``4h x 4w x 3`` uint8 (fp32, eval mode, rounded).
+
+    The crop is padded by reflection before R and the padding cut off after, as ``ddnsr upscale`` does
+    (``BORDER_PAD``): without it R draws a frame along the crop's border that the scores would count.
+    """
+    from ddnsr.inference.upscaler import BORDER_PAD
+
     x = torch.from_numpy(lr).permute(2, 0, 1)[None].float().div(255).to(device)
+    pad = min(BORDER_PAD, x.shape[2] - 1, x.shape[3] - 1)
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        y = model(x)
+        y = model(torch.nn.functional.pad(x, (pad,) * 4, mode="reflect") if pad > 0 else x)
     model.train(was_training)
+    if pad > 0:
+        y = y[:, :, 4 * pad: y.shape[2] - 4 * pad, 4 * pad: y.shape[3] - 4 * pad]
     return (y[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy())
 
 
