@@ -158,6 +158,34 @@ def test_minutes_fits_steps_and_resume_keeps_them(tmp_path, vgg19_path, data):
     assert read_metadata(run_dir / "reconstruction.safetensors")["training_steps"] == str(steps)
 
 
+def test_budget_fits_twice_on_a_clock_that_speeds_up(monkeypatch):
+    from ddnsr.training import budget as budget_module
+    from ddnsr.training.budget import Budget
+    from ddnsr.training.config import TrainConfig
+
+    clock = [0.0]
+    monkeypatch.setattr(budget_module.time, "monotonic", lambda: clock[0])
+    cfg = TrainConfig.from_preset("finetune", minutes=10)
+    budget, fits = Budget(cfg, 0, t0=0.0), []
+    step = 0
+    while step < cfg.steps:  # 20 s of start-up, then 6 s a step for 8 steps, 4 s after
+        clock[0] += 20.0 if step == 0 else (6.0 if step < 8 else 4.0)
+        step += 1
+        if (fitted := budget.after_step(cfg, step)) is not None:
+            cfg = fitted
+            fits.append((step, cfg.steps))
+    # first fit after the 4 probe steps from 6 s a step: (600 x 0.94 - 38) / 6 more steps
+    assert fits[0] == (4, 4 + int((600 * 0.94 - 38) / 6))
+    # the second at a fifth of that later, from the steps since: faster now, so more of them
+    first = fits[0][1]
+    assert fits[1][0] == 4 + round(0.2 * first) and fits[1][1] > first
+    assert len(fits) == 2 and cfg.fitted_steps == cfg.steps == fits[1][1]
+    # the whole run fits the budget less its reserve and uses most of it (the first fit alone ends at 410 s;
+    # the second's rate still holds four of the slow steps)
+    assert 0.9 * 600 * 0.94 <= clock[0] <= 600 * 0.94
+    assert not budget.time_up()
+
+
 def test_ema_is_the_running_average(tmp_path, vgg19_path, data):
     run_dir = tmp_path / "run"
     res = train(run_dir, vgg19_path, *folders(data), "--steps", "3", "--save-every", "1", "--ema", "0.75")

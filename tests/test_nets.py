@@ -99,3 +99,25 @@ def test_keras_initialisation_is_glorot_with_zero_bias():
     assert torch.count_nonzero(net.conv_first.bias) == 0
     esr = RRDBNet(num_block=1, init="esrgan")
     assert esr.body[0].rdb1.conv1.weight.std() < 0.1 * (2 / (64 * 9)) ** 0.5 * 1.5
+
+
+def test_vgg_until_a_tap_gives_the_same_features_without_the_deeper_layers():
+    from ddnsr.errors import SettingError
+    from ddnsr.nets import VGG19Features
+
+    torch.manual_seed(0)
+    vgg = VGG19Features(("block5_conv4", "block3_conv4", "block2_conv2"), load=False)
+    for conv in vgg.convs.values():
+        torch.nn.init.normal_(conv.weight, std=0.05)
+    x = torch.rand(2, 3, 32, 32)
+    full = vgg(x)
+    assert set(full) == {"block5_conv4", "block3_conv4", "block2_conv2"}
+    calls = []
+    hook = vgg.convs["block3_conv1"].register_forward_hook(lambda *a: calls.append(1))
+    early = vgg(x, until="block2_conv2")
+    hook.remove()
+    assert set(early) == {"block2_conv2"} and not calls  # block 3 never ran
+    torch.testing.assert_close(early["block2_conv2"], full["block2_conv2"], rtol=0, atol=0)
+    torch.testing.assert_close(vgg(x, until="block3_conv4")["block3_conv4"], full["block3_conv4"], rtol=0, atol=0)
+    with pytest.raises(SettingError, match="block4_conv1"):
+        vgg(x, until="block4_conv1")

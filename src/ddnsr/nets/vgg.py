@@ -30,7 +30,8 @@ CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 class VGG19Features(nn.Module):
     """VGG19 convolutions up to the deepest requested tap; frozen (no gradients to its weights).
 
-    ``forward(x)`` returns a dict ``{tap: N x C x h x w}`` for every tap in ``taps``.
+    ``forward(x)`` returns a dict ``{tap: N x C x h x w}`` for every tap in ``taps``; ``forward(x, until=tap)``
+    the taps up to ``tap`` only, without running the deeper layers.
     """
 
     def __init__(self, taps: tuple[str, ...] = ("block5_conv4",), preprocess: str = "official",
@@ -82,6 +83,8 @@ class VGG19Features(nn.Module):
         the taps up to that one (the layers after it are not run)."""
         if self.preprocess == "caffe":
             x = x.flip(1) * 255.0 - self.mean_bgr.to(x.dtype)
+        if until is not None and until not in self.taps:
+            raise SettingError(f"VGG19 tap {until!r} was not built; this extractor has {', '.join(self.taps)}")
         last = until or self.layer_names[-1]
         out: dict[str, torch.Tensor] = {}
         for name in self.layer_names:

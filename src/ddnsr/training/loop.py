@@ -74,7 +74,7 @@ def train(cfg: TrainConfig) -> dict[str, Path]:
                     bar.total = cfg.steps
                     if procs.main:
                         write_config(run_dir, cfg)
-                        print(f"\n--minutes {cfg.minutes:g}: {step} steps timed, the run is set to {cfg.steps} "
+                        print(f"\n--minutes {cfg.minutes:g}: timed at step {step}, the run is set to {cfg.steps} "
                               "steps (config.json)", flush=True)
                 if procs.main and due(step, cfg.log_every, cfg.steps):
                     losses = detach_losses(out.losses)
