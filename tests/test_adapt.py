@@ -186,6 +186,24 @@ def test_budget_fits_twice_on_a_clock_that_speeds_up(monkeypatch):
     assert not budget.time_up()
 
 
+def test_validation_scores_what_ddnsr_upscale_makes():
+    # the crop is padded as the Upscaler pads a whole image, so validation sees no frame along its border
+    from ddnsr import Upscaler
+    from ddnsr.training.validation import upscale
+
+    rng = np.random.default_rng(0)
+    crop = (rng.random((64, 64, 3)) * 80 + np.linspace(40, 160, 64)[None, :, None]).astype(np.uint8)
+    model = load_model("track1")
+    ours = upscale(model, crop, torch.device("cpu"))
+    theirs = np.round(Upscaler.load("track1", device="cpu").upscale_array(crop) * 255).astype(np.uint8)  # [0, 1]
+    assert ours.shape == theirs.shape == (256, 256, 3)
+    assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1
+    with torch.no_grad():  # the plain pass differs along the border
+        plain = model(torch.from_numpy(crop).permute(2, 0, 1)[None].float() / 255)[0]
+    plain = plain.clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
+    assert np.abs(plain[:4].astype(int) - theirs[:4].astype(int)).mean() > 2
+
+
 def test_ema_is_the_running_average(tmp_path, vgg19_path, data):
     run_dir = tmp_path / "run"
     res = train(run_dir, vgg19_path, *folders(data), "--steps", "3", "--save-every", "1", "--ema", "0.75")

@@ -91,7 +91,7 @@ def create_app(config: ServeConfig | None = None) -> Flask:
     if is_loopback(config.host):  # refuse DNS-rebinding hosts when only this machine should reach us
         app.config["TRUSTED_HOSTS"] = ["localhost", "127.0.0.1", "[::1]", "::1"]
     app.extensions["ddnsr"] = state
-    _routes(app, state)
+    _Api(state).register(app)
     return app
 
 
@@ -159,42 +159,69 @@ def _choice(value: str | None, allowed, what: str, default: str) -> str:
     return value
 
 
-def _routes(app: Flask, state: _State) -> None:
-    worker, models, config = state.worker, state.models, state.config
+class _Api:
+    """The page's HTTP API over one :class:`_State`: a method per route, registered by :meth:`register`."""
 
-    @app.before_request
-    def _guard():
+    def __init__(self, state: _State) -> None:
+        self.state = state
+        self.worker, self.models, self.config = state.worker, state.models, state.config
+
+    def register(self, app: Flask) -> None:
+        app.before_request(self.guard)
+        app.register_error_handler(RequestEntityTooLarge, self.too_large)
+        app.register_error_handler(HTTPException, self.http_error)
+        routes = (("/", "GET", self.index), ("/api/info", "GET", self.info),
+                  ("/api/jobs", "POST", self.new_job), ("/api/degrade", "POST", self.new_degrade),
+                  ("/api/jobs", "GET", self.jobs), ("/api/jobs/<job_id>/cancel", "POST", self.cancel),
+                  ("/api/jobs/<job_id>", "DELETE", self.remove), ("/api/jobs/<job_id>/<key>", "GET", self.job_file),
+                  ("/api/results.zip", "GET", self.results_zip), ("/api/models", "POST", self.upload_model))
+        for rule, method, view in routes:
+            app.add_url_rule(rule, view.__name__, view, methods=[method])
+
+    # -- guards and errors -------------------------------------------------------------------------
+
+    def guard(self):
         if request.method in ("POST", "DELETE", "PUT") and request.headers.get("X-DDNSR") != "1":
             return _error("missing the X-DDNSR: 1 header (requests from other web sites are refused)", 403)
         return None
 
-    @app.errorhandler(RequestEntityTooLarge)
-    def _too_large(_exc):
-        return _error(f"upload too large (limit {config.max_upload_bytes / 1e6:.0f} MB per image, "
-                      f"{config.max_model_bytes / 1e6:.0f} MB per model)", 413)
+    def too_large(self, _exc):
+        return _error(f"upload too large (limit {self.config.max_upload_bytes / 1e6:.0f} MB per image, "
+                      f"{self.config.max_model_bytes / 1e6:.0f} MB per model)", 413)
 
-    @app.errorhandler(HTTPException)
-    def _http(exc: HTTPException):
+    def http_error(self, exc: HTTPException):
         if request.path.startswith("/api/"):
             return _error(exc.description or exc.name, exc.code or 500)
         return exc
 
-    @app.get("/")
-    def index():
+    # -- the page and what it lists ----------------------------------------------------------------
+
+    def index(self):
         return send_file(STATIC / "index.html", max_age=0)
 
-    @app.get("/api/info")
-    def info():
+    def info(self):
+        config = self.config
         return jsonify({
-            "models": models.listing(), "default_model": state.default_model,
-            "precisions": state.precisions, "formats": list(FORMATS), "image_extensions": IMAGE_EXTENSIONS,
+            "models": self.models.listing(), "default_model": self.state.default_model,
+            "precisions": self.state.precisions, "formats": list(FORMATS), "image_extensions": IMAGE_EXTENSIONS,
             "model_extensions": MODEL_EXTENSIONS,
             "limits": {"max_upload_bytes": config.max_upload_bytes, "max_model_bytes": config.max_model_bytes,
                        "max_pixels": config.max_pixels, "max_jobs": config.max_jobs},
         })
 
-    def submit(kind: str, files: dict[str, str], model_kind: str):
+    # -- new jobs ----------------------------------------------------------------------------------
+
+    def new_job(self):
+        return self.submit("upscale", {"image": "image"}, "reconstruction")
+
+    def new_degrade(self):
+        if request.form.get("run_photos") == "1":
+            return self.submit_run_photos()
+        return self.submit("degrade", {"hr": "clean HR image", "lr": "real LR image"}, "degradation")
+
+    def submit(self, kind: str, files: dict[str, str], model_kind: str):
         """Save the named upload fields, check them, queue a job (400 / 413 / 429 with a message)."""
+        state, config, models = self.state, self.config, self.models
         if (request.content_length or 0) > len(files) * config.max_upload_bytes + 64 * 1024:
             return _error(f"upload too large (limit {config.max_upload_bytes / 1e6:.0f} MB per image)", 413)
         job_id, folder = state.workspace.new_folder()
@@ -214,7 +241,7 @@ def _routes(app: Flask, state: _State) -> None:
             job = Job(id=job_id, kind=kind, name=names["image" if kind == "upscale" else "hr"], folder=folder,
                       inputs=inputs, input_names=names, model=model, precision=precision, fmt=fmt,
                       size_in=first_size)
-            worker.submit(job)
+            self.worker.submit(job)
         except OverflowError as exc:
             _drop(folder)
             return _error(str(exc), 429 if "queue" in str(exc) else 413)
@@ -223,33 +250,24 @@ def _routes(app: Flask, state: _State) -> None:
             return _error(str(exc))
         return jsonify(job.public()), 201
 
-    @app.post("/api/jobs")
-    def new_job():
-        return submit("upscale", {"image": "image"}, "reconstruction")
-
-    @app.post("/api/degrade")
-    def new_degrade():
-        if request.form.get("run_photos") == "1":
-            return submit_run_photos()
-        return submit("degrade", {"hr": "clean HR image", "lr": "real LR image"}, "degradation")
-
-    def submit_run_photos():
+    def submit_run_photos(self):
         """A degradation view of a --run folder's own training photos: a 256-pixel crop of clean HR number
         ``index`` and a 64-pixel crop of real LR number ``index`` (the same size as D's output)."""
         from ddnsr.serve.jobs import centre_crop_png
 
+        state, max_pixels = self.state, self.config.max_pixels
         job_id, folder = state.workspace.new_folder()
         try:
-            model = _choice(request.form.get("model"), models.runs, "run model", "")
+            model = _choice(request.form.get("model"), self.models.runs, "run model", "")
             index = int(request.form.get("index", "0") or 0)
-            hr_file, lr_file = models.run_photos(model, index)
-            inputs = {"hr": centre_crop_png(hr_file, folder / "hr.png", 256, config.max_pixels),
-                      "lr": centre_crop_png(lr_file, folder / "lr.png", 64, config.max_pixels)}
+            hr_file, lr_file = self.models.run_photos(model, index)
+            inputs = {"hr": centre_crop_png(hr_file, folder / "hr.png", 256, max_pixels),
+                      "lr": centre_crop_png(lr_file, folder / "lr.png", 64, max_pixels)}
             names = {"hr": safe_name(hr_file.name), "lr": safe_name(lr_file.name)}
             job = Job(id=job_id, kind="degrade", name=names["hr"], folder=folder, inputs=inputs, input_names=names,
                       model=model, precision=_choice(request.form.get("precision"), state.precisions, "precision",
                                                      "fp32"))
-            worker.submit(job)
+            self.worker.submit(job)
         except OverflowError as exc:
             _drop(folder)
             return _error(str(exc), 429)
@@ -258,38 +276,50 @@ def _routes(app: Flask, state: _State) -> None:
             return _error(str(exc).replace(str(folder), "").strip())
         return jsonify(job.public()), 201
 
-    @app.get("/api/jobs")
-    def jobs():
-        return jsonify({"jobs": worker.listing(), "idle": worker.idle()})
+    def upload_model(self):
+        _, folder = self.state.workspace.new_folder()
+        try:
+            path, name = _save_upload(self.state, request.files.get("file"), folder, "model", MODEL_EXTENSIONS,
+                                      self.config.max_model_bytes, "model")
+            entry = self.models.add_upload(path, name)
+        except OverflowError as exc:
+            _drop(folder)
+            return _error(str(exc), 413)
+        except ValueError as exc:
+            _drop(folder)
+            return _error(str(exc))
+        return jsonify(entry), 201
 
-    @app.post("/api/jobs/<job_id>/cancel")
-    def cancel(job_id: str):
-        job = worker.cancel(job_id)
+    # -- the queue and the results -----------------------------------------------------------------
+
+    def jobs(self):
+        return jsonify({"jobs": self.worker.listing(), "idle": self.worker.idle()})
+
+    def cancel(self, job_id: str):
+        job = self.worker.cancel(job_id)
         return jsonify(job.public()) if job else _error("no such job", 404)
 
-    @app.delete("/api/jobs/<job_id>")
-    def remove(job_id: str):
-        if worker.remove(job_id):
+    def remove(self, job_id: str):
+        if self.worker.remove(job_id):
             return jsonify({"removed": job_id})
         return _error("no such finished job", 404)
 
-    @app.get("/api/jobs/<job_id>/<key>")
-    def job_file(job_id: str, key: str):
-        job = worker.jobs.get(job_id)
+    def job_file(self, job_id: str, key: str):
+        job = self.worker.jobs.get(job_id)
         if job is None or key not in job.outputs:
             abort(404, "no such file")
         download = request.args.get("download") == "1"
         name = job.download_name() if key == "result" else f"{Path(job.name).stem}_{key}.png"
         return send_file(job.outputs[key], as_attachment=download, download_name=name, max_age=0)
 
-    @app.get("/api/results.zip")
-    def results_zip():
+    def results_zip(self):
         # written into the private folder, not memory (results can be large), removed once sent
+        worker = self.worker
         done = [j for j in (worker.jobs.get(e["id"]) for e in worker.listing())
                 if j is not None and j.kind == "upscale" and j.state == "done"]
         if not done:
             return _error("no finished results yet", 404)
-        _, folder = state.workspace.new_folder()
+        _, folder = self.state.workspace.new_folder()
         path = folder / "results.zip"
         used: set[str] = set()
         with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:  # results are compressed already
@@ -305,21 +335,6 @@ def _routes(app: Flask, state: _State) -> None:
                              download_name="ddnsr-results.zip", max_age=0)
         response.call_on_close(lambda: _drop(folder))
         return response
-
-    @app.post("/api/models")
-    def upload_model():
-        _, folder = state.workspace.new_folder()
-        try:
-            path, name = _save_upload(state, request.files.get("file"), folder, "model", MODEL_EXTENSIONS,
-                                      config.max_model_bytes, "model")
-            entry = models.add_upload(path, name)
-        except OverflowError as exc:
-            _drop(folder)
-            return _error(str(exc), 413)
-        except ValueError as exc:
-            _drop(folder)
-            return _error(str(exc))
-        return jsonify(entry), 201
 
 
 def _drop(folder: Path) -> None:
