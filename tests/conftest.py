@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -32,3 +33,25 @@ def vgg19_path() -> Path:
     if not path.is_file():
         pytest.skip(f"VGG19 weights not found at {path}: run ../shared/weights/fetch-vgg19.sh DIR and set DDNSR_VGG19")
     return path
+
+
+def gate_worker(app, name: str | None = None, timeout: float = 60) -> tuple[threading.Event, threading.Event]:
+    """Hold ``ddnsr serve``'s worker inside the first tile of each job (or only of the job called ``name``)
+    until ``release`` is set; ``started`` is set when it gets there. Returns (started, release)."""
+    worker = app.extensions["ddnsr"].worker
+    started, release = threading.Event(), threading.Event()
+    original = worker._progress
+
+    def gated(job):
+        report = original(job)
+
+        def progress(done: int, total: int) -> None:
+            if name is None or job.name == name:
+                started.set()
+                release.wait(timeout)
+            report(done, total)
+
+        return progress
+
+    worker._progress = gated
+    return started, release

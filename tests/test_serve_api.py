@@ -4,7 +4,6 @@ results equal to ``ddnsr upscale``, the degradation view, clean-up; and the comm
 from __future__ import annotations
 
 import io
-import threading
 import time
 import zipfile
 from pathlib import Path
@@ -13,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import DATA, need
+from conftest import DATA, gate_worker, need
 
 pytest.importorskip("flask")
 
@@ -167,29 +166,9 @@ def test_requests_from_other_sites_and_hosts_are_refused(served, photo):
     assert client.get("/api/info", headers={"Host": "127.0.0.1:8000"}).status_code == 200
 
 
-def _gate(app):
-    """Hold the worker inside its first tile until ``release`` is set (the queue's order made visible)."""
-    worker = app.extensions["ddnsr"].worker
-    started, release = threading.Event(), threading.Event()
-    original = worker._progress
-
-    def gated(job):
-        report = original(job)
-
-        def progress(done: int, total: int) -> None:
-            started.set()
-            assert release.wait(30)
-            report(done, total)
-
-        return progress
-
-    worker._progress = gated
-    return started, release
-
-
 def test_one_job_at_a_time_fifo_and_cancel(served, photo):
     app, client = served
-    started, release = _gate(app)
+    started, release = gate_worker(app)
     ids = [upload(client, photo, name=f"p{i}.png").get_json()["id"] for i in range(3)]
     assert started.wait(30)
     states = {j["id"]: j for j in client.get("/api/jobs").get_json()["jobs"]}
@@ -211,7 +190,7 @@ def test_one_job_at_a_time_fifo_and_cancel(served, photo):
 
 def test_full_queue_is_refused(tmp_path, photo):
     app, client = make(tmp_path, max_jobs=1, tile=16)
-    started, release = _gate(app)
+    started, release = gate_worker(app)
     try:
         assert upload(client, photo).status_code == 201
         assert started.wait(30)

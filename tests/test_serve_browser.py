@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import DATA, need
+from conftest import DATA, gate_worker, need
 
 pytest.importorskip("flask")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
@@ -93,32 +93,11 @@ def _wait_state(driver, name: str, state: str, timeout: float = 120):
     return _job(driver, name)
 
 
-def _gate(app):
-    """Hold the worker inside a job's first tile until ``release`` is set (so Cancel meets a running job)."""
-    worker = app.extensions["ddnsr"].worker
-    started, release = threading.Event(), threading.Event()
-    original = worker._progress
-
-    def gated(job):
-        report = original(job)
-
-        def progress(done: int, total: int) -> None:
-            if job.name == "big.png":
-                started.set()
-                release.wait(60)
-            report(done, total)
-
-        return progress
-
-    worker._progress = gated
-    return started, release
-
-
 def test_the_page_end_to_end(server, browser, files, tmp_path):
     from ddnsr.cli import main
 
     app, url = server
-    started, release = _gate(app)
+    started, release = gate_worker(app, "big.png")
     wait = WebDriverWait(browser, 60)
     browser.get(url)
     wait.until(lambda d: len(Select(d.find_element(By.ID, "model")).options) > 1)

@@ -71,20 +71,11 @@ def settings_from(args: argparse.Namespace) -> Settings:
 def command_line(args: argparse.Namespace) -> str:
     """The ``ddnsr evaluate`` command line equivalent to parsed ``args`` (for the report)."""
     parts = ["ddnsr", "evaluate"]
-    for m in args.model:
-        parts += ["--model", m]
-    for lab in args.label or []:
-        parts += ["--label", lab]
-    parts += ["--lr", args.lr]
-    if args.hr:
-        parts += ["--hr", args.hr]
-    for d in args.degrader:
-        parts += ["--degrader", d]
-    for lab in args.degrader_label or []:
-        parts += ["--degrader-label", lab]
-    parts += ["-o", args.output]
-    if args.json:
-        parts += ["--json", args.json]
+    given = (("--model", args.model), ("--label", args.label), ("--lr", [args.lr]), ("--hr", [args.hr]),
+             ("--degrader", args.degrader), ("--degrader-label", args.degrader_label), ("-o", [args.output]),
+             ("--json", [args.json]))
+    for flag, values in given:
+        parts += [item for value in values or [] if value is not None for item in (flag, value)]
     for key, value in settings_from(args).changed().items():
         if key in ("use_lpips", "progress"):
             continue  # switches, below (progress does not change the results)

@@ -56,8 +56,7 @@ class Budget:
         self.t0 = t0
         self.start_step = start_step
         self.t_first: float | None = None
-        self.base: TrainConfig | None = None  # the configuration before the first fit
-        self.fitted_at: tuple[int, float] | None = None  # (step, time) of the first fit
+        self.first_fit: tuple[TrainConfig, int, float] | None = None  # (config before it, step, time)
         self.refit_step = 0
 
     def after_step(self, cfg: TrainConfig, step: int) -> TrainConfig | None:
@@ -67,21 +66,19 @@ class Budget:
         now, done = time.monotonic(), step - self.start_step
         if done == 1:
             self.t_first = now
-        if self.fitted_at is None:
+        if self.first_fit is None:
             if done < PROBE_STEPS or self.t_first is None:
                 return None
-            self.base = cfg
             fitted = fit_steps(cfg, step, now - self.t0, (now - self.t_first) / (done - 1))
-            self.fitted_at = (step, now)
+            self.first_fit = (cfg, step, now)
             self.refit_step = step + max(PROBE_STEPS, round(REFIT_SHARE * fitted.steps))
             self.active = self.refit_step < fitted.steps
             return fitted
         if step < self.refit_step:
             return None
         self.active = False
-        first_step, first_time = self.fitted_at
-        assert self.base is not None
-        fitted = fit_steps(self.base, step, now - self.t0, (now - first_time) / (step - first_step))
+        base, first_step, first_time = self.first_fit
+        fitted = fit_steps(base, step, now - self.t0, (now - first_time) / (step - first_step))
         return fitted if fitted.steps != cfg.steps else None
 
     def time_up(self) -> bool:
