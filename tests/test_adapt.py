@@ -214,8 +214,8 @@ def test_ema_is_the_running_average(tmp_path, vgg19_path, data):
     for k, v in ema3.items():
         if v.is_floating_point():
             torch.testing.assert_close(v, 0.75 * ema2[k] + 0.25 * r3[k], rtol=1e-6, atol=1e-7)
-    exported = load_model(run_dir / "reconstruction.safetensors").state_dict()
-    assert all(torch.equal(exported[k], ema3[k].float()) for k in ema3)
+    last = load_model(run_dir / "last-reconstruction.safetensors").state_dict()
+    assert all(torch.equal(last[k], ema3[k].float()) for k in ema3)
 
 
 def test_validation_rows_and_best_checkpoint(tmp_path, vgg19_path, data):
@@ -232,14 +232,15 @@ def test_validation_rows_and_best_checkpoint(tmp_path, vgg19_path, data):
     rows = (run_dir / "validation.csv").read_text().splitlines()
     assert rows[0] == "step,psnr_y,ssim_y,niqe,piqe" and [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3"]
     psnr = [float(r.split(",")[1]) for r in rows[1:]]
-    best = read_metadata(run_dir / "best-reconstruction.safetensors")
+    best = read_metadata(run_dir / "reconstruction.safetensors")  # the best round is what the run exports
     assert best["selected_by"] == "psnr_y" and best["training_steps"] == str(1 + psnr.index(max(psnr)))
+    assert not (run_dir / "best-reconstruction.safetensors").exists()
     assert "step 3: validation psnr_y" in res.stdout
     # the row is what the exported (EMA) model scores on the centre crops
     from ddnsr.training.validation import Validator, load_val_images
 
     v = Validator(load_val_images([str(val_lr)], str(val_hr)), tmp_path / "scratch", None)
-    again = v.mean_scores(load_model(run_dir / "reconstruction.safetensors"), torch.device("cpu"))
+    again = v.mean_scores(load_model(run_dir / "last-reconstruction.safetensors"), torch.device("cpu"))
     assert abs(again["psnr_y"] - psnr[-1]) < 1e-3
 
 
@@ -248,4 +249,57 @@ def test_default_validation_uses_real_photos(tmp_path, vgg19_path, data):
     assert res.returncode == 0, res.stderr
     assert "validation: 4 of the --real-lr photos" in res.stdout
     assert (tmp_path / "run" / "validation.csv").read_text().splitlines()[0] == "step,niqe,piqe"
-    assert read_metadata(tmp_path / "run" / "best-reconstruction.safetensors")["selected_by"] == "niqe"
+    assert read_metadata(tmp_path / "run" / "reconstruction.safetensors")["selected_by"] == "niqe"
+
+
+def paired_validation(tmp_path: Path) -> list[str]:
+    """``--val-lr/--val-hr`` flags for two 48 px LR photos whose ground truth is their 4x nearest upscale."""
+    val_lr, val_hr = tmp_path / "val-lr", tmp_path / "val-hr"
+    photos(val_lr, 2, 48, seed=5)
+    val_hr.mkdir()
+    for p in sorted(val_lr.iterdir()):
+        im = Image.open(p)
+        im.resize((im.width * 4, im.height * 4), Image.NEAREST).save(val_hr / p.name)
+    return ["--val-lr", str(val_lr), "--val-hr", str(val_hr)]
+
+
+def test_a_run_that_gets_worse_exports_its_start(tmp_path, vgg19_path, data):
+    # do no harm: the start model is validation round 0, and a run made to get worse (a learning rate
+    # 10,000 times too large) exports the start unchanged, says so in one line and in report.md's first line
+    start = tmp_path / "start.safetensors"
+    save_model(RRDBNet(num_feat=8, num_block=1, num_grow_ch=4, init="torch").eval(), start)
+    run_dir = tmp_path / "run"
+    res = train(run_dir, vgg19_path, *folders(data), *paired_validation(tmp_path), "--from", str(start),
+                "--steps", "3", "--val-every", "1", "--lr", "1", "--ema", "0")
+    assert res.returncode == 0, res.stderr
+    rows = (run_dir / "validation.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["0", "1", "2", "3"]  # R is held at step 1 (no D to start from)
+    psnr = [float(r.split(",")[1]) for r in rows[1:]]
+    assert max(psnr[1:]) <= psnr[0] and psnr[-1] < psnr[0] - 1  # it did get worse
+    first = load_model(start).state_dict()
+    exported = load_model(run_dir / "reconstruction.safetensors").state_dict()
+    assert all(torch.equal(exported[k], first[k]) for k in first)
+    assert read_metadata(run_dir / "reconstruction.safetensors")["training_steps"] == "0"
+    last = load_model(run_dir / "last-reconstruction.safetensors").state_dict()
+    assert any(not torch.equal(last[k], first[k]) for k in first)
+    report = (run_dir / "report.md").read_text().splitlines()
+    assert report[0].startswith("Verdict: no round beat the start model on psnr_y")
+    assert report[0] in res.stdout.splitlines()
+
+
+def test_a_run_that_gets_better_exports_its_best_round(tmp_path, vgg19_path, data):
+    # the same start, a sane learning rate: the exported model is the best round, not the start
+    start = tmp_path / "start.safetensors"
+    net = RRDBNet(num_feat=8, num_block=1, num_grow_ch=4, init="torch")
+    with torch.no_grad():  # a start far from any image: a learned R beats it within a step or two
+        net.conv_last.bias.fill_(0.8)
+    save_model(net.eval(), start)
+    run_dir = tmp_path / "run"
+    res = train(run_dir, vgg19_path, *folders(data), *paired_validation(tmp_path), "--from", str(start),
+                "--steps", "3", "--val-every", "1", "--lr", "1e-2", "--ema", "0", "--loss-weights-up", "0,0,1")
+    assert res.returncode == 0, res.stderr
+    psnr = [float(r.split(",")[1]) for r in (run_dir / "validation.csv").read_text().splitlines()[1:]]
+    best = max(range(len(psnr)), key=lambda i: psnr[i])
+    assert best > 0 and psnr[best] > psnr[0]
+    assert read_metadata(run_dir / "reconstruction.safetensors")["training_steps"] == str(best)
+    assert (run_dir / "report.md").read_text().startswith("Verdict: the adapted model beats the start on psnr_y")

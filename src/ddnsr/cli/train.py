@@ -116,8 +116,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-hr", metavar="DIR", help="ground truth of --val-lr (same names) for PSNR-Y/SSIM-Y")
     p.add_argument("--val-every", type=int_at_least(1), help="validate every N steps (default: at every save)")
     p.add_argument("--select", choices=("psnr_y", "ssim_y", "niqe", "piqe"),
-                   help="metric that picks best-reconstruction.safetensors (default psnr_y with --val-hr, else "
-                        "niqe)")
+                   help="metric that picks the exported round, the start model included (default psnr_y "
+                        "with --val-hr, else niqe)")
     p.add_argument("--data-root", help="folder the records are relative to (default: the records file's folder)")
     p.add_argument("--run-dir", help="run folder (default: runs/<source>-<target>-<preset>)")
     p.add_argument("--preset", choices=tuple(PRESETS),

@@ -1,8 +1,11 @@
 """The closing report of a run: ``RUN/report.md`` and ``RUN/report.png``.
 
-On the validation crops (validation.py), bicubic x4, the start model (``--from``/``--init-r``, if any) and
-the adapted model (the exported R) side by side: the mean of each metric, and a picture of the first crop
-(bicubic | start | adapted | HR when given), so the user sees at once whether the run helped.
+Its first line is the verdict: which validation round the run exported as ``reconstruction.safetensors``
+and whether that is better than the start model (``--from``/``--init-r``) by the run's own ``--select``
+metric, or the start model itself because no round beat it. Then, on the validation crops
+(validation.py), bicubic x4 (MATLAB ``imresize``, as ``ddnsr evaluate``), the start model, the last model
+and the exported one side by side: the mean of each metric, and a picture of the first crop (bicubic |
+... | HR when given), so the user sees at once whether the run helped.
 """
 
 from __future__ import annotations
@@ -11,45 +14,60 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ddnsr.training.validation import HIGHER_IS_BETTER, Validator, score, upscale
 
-__all__ = ["bicubic_x4", "write_report"]
+__all__ = ["bicubic_x4", "verdict", "write_report"]
 
 
-class _Bicubic(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(x, scale_factor=4, mode="bicubic", align_corners=False)
+def bicubic_x4(lr: np.ndarray) -> np.ndarray:
+    """``h x w x 3`` uint8 -> ``4h x 4w x 3`` uint8 by MATLAB's bicubic ``imresize`` (``ddnsr evaluate``'s)."""
+    from ddnsr.evaluation.scoring import bicubic_upscale
+
+    up = bicubic_upscale(lr.astype(np.float32) / 255.0)
+    return (np.clip(up, 0, 1) * 255).round().astype(np.uint8)
 
 
-def bicubic_x4() -> nn.Module:
-    """Bicubic x4 as a module (``B x 3 x h x w`` -> ``B x 3 x 4h x 4w``; the output is clamped by upscale)."""
-    return _Bicubic()
+def verdict(validator: Validator, has_start: bool) -> str:
+    """One line: what ``reconstruction.safetensors`` is, and how it compares with the start (round 0)."""
+    metric, step = validator.select, validator.best_step
+    if step is None:
+        return "Verdict: no validation round ran; reconstruction.safetensors is the last model."
+    value = validator.rounds[step]
+    if not has_start or 0 not in validator.rounds:
+        return f"Verdict: reconstruction.safetensors is the best round, step {step} ({metric} {value:.4g})."
+    start = validator.rounds[0]
+    if step == 0:
+        last = max(validator.rounds)
+        return (f"Verdict: no round beat the start model on {metric} (start {start:.4g}, last round "
+                f"{validator.rounds[last]:.4g} at step {last}); reconstruction.safetensors is the start model, "
+                "unchanged (the last model is last-reconstruction.safetensors).")
+    return (f"Verdict: the adapted model beats the start on {metric}: {value:.4g} against {start:.4g}; "
+            f"reconstruction.safetensors is the round of step {step}.")
 
 
-def write_report(validator: Validator, run_dir: Path, adapted: nn.Module, start: nn.Module | None,
-                 start_name: str, device: torch.device) -> str:
-    """Score the three on the validation crops; write report.md and report.png; return the markdown."""
+def write_report(validator: Validator, run_dir: Path, models: dict[str, nn.Module], *, has_start: bool,
+                 device: torch.device) -> str:
+    """Score bicubic and ``models`` (name -> R) on the validation crops; write report.md and report.png;
+    return the markdown (its first line is :func:`verdict`)."""
     from PIL import Image
 
     from ddnsr.files import atomic_write
 
-    models = {"bicubic": bicubic_x4()}
-    if start is not None:
-        models[f"start ({start_name})"] = start.to(device)
-    models["adapted"] = adapted
-    outputs = {name: [upscale(m, im.lr, device) for im in validator.images] for name, m in models.items()}
+    outputs = {"bicubic": [bicubic_x4(im.lr) for im in validator.images]}
+    for name, model in models.items():
+        outputs[name] = [upscale(model, im.lr, device) for im in validator.images]
     means = {}
     for name, outs in outputs.items():
         rows = [score(sr, im.hr) for sr, im in zip(outs, validator.images, strict=True)]
         means[name] = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
     metrics = list(next(iter(means.values())))
     arrows = {k: "↑" if HIGHER_IS_BETTER[k] else "↓" for k in metrics}
-    lines = [f"# Run report: {run_dir}", "",
-             f"{len(validator.images)} validation images, centre crops (validation.py); "
-             f"best-reconstruction.safetensors chosen by {validator.select}.", "",
+    rounds = ", ".join(f"{s}: {v:.4g}" for s, v in sorted(validator.rounds.items()))
+    lines = [verdict(validator, has_start), "", f"# Run report: {run_dir}", "",
+             f"{len(validator.images)} validation images, centre crops (validation.py). Rounds by "
+             f"{validator.select} (step: value; 0 is the start model): {rounds}.", "",
              "| model | " + " | ".join(f"{k} {arrows[k]}" for k in metrics) + " |",
              "|---" * (len(metrics) + 1) + "|"]
     for name, m in means.items():

@@ -128,7 +128,7 @@ class TrainConfig:
     val_lr: tuple[str, ...] | None = None  # validation LR folders (training/validation.py)
     val_hr: str | None = None  # their ground truth (same names), for PSNR-Y/SSIM-Y
     val_every: int | None = None  # None: at every save
-    select: str | None = None  # metric choosing best-reconstruction.safetensors (psnr_y with HR, else niqe)
+    select: str | None = None  # metric choosing the exported round (psnr_y with HR, else niqe)
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:

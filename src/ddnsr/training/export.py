@@ -42,10 +42,13 @@ def training_facts(cfg: TrainConfig, step: int) -> dict[str, str]:
     }
 
 
-def export_models(run_dir: str | Path, nets: Networks, cfg: TrainConfig, step: int) -> dict[str, Path]:
+def export_models(run_dir: str | Path, nets: Networks, cfg: TrainConfig, step: int, *,
+                  last: bool = False) -> dict[str, Path]:
     """Save R (and D, unless the run learned from bicubic downscales) as float32 safetensors in ``run_dir``.
 
-    Returns ``{"reconstruction": path, "degradation": path}`` (no ``degradation`` for a bicubic run).
+    Returns ``{"reconstruction": path, "degradation": path}`` (no ``degradation`` for a bicubic run). With
+    ``last``, R is saved as ``last-reconstruction.safetensors`` under the key ``"last"`` instead: a run that
+    validates exports its best round as ``reconstruction.safetensors`` (loop.export_best).
     """
     from ddnsr.formats.modelfile import save_model
 
@@ -55,7 +58,9 @@ def export_models(run_dir: str | Path, nets: Networks, cfg: TrainConfig, step: i
     def plain(m: nn.Module) -> nn.Module:
         return getattr(m, "_orig_mod", m).cpu().float().eval()
 
-    out = {"reconstruction": save_model(plain(nets.R), run_dir / "reconstruction.safetensors", facts)}
+    r_key, r_name = ("last", "last-reconstruction.safetensors") if last else ("reconstruction",
+                                                                              "reconstruction.safetensors")
+    out = {r_key: save_model(plain(nets.R), run_dir / r_name, facts)}
     if nets.D is not None:
         out["degradation"] = save_model(plain(nets.D), run_dir / "degradation.safetensors", facts)
     return out

@@ -59,9 +59,11 @@ def train(cfg: TrainConfig) -> dict[str, Path]:
             write_config(run_dir, cfg)
             print(f"training from step {start} of {cfg.steps} on {describe(procs.device, cfg.precision)}", flush=True)
         batches = make_batches(cfg, data, procs, start)
-        validator = make_validation(cfg, run_dir, procs.main)
         log = RunLog(run_dir, start, enabled=procs.main)
+        validator = make_validation(cfg, run_dir, procs.main)
         bar = progress_bar(cfg, start, procs.main)
+        if validator and start == 0 and cfg.init_r:  # round 0: the start model is a candidate too
+            validate(validator, t, cfg, 0, log, bar)
         step = start
         try:
             while step < cfg.steps:
@@ -102,9 +104,10 @@ def train(cfg: TrainConfig) -> dict[str, Path]:
         result: dict[str, Path] = {}
         if procs.main:
             log.finish()
-            result = export_models(run_dir, t.exported(), cfg, step)
+            result = export_models(run_dir, t.exported(), cfg, step, last=validator is not None)
             if validator is not None:
-                print(closing_report(validator, run_dir, cfg, result["reconstruction"], procs), flush=True)
+                result["reconstruction"] = export_best(validator, run_dir, result["last"])
+                print(closing_report(validator, run_dir, cfg, result, procs), flush=True)
         procs.barrier()
     return result
 
@@ -201,14 +204,38 @@ def validate(validator, t: Trainer, cfg: TrainConfig, step: int, log: RunLog, ba
         print(f"step {step}: validation {line}", flush=True)
 
 
-def closing_report(validator, run_dir: Path, cfg: TrainConfig, exported: Path, procs: Processes) -> str:
-    """RUN/report.md and report.png: bicubic, the start model and the exported R on the validation crops."""
+def export_best(validator, run_dir: Path, last: Path) -> Path:
+    """``RUN/reconstruction.safetensors`` := the best validation round (round 0 is the start model), so a run
+    never exports a model its own validation scored worse than its start; ``last`` stays beside it.
+
+    The best round's file was written when that round ran (validation.py's BEST_FILE); if it is gone (a user
+    removed it), the last model is exported and a line says so.
+    """
+    from ddnsr.files import publish
+    from ddnsr.training.validation import BEST_FILE
+
+    final, best = run_dir / "reconstruction.safetensors", run_dir / BEST_FILE
+    if best.is_file():
+        publish(best, final)
+    else:
+        print(f"{best} is missing: exporting the last model as {final.name}", flush=True)
+        atomic_write(final, last.read_bytes())
+    return final
+
+
+def closing_report(validator, run_dir: Path, cfg: TrainConfig, files: dict[str, Path], procs: Processes) -> str:
+    """RUN/report.md and report.png: the verdict, then bicubic, the start model, the last and the exported R
+    on the validation crops."""
     from ddnsr.formats.modelfile import load_model
     from ddnsr.training.closing import write_report
 
-    start = load_model(cfg.init_r).eval() if cfg.init_r else None
-    name = cfg.from_model or cfg.init_r or ""
-    return write_report(validator, run_dir, load_model(exported).to(procs.device).eval(), start, name, procs.device)
+    models = {}
+    if cfg.init_r:
+        models[f"start ({cfg.from_model or cfg.init_r})"] = load_model(cfg.init_r)
+    models["last"] = load_model(files["last"])
+    models["exported"] = load_model(files["reconstruction"])
+    models = {name: m.to(procs.device).eval() for name, m in models.items()}
+    return write_report(validator, run_dir, models, has_start=bool(cfg.init_r), device=procs.device)
 
 
 def fit_on_every_rank(fitted: TrainConfig, procs: Processes) -> TrainConfig:

@@ -5,8 +5,11 @@ pixels (and the matching 4x HR crop), upscaled by R (the moving average when ``-
 PSNR-Y and SSIM-Y (BT.601 Y, 4-pixel border, the NTIRE convention); always NIQE and PIQE (no reference;
 lower is better). Without ``--val-lr`` the last few ``--real-lr`` photos are used (NIQE/PIQE only; they
 are also in the training stream, but R never sees a ground truth for them). Each round adds a row to
-``RUN/validation.csv`` and to TensorBoard (``val/<metric>``), and the best round by ``--select`` (default
-``psnr_y`` with HR, else ``niqe``) is exported as ``RUN/best-reconstruction.safetensors``.
+``RUN/validation.csv`` and to TensorBoard (``val/<metric>``). A run that starts from a model validates
+the start model first, as round 0 (step 0). The best round by ``--select`` (default ``psnr_y`` with HR,
+else ``niqe``) is kept as ``RUN/best-reconstruction.safetensors`` while the run goes on; at the end it
+becomes the run's ``reconstruction.safetensors`` (loop.py): a run never exports a model that its own
+validation scored worse than its start.
 """
 
 from __future__ import annotations
@@ -22,12 +25,14 @@ from torch import nn
 
 from ddnsr.errors import DataError, SettingError
 
-__all__ = ["CROP", "HIGHER_IS_BETTER", "MAX_IMAGES", "ValImage", "Validator", "load_val_images", "make_validator"]
+__all__ = ["BEST_FILE", "CROP", "HIGHER_IS_BETTER", "MAX_IMAGES", "ValImage", "Validator", "load_val_images",
+           "make_validator"]
 
 CROP = 64
 MIN_CROP = 48  # NIQE needs 2 x 2 of its 96 px blocks: outputs of at least 192 px
 MAX_IMAGES = 6
 HIGHER_IS_BETTER = {"psnr_y": True, "ssim_y": True, "niqe": False, "piqe": False}
+BEST_FILE = "best-reconstruction.safetensors"  # the best round so far, while the run goes on
 
 
 @dataclass
@@ -114,16 +119,23 @@ def upscale(model: nn.Module, lr: np.ndarray, device: torch.device) -> np.ndarra
 
 
 def score(sr: np.ndarray, hr: np.ndarray | None) -> dict[str, float]:
-    """The validation metrics of one output (PSNR-Y/SSIM-Y only with ``hr``)."""
+    """The validation metrics of one output (PSNR-Y/SSIM-Y only with ``hr``).
+
+    A metric that cannot be computed on the output (NIQE of a flat image: a model ruined by a too large
+    learning rate outputs one) gets its worst value, so such a round is never chosen.
+    """
     from ddnsr.metrics import niqe, piqe, psnr, ssim
 
     out = {}
     if hr is not None:
         out["psnr_y"] = psnr(sr, hr)
         out["ssim_y"] = ssim(sr, hr)
-    out["niqe"] = niqe(sr)
-    out["piqe"] = piqe(sr)
-    return out
+    for name, metric in (("niqe", niqe), ("piqe", piqe)):
+        try:
+            out[name] = float(metric(sr))
+        except (np.linalg.LinAlgError, ValueError, FloatingPointError):
+            out[name] = float("inf")
+    return {k: v if np.isfinite(v) or k not in ("psnr_y", "ssim_y") else float("-inf") for k, v in out.items()}
 
 
 class Validator:
@@ -136,18 +148,35 @@ class Validator:
         if self.select not in HIGHER_IS_BETTER or (self.select in ("psnr_y", "ssim_y") and not self.paired):
             allowed = [m for m in HIGHER_IS_BETTER if self.paired or m in ("niqe", "piqe")]
             raise SettingError(f"--select must be one of {', '.join(allowed)}, got {self.select!r}")
-        self.best: float | None = self._best_so_far()
+        self.rounds: dict[int, float] = self._rounds_so_far()  # step -> --select value
         self.note = note
 
-    def _best_so_far(self) -> float | None:
-        """The best ``--select`` value of an earlier part of the run (validation.csv), for ``--resume``."""
+    def _rounds_so_far(self) -> dict[int, float]:
+        """The ``--select`` value of each round of an earlier part of the run (validation.csv), for ``--resume``."""
         path = self.run_dir / "validation.csv"
         if not path.is_file():
-            return None
-        values = [float(r[self.select]) for r in csv.DictReader(io.StringIO(path.read_text())) if r.get(self.select)]
-        if not values:
-            return None
-        return max(values) if HIGHER_IS_BETTER[self.select] else min(values)
+            return {}
+        rows = csv.DictReader(io.StringIO(path.read_text()))
+        return {int(r["step"]): float(r[self.select]) for r in rows if r.get(self.select) and r.get("step")}
+
+    def better(self, a: float, b: float) -> bool:
+        """Whether ``--select`` value ``a`` is strictly better than ``b``."""
+        return a > b if HIGHER_IS_BETTER[self.select] else a < b
+
+    @property
+    def best_step(self) -> int | None:
+        """The step of the best round so far (the earliest among equals; 0 is the start model), or None."""
+        best = None
+        for step in sorted(self.rounds):
+            if best is None or self.better(self.rounds[step], self.rounds[best]):
+                best = step
+        return best
+
+    @property
+    def best(self) -> float | None:
+        """The best ``--select`` value so far, or None before the first round."""
+        step = self.best_step
+        return None if step is None else self.rounds[step]
 
     def mean_scores(self, model: nn.Module, device: torch.device) -> dict[str, float]:
         """Each metric averaged over the validation crops."""
@@ -163,8 +192,7 @@ class Validator:
         old = path.read_text() if path.is_file() else ""
         rows = [r for r in csv.reader(io.StringIO(old))][1:]
         rows = [r for r in rows if r and int(r[0]) < step]  # a resumed run rewrites its later rows
-        if self.best is not None and not rows:
-            self.best = None
+        self.rounds = {k: v for k, v in self.rounds.items() if k < step}
         buf = io.StringIO()
         writer = csv.writer(buf)
         writer.writerow(["step", *scores])
@@ -175,9 +203,8 @@ class Validator:
             for k, v in scores.items():
                 tb.add_scalar(f"val/{k}", v, step)
         value = scores[self.select]
-        better = self.best is None or (value > self.best if HIGHER_IS_BETTER[self.select] else value < self.best)
-        if better:
-            self.best = value
-            if save is not None:
-                save(self.run_dir / "best-reconstruction.safetensors")
+        better = self.best is None or self.better(value, self.best)
+        self.rounds[step] = value
+        if better and save is not None:
+            save(self.run_dir / BEST_FILE)
         return scores
