@@ -303,3 +303,49 @@ def test_a_run_that_gets_better_exports_its_best_round(tmp_path, vgg19_path, dat
     assert best > 0 and psnr[best] > psnr[0]
     assert read_metadata(run_dir / "reconstruction.safetensors")["training_steps"] == str(best)
     assert (run_dir / "report.md").read_text().startswith("Verdict: the adapted model beats the start on psnr_y")
+
+
+def test_a_folder_that_is_not_a_run_is_refused_and_left_untouched(tmp_path, vgg19_path, data):
+    # issue 26, 1: a user's folder holding their own config.json, report.md, results ... is never written into
+    user = tmp_path / "user_run"
+    user.mkdir()
+    (user / "config.json").write_text('{"theme": "dark"}')
+    (user / "report.md").write_text("my notes")
+    (user / "reconstruction.safetensors").write_bytes(b"mine")
+    before = {p.name: p.read_bytes() for p in user.iterdir()}
+    res = train(user, vgg19_path, *folders(data), "--steps", "1")
+    assert res.returncode == 1
+    assert res.stderr.strip().splitlines()[-1].endswith("an existing folder that is not a ddnsr run (it holds "
+                                                         "config.json (not a ddnsr run's)); choose a new or empty "
+                                                         "folder")
+    assert {p.name: p.read_bytes() for p in user.iterdir()} == before
+    (user / "holiday.jpg").write_bytes(b"photo")
+    res = train(user, vgg19_path, *folders(data), "--steps", "1")
+    assert res.returncode == 1 and "it holds holiday.jpg)" in res.stderr
+    assert sorted(p.name for p in user.iterdir()) == ["config.json", "holiday.jpg", "reconstruction.safetensors",
+                                                      "report.md"]
+
+
+def test_finished_run_resumed_and_val_hr_alone_are_refused(tmp_path, vgg19_path, data):
+    # issue 26, 19: --resume on a finished run does not train on; --val-hr without --val-lr is an error
+    run_dir = tmp_path / "run"
+    assert train(run_dir, vgg19_path, *folders(data), "--steps", "1").returncode == 0
+    ckpts = sorted((run_dir / "checkpoints").iterdir())
+    res = train(run_dir, vgg19_path, *folders(data), "--steps", "1", "--resume", "--minutes", "1")
+    assert res.returncode == 1 and "is a finished run (step 1 of 1); give --steps above 1" in res.stderr
+    assert sorted((run_dir / "checkpoints").iterdir()) == ckpts
+    res = train(tmp_path / "other", vgg19_path, *folders(data), "--val-hr", str(data["hr"]))
+    assert res.returncode == 1 and "--val-hr needs --val-lr" in res.stderr
+    assert not (tmp_path / "other").exists()
+
+
+def test_a_bad_file_among_the_validation_photos_is_skipped(tmp_path, vgg19_path, data):
+    # issue 26, 9: the default validation photos are the last readable ones; a bad one is skipped, not fatal
+    lr = tmp_path / "lr"
+    lr.mkdir()
+    for p in data["lr"].iterdir():
+        (lr / p.name).write_bytes(p.read_bytes())
+    (lr / "9.png").write_bytes(b"not an image at all")
+    res = train(tmp_path / "run", vgg19_path, "--real-lr", str(lr), "--clean-hr", str(data["hr"]), "--steps", "1")
+    assert res.returncode == 0, res.stderr
+    assert "validation: 4 of the --real-lr photos" in res.stdout

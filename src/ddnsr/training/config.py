@@ -173,6 +173,8 @@ class TrainConfig:
         if self.val_every is not None and (isinstance(self.val_every, bool) or not isinstance(self.val_every, int)
                                            or self.val_every < 1):
             raise SettingError(f"--val-every must be an integer of at least 1, got {self.val_every!r}")
+        if self.val_hr is not None and not self.val_lr:
+            raise SettingError("--val-hr needs --val-lr (the LR photos whose ground truth it holds)")
         for name in ("real_lr", "clean_hr", "val_lr"):
             if getattr(self, name) is not None:
                 setattr(self, name, tuple(str(v) for v in getattr(self, name)))

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from ddnsr.errors import SettingError
-from ddnsr.files import atomic_write
+from ddnsr.files import atomic_write, is_temporary_name
 from ddnsr.inference.device import describe
 from ddnsr.training.budget import PROBE_STEPS, Budget
 from ddnsr.training.checkpoint import Checkpointer, get_rng_state, set_rng_state
@@ -42,8 +42,9 @@ def train(cfg: TrainConfig) -> dict[str, Path]:
     cfg.validate()
     procs = Processes.start(cfg.device)
     cfg = with_start_architecture(cfg)  # --from: R's (and D's) weights and architecture
-    data = locate_data(cfg)  # fail fast on bad data settings, before building anything
     run_dir, ckpts = Path(cfg.run_dir), Checkpointer(cfg.run_dir)
+    check_run_folder(run_dir)  # never write into a user's folder that is not a run
+    data = locate_data(cfg)  # fail fast on bad data settings, before building anything
     with RunLock(run_dir) if procs.main else contextlib.nullcontext():
         saved = read_checkpoint_to_resume(cfg, ckpts, procs.main)  # None for a new run
         cfg = keep_fitted_schedule(cfg, saved and saved["config"], run_dir)
@@ -51,6 +52,9 @@ def train(cfg: TrainConfig) -> dict[str, Path]:
         check_same_configuration(cfg, saved)
         t = Trainer(cfg, procs)
         start = t.restore(saved) if saved else 0
+        if saved and start >= cfg.steps:
+            raise SettingError(f"--resume: {run_dir} is a finished run (step {start} of {cfg.steps}); give --steps "
+                               f"above {start} to train on")
         procs.broadcast_weights(t.nets)
         budget = Budget(cfg, start, t0)
         if budget.active:  # probe at least a few steps before the count is fitted
@@ -144,6 +148,40 @@ def locate_data(cfg: TrainConfig) -> tuple[dict[str, list[str]], Path]:
     for key in stream_keys(cfg.source, cfg.target):
         resolve_sources(recs, data_root, key)
     return recs, data_root
+
+
+#: What ``ddnsr train`` writes into a run folder (a folder holding anything else is not a run)
+RUN_ENTRIES = {"config.json", "checkpoints", "tb", "samples", "losses.csv", "loss_curves.png", "validation.csv",
+               "report.md", "report.png", "reconstruction.safetensors", "last-reconstruction.safetensors",
+               "best-reconstruction.safetensors", "degradation.safetensors", "clean-hr-self", ".lock"}
+
+
+def check_run_folder(run_dir: Path) -> None:
+    """Refuse a ``--run-dir`` that exists and holds anything but a ddnsr run's files, before writing.
+
+    A run folder is new, empty, or holds only the names a run writes with a ``config.json`` of a run, so a
+    user's own folder (their photos, another tool's ``config.json`` or ``report.md``) is never written into.
+
+    Raises:
+        SettingError: one line naming the folder and what in it is not a run's.
+    """
+    if not run_dir.exists():
+        return
+    if not run_dir.is_dir():
+        raise SettingError(f"--run-dir {run_dir}: not a folder")
+    names = {p.name for p in run_dir.iterdir() if not p.name.startswith(".config.json.")}
+    foreign = sorted(n for n in names if n not in RUN_ENTRIES and not is_temporary_name(n))
+    if not foreign and "config.json" in names:
+        try:
+            config = json.loads((run_dir / "config.json").read_text())
+        except (OSError, ValueError):
+            config = None
+        if not (isinstance(config, dict) and {"source", "target", "preset", "steps", "run_dir"} <= set(config)):
+            foreign = ["config.json (not a ddnsr run's)"]
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise SettingError(f"--run-dir {run_dir}: an existing folder that is not a ddnsr run (it holds {shown}); "
+                           "choose a new or empty folder")
 
 
 def read_checkpoint_to_resume(cfg: TrainConfig, ckpts: Checkpointer, main: bool) -> dict[str, Any] | None:

@@ -58,11 +58,27 @@ def make_validator(cfg, run_dir: Path) -> Validator:
         raise SettingError("validation needs --val-lr DIR (or --real-lr folders to take a few photos from)")
     from ddnsr.training.data import list_images
 
-    files = list_images([Path(d) for d in cfg.real_lr])[-MAX_IMAGES:]
-    images = load_val_images([], None, files=files)
+    images = _last_readable(list_images([Path(d) for d in cfg.real_lr]))
+    if not images:
+        raise DataError(f"--real-lr {', '.join(cfg.real_lr)}: no photo can be validated on (each is unreadable "
+                        f"or under {MIN_CROP} px a side); give --val-lr DIR")
     print(f"validation: {len(images)} of the --real-lr photos (centre {CROP}x{CROP} crops), NIQE/PIQE only; "
           "give --val-lr/--val-hr for a held-out set with PSNR", flush=True)
     return Validator(images, run_dir, cfg.select)
+
+
+def _last_readable(files: list[Path]) -> list[ValImage]:
+    """The last :data:`MAX_IMAGES` of ``files`` that load and are large enough (others are skipped, as the
+    training stream skips them; it has warned about each already)."""
+    images: list[ValImage] = []
+    for path in reversed(files):
+        if len(images) == MAX_IMAGES:
+            break
+        try:
+            images += load_val_images([], None, files=[path])
+        except (DataError, OSError, ValueError):
+            continue
+    return images[::-1]
 
 
 def load_val_images(lr_dirs: list[str], hr_dir: str | None, limit: int = MAX_IMAGES, *,
