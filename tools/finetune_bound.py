@@ -1,6 +1,6 @@
 """What a fine-tune could reach if D were perfect: R fine-tuned on the camera's true pipeline.
 
-    python tools/finetune_bound.py --run-dir RUN [ddnsr train flags...]
+    python tools/finetune_bound.py [--camera NAME] --run-dir RUN [ddnsr train flags...]
 
 runs ``ddnsr train --degradation bicubic`` with the bicubic x4 downscale replaced by the camera pipeline of
 ``tools/make_camera.py`` (blur, x1/4, noise, JPEG; a new noise seed per crop), so R learns from the exact
@@ -32,6 +32,7 @@ import ddnsr.training.losses as losses  # noqa: E402
 from ddnsr.cli import main  # noqa: E402
 
 _seeds = itertools.count(10_000)
+_camera = ["gauss"]  # make_camera.CAMERAS name, set by --camera
 
 
 def camera_down(y: torch.Tensor, scale: int = 4) -> torch.Tensor:
@@ -41,11 +42,16 @@ def camera_down(y: torch.Tensor, scale: int = 4) -> torch.Tensor:
     out = []
     for img in y.detach().float().clamp(0, 1).cpu():
         pil = Image.fromarray((img.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8))
-        lr = np.asarray(degrade(pil, seed=next(_seeds)), dtype=np.float32) / 255
+        lr = np.asarray(degrade(pil, seed=next(_seeds), camera=_camera[0]), dtype=np.float32) / 255
         out.append(torch.from_numpy(lr).permute(2, 0, 1))
     return torch.stack(out).to(y.device).contiguous(memory_format=torch.channels_last)
 
 
 if __name__ == "__main__":
+    args = sys.argv[1:]
+    if "--camera" in args:
+        i = args.index("--camera")
+        _camera[0] = args[i + 1]
+        del args[i: i + 2]
     losses.bicubic_down = camera_down  # the 'bicubic' degradation of training/losses.py becomes the camera
-    sys.exit(main(["train", "--degradation", "bicubic", *sys.argv[1:]]))
+    sys.exit(main(["train", "--degradation", "bicubic", *args]))
