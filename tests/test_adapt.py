@@ -186,6 +186,7 @@ def test_budget_fits_twice_on_a_clock_that_speeds_up(monkeypatch):
     assert not budget.time_up()
 
 
+@pytest.mark.precision
 def test_validation_scores_what_ddnsr_upscale_makes():
     # the crop is padded as the Upscaler pads a whole image, so validation sees no frame along its border
     from ddnsr import Upscaler
@@ -195,7 +196,8 @@ def test_validation_scores_what_ddnsr_upscale_makes():
     crop = (rng.random((64, 64, 3)) * 80 + np.linspace(40, 160, 64)[None, :, None]).astype(np.uint8)
     model = load_model("track1")
     ours = upscale(model, crop, torch.device("cpu"))
-    theirs = np.round(Upscaler.load("track1", device="cpu").upscale_array(crop) * 255).astype(np.uint8)  # [0, 1]
+    up = Upscaler.load("track1", device="cpu", precision="fp32")  # validation runs fp32
+    theirs = np.round(up.upscale_array(crop) * 255).astype(np.uint8)  # [0, 1]
     assert ours.shape == theirs.shape == (256, 256, 3)
     assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1
     with torch.no_grad():  # the plain pass differs along the border

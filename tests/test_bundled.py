@@ -12,6 +12,9 @@ from ddnsr.formats.modelfile import BUNDLED_DIR, bundled_models, load_model, rea
 from ddnsr.inference.upscaler import DEFAULT_MODEL
 from ddnsr.nets import DegradationNet, RRDBNet
 
+# every test here runs networks on the precision path 'auto' picks: .ci/run runs them with bf16 on and off
+pytestmark = pytest.mark.precision
+
 FACTS = ("training_steps", "training_data", "training_preset", "commit", "date", "license", "training_time")
 
 

@@ -189,7 +189,7 @@ def test_ncnn_export_upscales_like_ddnsr_upscale(tmp_path, capsys):
     write_image(tmp_path / "photo.png", crop)
     assert cli_main(["export", "track1", "--format", "ncnn", "-o", str(tmp_path / "ncnn")]) == 0
     assert cli_main(["upscale", str(tmp_path / "photo.png"), "-o", str(tmp_path / "out"), "--model", "track1",
-                     "--tile", "16", "--device", "cpu", "-q"]) == 0
+                     "--tile", "16", "--device", "cpu", "--precision", "fp32", "-q"]) == 0  # the exact path
     capsys.readouterr()
     ours = read_image(tmp_path / "out" / "photo.png").rgb
     rgb = read_image(tmp_path / "photo.png").rgb  # what was written, 8 bit
@@ -353,7 +353,7 @@ def test_onnxruntime_backend_upscales_like_torch(tmp_path, capsys):
     outs = {}
     for backend in ("torch", "onnxruntime"):
         assert cli_main(["upscale", str(tmp_path / "photo.png"), "-o", str(tmp_path / backend), "--model", "track1",
-                         "--tile", "16", "--device", "cpu", "--backend", backend, "-q"]) == 0
+                         "--tile", "16", "--device", "cpu", "--backend", backend, "--precision", "fp32", "-q"]) == 0
         outs[backend] = read_image(tmp_path / backend / "photo.png")
     assert outs["onnxruntime"].alpha is not None and outs["onnxruntime"].rgb.shape == (96, 128, 3)
     assert np.abs(outs["onnxruntime"].rgb - outs["torch"].rgb).max() <= 1 / 255 + 1e-6

@@ -21,6 +21,9 @@ from ddnsr.imageio import write_planes
 from ddnsr.inference.upscaler import DEFAULT_MODEL, crop_to_multiple, reference_crop
 from ddnsr.nets import DegradationNet, RRDBNet
 
+# every test here runs networks on the precision path 'auto' picks: .ci/run runs them with bf16 on and off
+pytestmark = pytest.mark.precision
+
 torch.set_num_threads(1)
 
 
@@ -107,14 +110,14 @@ def test_wrong_networks_devices_and_precisions_are_refused(model_dir: Path, tmp_
 def test_real_esrgan_params_ema_pth_is_loaded_by_key_names(tmp_path: Path) -> None:
     net = tiny_rrdbnet(seed=3)
     torch.save({"params_ema": net.state_dict()}, tmp_path / "RealESRGAN_x4plus_like.pth")
-    up = Upscaler.load(tmp_path / "RealESRGAN_x4plus_like.pth", device="cpu", tile=0)
+    up = Upscaler.load(tmp_path / "RealESRGAN_x4plus_like.pth", device="cpu", tile=0, precision="fp32")
     rgb = rand_rgb(9, 7)
     np.testing.assert_allclose(up.upscale_array(rgb), net_out(net, rgb), atol=1e-6)
 
 
 def test_an_nn_module_can_be_passed(tmp_path: Path) -> None:
     net = tiny_rrdbnet(seed=4)
-    up = Upscaler.load(net, device="cpu", tile=0)
+    up = Upscaler.load(net, device="cpu", tile=0, precision="fp32")
     rgb = rand_rgb(6, 5)
     np.testing.assert_allclose(up.upscale_array(rgb), net_out(tiny_rrdbnet(seed=4), rgb), atol=1e-6)
 
@@ -124,7 +127,7 @@ def test_an_nn_module_can_be_passed(tmp_path: Path) -> None:
 
 def test_upscale_array_is_the_clipped_network_output(model_dir: Path) -> None:
     net = tiny_rrdbnet()
-    up = Upscaler.load(model_dir / "r.safetensors", device="cpu", tile=0)
+    up = Upscaler.load(model_dir / "r.safetensors", device="cpu", tile=0, precision="fp32")  # the exact path
     rgb = rand_rgb(11, 13)
     out = up.upscale_array(rgb)
     assert out.shape == (44, 52, 3) and out.dtype == np.float32
@@ -264,7 +267,7 @@ def test_degrade_array_sizes_crop_and_determinism(model_dir: Path) -> None:
 
 def test_degrade_whole_image_uses_the_network_with_a_reference_crop(model_dir: Path) -> None:
     net = tiny_degradation()
-    deg = Degrader.load(model_dir / "d.safetensors", device="cpu", tile=0)
+    deg = Degrader.load(model_dir / "d.safetensors", device="cpu", tile=0, precision="fp32")  # the exact path
     hr = rand_rgb(16, 24)
     ref = rand_rgb(4, 6, seed=3)  # exactly the LR size: the crop is the whole reference
     with torch.no_grad():
@@ -354,3 +357,20 @@ def test_precision_auto_follows_the_cpu(monkeypatch, model_dir: Path) -> None:
     up = Upscaler.load(model_dir / "r.safetensors", device="cpu")
     assert up.precision == "bf16" and up._engine.autocast == torch.bfloat16
     assert Upscaler.load(model_dir / "r.safetensors", device="cpu", precision="fp32").precision == "fp32"
+
+
+def test_the_default_path_keeps_40_db_of_fp32() -> None:
+    """Whatever path ``auto`` picks on this machine (DDNSR_CPU_BF16=1|0 forces either), the bundled model's
+    output stays within 40 dB PSNR of the exact fp32 output (the rule the default is chosen by)."""
+    from ddnsr.cli.upscale import DEMO_IMAGE
+    from ddnsr.metrics import psnr
+
+    rgb = np.asarray(Image.open(DEMO_IMAGE).convert("RGB"))[40:88, 60:108]  # a real photo
+    auto = Upscaler.load("track1", device="cpu")
+    exact = Upscaler.load("track1", device="cpu", precision="fp32")
+    a = np.round(auto.upscale_array(rgb) * 255).astype(np.uint8)
+    b = np.round(exact.upscale_array(rgb) * 255).astype(np.uint8)
+    if auto.precision == "fp32":
+        assert np.array_equal(a, b)
+    else:
+        assert psnr(a, b, channel="rgb", crop_border=0) >= 40.0

@@ -23,6 +23,9 @@ from ddnsr.cli import main
 from ddnsr.formats.modelfile import save_model
 from ddnsr.nets import DegradationNet, RRDBNet
 
+# every test here runs networks on the precision path 'auto' picks: .ci/run runs them with bf16 on and off
+pytestmark = pytest.mark.precision
+
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
 

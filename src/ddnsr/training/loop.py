@@ -52,8 +52,8 @@ def train(cfg: TrainConfig) -> dict[str, Path]:
         check_same_configuration(cfg, saved)
         t = Trainer(cfg, procs)
         start = t.restore(saved) if saved else 0
-        if saved and start >= cfg.steps:
-            raise SettingError(f"--resume: {run_dir} is a finished run (step {start} of {cfg.steps}); give --steps "
+        if saved and start >= saved["config"]["steps"] and cfg.steps <= start:  # (a killed run may be exported)
+            raise SettingError(f"--resume: {run_dir} is a finished run (step {start} of {start}); give --steps "
                                f"above {start} to train on")
         procs.broadcast_weights(t.nets)
         budget = Budget(cfg, start, t0)
@@ -250,11 +250,14 @@ def export_best(validator, run_dir: Path, last: Path) -> Path:
     removed it), the last model is exported and a line says so.
     """
     from ddnsr.files import publish
+    from ddnsr.formats.modelfile import read_metadata
     from ddnsr.training.validation import BEST_FILE
 
     final, best = run_dir / "reconstruction.safetensors", run_dir / BEST_FILE
     if best.is_file():
         publish(best, final)
+    elif final.is_file() and read_metadata(final).get("training_steps") == str(validator.best_step):
+        pass  # the best round is older than this part of a resumed run, and was exported at its end
     else:
         print(f"{best} is missing: exporting the last model as {final.name}", flush=True)
         atomic_write(final, last.read_bytes())
