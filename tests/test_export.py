@@ -189,7 +189,7 @@ def test_ncnn_export_upscales_like_ddnsr_upscale(tmp_path, capsys):
     write_image(tmp_path / "photo.png", crop)
     assert cli_main(["export", "track1", "--format", "ncnn", "-o", str(tmp_path / "ncnn")]) == 0
     assert cli_main(["upscale", str(tmp_path / "photo.png"), "-o", str(tmp_path / "out"), "--model", "track1",
-                     "--tile", "16", "--device", "cpu", "-q"]) == 0
+                     "--tile", "16", "--device", "cpu", "--precision", "fp32", "-q"]) == 0
     capsys.readouterr()
     ours = read_image(tmp_path / "out" / "photo.png").rgb
     rgb = read_image(tmp_path / "photo.png").rgb  # what was written, 8 bit
@@ -353,7 +353,8 @@ def test_onnxruntime_backend_upscales_like_torch(tmp_path, capsys):
     outs = {}
     for backend in ("torch", "onnxruntime"):
         assert cli_main(["upscale", str(tmp_path / "photo.png"), "-o", str(tmp_path / backend), "--model", "track1",
-                         "--tile", "16", "--device", "cpu", "--backend", backend, "-q"]) == 0
+                         "--tile", "16", "--device", "cpu", "--backend", backend, "--precision", "fp32",
+                         "-q"]) == 0
         outs[backend] = read_image(tmp_path / backend / "photo.png")
     assert outs["onnxruntime"].alpha is not None and outs["onnxruntime"].rgb.shape == (96, 128, 3)
     assert np.abs(outs["onnxruntime"].rgb - outs["torch"].rgb).max() <= 1 / 255 + 1e-6
@@ -387,3 +388,28 @@ def test_info_describes_any_format(tmp_path, capsys):
             assert facts["parameters"] == params
     assert cli_main(["info"]) == 0  # without MODEL: the overview with the bundled set, as before
     assert "bundled models" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------------------- own input
+
+
+def test_export_never_replaces_its_input(tmp_path, capsys):
+    """An ncnn export onto its own .param / .bin (directly or through a symlink) is refused, nothing written."""
+    param, binary = export_ncnn(small_r(), tmp_path / "m-x4.param", half=False)
+    (tmp_path / "link-x4.param").symlink_to(param)
+    (tmp_path / "link-x4.bin").symlink_to(binary)
+    before = {p: p.read_bytes() for p in (param, binary)}
+    links = (tmp_path / "link-x4.param", tmp_path / "link-x4.bin", tmp_path / "sub" / ".." / "m-x4.bin")
+    for out in (param, binary, *links):
+        err = _cli_error(["export", str(param), "--format", "ncnn", "-o", str(out)], capsys)
+        assert "is the input file" in err, err
+    err = _cli_error(["export", str(tmp_path / "link-x4.param"), "--format", "ncnn", "-o", str(param)], capsys)
+    assert "is the input file" in err
+    assert {p: p.read_bytes() for p in (param, binary)} == before
+    assert leftovers(tmp_path) == ["link-x4.bin", "link-x4.param", "m-x4.bin", "m-x4.param"]
+
+
+def test_export_to_a_wrong_suffix_is_one_line(tmp_path, capsys):
+    err = _cli_error(["export", "track1", "--format", "onnx", "-o", str(tmp_path / "out.txt")], capsys)
+    assert "out.txt" in err and ".onnx" in err
+    assert leftovers(tmp_path) == []
