@@ -413,3 +413,46 @@ def test_export_to_a_wrong_suffix_is_one_line(tmp_path, capsys):
     err = _cli_error(["export", "track1", "--format", "onnx", "-o", str(tmp_path / "out.txt")], capsys)
     assert "out.txt" in err and ".onnx" in err
     assert leftovers(tmp_path) == []
+
+
+def _crafted_onnx(path: Path, dims: list[int], *, data_type: int = 1, meta: dict[str, str] | None = None) -> Path:
+    """A one-node ONNX (Identity of one initializer) whose initializer declares ``dims`` over 4 bytes."""
+    from onnx import TensorProto, helper
+
+    weight = TensorProto(name="w", data_type=data_type, dims=dims, raw_data=b"\0\0\0\0")
+    graph = helper.make_graph([helper.make_node("Identity", ["w"], ["y"])], "g", [],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])], [weight])
+    model = helper.make_model(graph)
+    for key, value in (meta or {}).items():
+        model.metadata_props.add(key=key, value=value)
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+@pytest.mark.parametrize("case", ["empty", "random", "huge dims", "negative dims", "unknown dtype"])
+def test_info_refuses_what_is_not_an_onnx_model(tmp_path, capsys, case):
+    pytest.importorskip("onnx")
+    path = tmp_path / "m.onnx"
+    if case == "empty":
+        path.write_bytes(b"")
+    elif case == "random":
+        path.write_bytes(np.random.default_rng(0).bytes(4096))
+    elif case == "huge dims":
+        _crafted_onnx(path, [2**31, 2**31, 2**31])
+    elif case == "negative dims":
+        _crafted_onnx(path, [-15])
+    else:
+        _crafted_onnx(path, [1], data_type=999)
+    err = _cli_error(["info", str(path)], capsys)
+    assert err.startswith(f"ddnsr info: error: {path}: "), err
+    assert "Traceback" not in err
+
+
+def test_info_prints_metadata_escaped(tmp_path, capsys):
+    pytest.importorskip("onnx")
+    path = _crafted_onnx(tmp_path / "m.onnx", [1], meta={"note": "ok\nparameters: 999", "title": "\x1b[2J\x1b]0;x\x07"})
+    assert cli_main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    assert [line for line in out.splitlines() if line.startswith("parameters:")] == ["parameters:   1"]
+    assert "note = ok\\nparameters: 999" in out and "title = \\x1b[2J\\x1b]0;x\\x07" in out
