@@ -85,6 +85,9 @@ _RGB_FORMATS = ("bgr0", "gbrp")
 _SEGMENT = "seg-{:05d}.nut"
 _MANIFEST = "manifest.json"
 _MANIFEST_VERSION = 1
+#: The largest ``--start`` / ``--duration`` / ``--segment`` taken (a year, in seconds): far above any
+#: clip, and small enough that time stamps computed from it stay finite integers.
+MAX_SECONDS = 366 * 86400.0
 
 
 @dataclass(frozen=True)
@@ -154,10 +157,12 @@ def check_settings(settings: VideoSettings) -> str:
         raise SettingError(f"--crf: {settings.codec} is lossless and has no quality setting")
     if settings.crf is not None and not 0 <= settings.crf <= spec.crf_max:
         raise SettingError(f"--crf {settings.crf}: {settings.codec} takes 0..{spec.crf_max}")
-    if settings.segment_seconds <= 0:
-        raise SettingError(f"segment length must be positive, got {settings.segment_seconds}")
-    if settings.start < 0 or (settings.duration is not None and settings.duration <= 0):
-        raise SettingError("--start must be >= 0 and --duration > 0")
+    if not 0 < settings.segment_seconds <= MAX_SECONDS:
+        raise SettingError(f"segment length must be above 0 and at most {MAX_SECONDS:.0f} s, "
+                           f"got {settings.segment_seconds}")
+    if not 0 <= settings.start <= MAX_SECONDS or (
+            settings.duration is not None and not 0 < settings.duration <= MAX_SECONDS):
+        raise SettingError(f"--start must be in 0..{MAX_SECONDS:.0f} s and --duration above 0 and at most that")
     return encoder
 
 
