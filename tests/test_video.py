@@ -422,3 +422,31 @@ def test_bad_videos_fail_in_one_line_each_and_the_batch_goes_on(tmp_path, model_
     assert sorted(p.name for p in out.iterdir()) == ["good.frames", "good.mp4"]  # nothing half-written, no .part
     assert times_of(out / "good.mp4") == [0, Fraction(1, 10), Fraction(2, 10)]  # 0.1 s .. 0.4 s of the clip
     assert sorted(p.name for p in (out / "good.frames").iterdir()) == ["000000.png", "000001.png", "000002.png"]
+
+
+def test_frames_too_large_for_the_codec_are_refused_up_front_and_the_batch_goes_on(tmp_path, model_file, capsys):
+    """A 4098-px-wide clip: x4 is 16392 px, over x264's 16384. One line before any work, no .part; the next
+    input of the batch is done."""
+    from ddnsr.cli import main
+
+    wide = make_clip(tmp_path / "wide.mp4", w=4098, h=16, n=2, audio=False)
+    good = make_clip(tmp_path / "good.mp4", n=3, audio=False)
+    out = tmp_path / "out"
+    assert main(["upscale", str(wide), str(good), "-o", str(out), "--model", str(model_file), "--device", "cpu",
+                 "-q"]) == 1
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "wide.mp4" in lines[0] and "16392x64" in lines[0] and "16384" in lines[0], lines
+    assert sorted(p.name for p in out.iterdir()) == ["good.mp4"]
+    assert len(times_of(out / "good.mp4")) == 3
+
+
+def test_two_frames_on_one_time_stamp_are_written_once(tmp_path, up):
+    """Clips in the wild carry duplicate time stamps; the muxer refuses them ("non monotonically increasing
+    dts"): the second frame of a time stamp is dropped, the rest is kept."""
+    src = make_clip(tmp_path / "dup.mkv", n=8, step_ms=lambda i: 0 if i == 3 else 100, audio=False)
+    source_times = times_of(src)
+    assert len(source_times) == 8 and len(set(source_times)) == 7
+    result = upscale_video(src, tmp_path / "out" / "dup.mp4", up, VideoSettings())
+    assert times_of(tmp_path / "out" / "dup.mp4") == sorted(set(source_times))
+    assert result.frames == result.total == 7
+    assert not part_folder(tmp_path / "out" / "dup.mp4").exists()

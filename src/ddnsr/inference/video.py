@@ -191,6 +191,20 @@ def _add_video_stream(container, encoder: str, settings: VideoSettings, info: Vi
     return stream
 
 
+#: The largest frame (width, height) an encoder opens, measured (FFmpeg 7 with x264 164 and SVT-AV1 3):
+#: x264 takes sides up to 16384 px, SVT-AV1 16384 x 8704. Others are not bounded here.
+_MAX_FRAME = {"libx264": (16384, 16384), "libsvtav1": (16384, 8704)}
+
+
+def _check_output_size(info: VideoInfo, settings: VideoSettings, encoder: str) -> None:
+    """Refuse (before any work) a source whose x4 frames are larger than the encoder takes."""
+    width, height = (4 * side for side in info.display_size)
+    most = _MAX_FRAME.get(encoder)
+    if most is not None and (width > most[0] or height > most[1]):
+        raise ImageError(info.path, f"its x4 frames, {width}x{height}, are larger than {settings.codec} "
+                         f"({encoder}) takes ({most[0]}x{most[1]}); choose --codec h265 or ffv1")
+
+
 def _check_muxable(info: VideoInfo, settings: VideoSettings, encoder: str) -> None:
     """Open the output container in memory with the chosen codec and copies of the source's audio and
     subtitle streams, so that a combination the container cannot hold fails before any work."""
@@ -242,7 +256,8 @@ def _scan(info: VideoInfo, settings: VideoSettings) -> _Scan:
     start_pts = round(Fraction(settings.start) / tb)
     end_pts = None if settings.duration is None else round(Fraction(settings.start + settings.duration) / tb)
     keyframes: list[int] = []
-    frames = total = 0
+    total = 0
+    in_range: set[int] = set()  # the distinct time stamps: frames sharing one are written once
     first = None
     ends: dict[int, float] = {}
     container = open_video(info.path)
@@ -263,7 +278,7 @@ def _scan(info: VideoInfo, settings: VideoSettings) -> _Scan:
                 if packet.is_keyframe:
                     keyframes.append(pts)
                 if pts >= start_pts and (end_pts is None or pts < end_pts):
-                    frames += 1
+                    in_range.add(pts)
         except av.error.FFmpegError as exc:
             raise ImageError(info.path, f"corrupt video file ({_reason(exc)})") from exc
         declared = container.duration / 1e6 if container.duration else None
@@ -279,9 +294,9 @@ def _scan(info: VideoInfo, settings: VideoSettings) -> _Scan:
     if declared and reach < declared - max(0.5, 3.0 / rate):
         raise ImageError(info.path, f"truncated or corrupt: its streams end at {reach:.2f} s of the "
                          f"{declared:.2f} s it declares")
-    if frames == 0:
+    if not in_range:
         raise ImageError(info.path, f"no frames between {settings.start} s and the end of the range")
-    return _Scan(frames, first if first is not None else 0, sorted(set(keyframes)), start_pts, end_pts)
+    return _Scan(len(in_range), first if first is not None else 0, sorted(set(keyframes)), start_pts, end_pts)
 
 
 def _plan_segments(scan: _Scan, info: VideoInfo, seconds: float) -> list[list[int | None]]:
@@ -403,10 +418,12 @@ def _decode_frames(info: VideoInfo, start_pts: int, end_pts: int | None, from_st
         if not from_start:
             container.seek(start_pts, stream=stream, backward=True)
         checked = from_start
-        last = None
+        last = yielded = None
         for frame in container.decode(stream):
             pts = frame.pts if frame.pts is not None else (last + 1 if last is not None else 0)
             last = pts
+            if yielded is not None and pts <= yielded:
+                continue  # a second frame on one time stamp (such clips exist): the muxer takes one
             if not checked:
                 if pts > start_pts:
                     raise LookupError(pts)
@@ -417,6 +434,7 @@ def _decode_frames(info: VideoInfo, start_pts: int, end_pts: int | None, from_st
                 break
             if frame.is_corrupt:
                 raise ImageError(info.path, f"corrupt video data at {float(pts * info.time_base):.2f} s")
+            yielded = pts
             yield pts, frame
     except av.error.FFmpegError as exc:
         at = "" if last is None else f" after {float(last * info.time_base):.2f} s"
@@ -679,6 +697,7 @@ def upscale_video(source: str | os.PathLike, dest: str | os.PathLike, upscaler, 
     began = time.perf_counter()
     encoder = check_settings(settings)
     info = probe_video(source, max_pixels=settings.max_pixels)
+    _check_output_size(info, settings, encoder)
     _check_muxable(info, settings, encoder)
     scan = _scan(info, settings)
     part = part_folder(dest)
