@@ -450,3 +450,26 @@ def test_two_frames_on_one_time_stamp_are_written_once(tmp_path, up):
     assert times_of(tmp_path / "out" / "dup.mp4") == sorted(set(source_times))
     assert result.frames == result.total == 7
     assert not part_folder(tmp_path / "out" / "dup.mp4").exists()
+
+
+def test_a_second_run_on_the_same_output_is_refused_in_one_line(tmp_path, model_file, capsys):
+    """Two runs on one output: the second is refused up front (it used to do all the work and fail with a
+    bare FileNotFoundError); the first finishes undisturbed and leaves no lock behind."""
+    from ddnsr.cli import main
+
+    src = make_clip(tmp_path / "clip.mp4", n=10, audio=False)
+    out = tmp_path / "out"
+    first = run_cli([str(src), "-o", str(out), "--model", str(model_file), "--segment", "0.3"], delay=0.3,
+                    wait=False)
+    part = part_folder(out / "clip.mp4")
+    deadline = time.monotonic() + 120
+    while not (part / "manifest.json").exists() and time.monotonic() < deadline and first.poll() is None:
+        time.sleep(0.02)
+    assert first.poll() is None, first.communicate()
+    assert main(["upscale", str(src), "-o", str(out), "--model", str(model_file), "--device", "cpu", "-q"]) == 1
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "clip.mp4" in lines[0] and "another ddnsr run" in lines[0], lines
+    _, err = first.communicate(timeout=240)
+    assert first.returncode == 0, err
+    assert len(times_of(out / "clip.mp4")) == 10
+    assert sorted(p.name for p in out.iterdir()) == ["clip.mp4"]

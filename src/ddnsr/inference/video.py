@@ -124,6 +124,48 @@ def part_folder(dest: Path) -> Path:
     return dest.with_name(f".{dest.name}.part")
 
 
+def lock_file(dest: Path) -> Path:
+    """The lock a run holds on its output: ``<dest's folder>/.<dest's name>.lock``."""
+    return dest.with_name(f".{dest.name}.lock")
+
+
+@contextlib.contextmanager
+def _output_lock(dest: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on :func:`lock_file` for the run (one run per output); removed after.
+
+    A second run on the same output is refused with one ImageError line. Where ``fcntl`` is missing
+    (Windows) no lock is taken.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    path = lock_file(dest)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ImageError(dest, f"another ddnsr run is writing this output (it holds {path.name}); "
+                             "wait for it to end or choose another -o") from None
+        try:
+            same = os.path.exists(path) and os.path.samestat(os.fstat(fd), os.stat(path))
+        except OSError:
+            same = False
+        if same:  # not a lock file that the previous holder removed meanwhile
+            break
+        os.close(fd)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        os.close(fd)
+
+
 def frames_folder(dest: Path) -> Path:
     """Where ``--frames`` writes the PNG frames of ``dest``: ``<dest without extension>.frames``."""
     return dest.with_name(f"{dest.stem}.frames")
@@ -689,13 +731,21 @@ def upscale_video(source: str | os.PathLike, dest: str | os.PathLike, upscaler, 
         progress: ``progress(done, total)`` in frames, after each frame (``done`` counts resumed frames).
 
     Raises:
-        ImageError: a source that cannot be used (one line); the part folder is then removed.
+        ImageError: a source that cannot be used (one line); the part folder is then removed. Also when
+            another run writes ``dest`` (it holds :func:`lock_file`): its work is left alone.
         SettingError: bad settings, a codec the installed FFmpeg lacks.
     """
     settings = settings or VideoSettings()
     source, dest = Path(source), Path(dest)
-    began = time.perf_counter()
     encoder = check_settings(settings)
+    with _output_lock(dest):
+        return _upscale_video(source, dest, upscaler, settings, encoder, progress)
+
+
+def _upscale_video(source: Path, dest: Path, upscaler, settings: VideoSettings, encoder: str,
+                   progress: Callable[[int, int], None] | None) -> VideoResult:
+    """:func:`upscale_video` once the output is locked."""
+    began = time.perf_counter()
     info = probe_video(source, max_pixels=settings.max_pixels)
     _check_output_size(info, settings, encoder)
     _check_muxable(info, settings, encoder)
