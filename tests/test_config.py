@@ -60,7 +60,8 @@ def test_the_shipped_presets_through_the_command_line():
                                   ["--lr", "fast"], ["--color-weight", "-1"], ["--color-weight-up", "inf"],
                                   ["--loss-weights", "1,inf,1"], ["--loss-weights-up", "1,2"],
                                   ["--steps", "0"], ["--batch-size", "-2"], ["--save-every", "0"],
-                                  ["--psnr-warmup", "-1"], ["--workers", "-1"], ["--seed", "1.5"]])
+                                  ["--psnr-warmup", "-1"], ["--workers", "-1"], ["--seed", "1.5"],
+                                  ["--minutes", "1e308"], ["--minutes", "600000"]])
 def test_bad_numbers_are_usage_errors(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         parse(*argv)
@@ -79,7 +80,7 @@ def test_lr_inf_on_the_command_line_exits_2_without_traceback():
 
 @pytest.mark.parametrize("setting", [{"lr": float("inf")}, {"lr": 0.0}, {"color_weight": float("nan")},
                                      {"loss_weights": (1.0, -1.0, 1.0)}, {"steps": 0}, {"mode": "fast"},
-                                     {"precision": "fp8"}, {"no_such_setting": 1}])
+                                     {"precision": "fp8"}, {"no_such_setting": 1}, {"minutes": 1e308}])
 def test_the_library_refuses_bad_settings_in_one_line(setting):
     with pytest.raises(SettingError) as exc:
         TrainConfig.from_preset("smoke", **setting)

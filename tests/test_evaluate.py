@@ -595,3 +595,44 @@ def test_pair_needs_a_name_for_arrays():
     with pytest.raises(SettingError, match="needs a name"):
         Pair(np.zeros((4, 4, 3)))
     assert Pair("x/a_LR4.png").name == "a_LR4.png"
+
+
+def _png_header_only(path: Path, width: int, height: int) -> Path:
+    """A PNG that declares ``width`` x ``height`` (RGB, 8 bit) and holds one empty compressed row: the
+    size is in its header, nothing of it is ever allocated by a reader that checks the header first."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def test_a_huge_pair_is_skipped_before_decoding(tmp_path):
+    """An 8000x8000 HR (peaked at 8.75 GB): refused from its header over ``max_pixels`` (default 25 M)."""
+    lr_dir, hr_dir = tmp_path / "LR", tmp_path / "HR"
+    lr_dir.mkdir()
+    hr_dir.mkdir()
+    write_image(lr_dir / "big.png", np.zeros((2000, 2000, 3), np.uint8))
+    _png_header_only(hr_dir / "big.png", 8000, 8000)
+    write_image(lr_dir / "small.png", np.full((16, 16, 3), 100, np.uint8))
+    write_image(hr_dir / "small.png", np.full((64, 64, 3), 100, np.uint8))
+    res = evaluate([], lr_dir, hr_dir, settings=QUIET, out_dir=tmp_path / "o")
+    assert res["n_images"] == 1
+    reasons = [p["reason"] for p in res["problems"] if Path(p["file"]).parent.name == "HR"]
+    assert len(reasons) == 1 and "too many pixels" in reasons[0] and "8000x8000" in reasons[0], res["problems"]
+    assert Settings().max_pixels == 25_000_000
+
+
+def test_max_pixels_on_the_command_line(tmp_path):
+    lr_dir, hr_dir = _make_set(tmp_path / "set")
+    out = tmp_path / "out"
+    code, _, stderr = _main(["evaluate", "--lr", str(lr_dir), "--hr", str(hr_dir), "-o", str(out), "--crops", "0",
+                             "--no-progress", "--max-pixels", "10000"])  # the 48x48 LR pass, the 192x192 HR not
+    assert code == 1, stderr  # no pair left to score
+    assert f"{hr_dir / 'Canon_001_HR.png'}: unreadable image: too many pixels: 192x192" in stderr
+    assert "Traceback" not in stderr

@@ -189,7 +189,7 @@ def test_ncnn_export_upscales_like_ddnsr_upscale(tmp_path, capsys):
     write_image(tmp_path / "photo.png", crop)
     assert cli_main(["export", "track1", "--format", "ncnn", "-o", str(tmp_path / "ncnn")]) == 0
     assert cli_main(["upscale", str(tmp_path / "photo.png"), "-o", str(tmp_path / "out"), "--model", "track1",
-                     "--tile", "16", "--device", "cpu", "--precision", "fp32", "-q"]) == 0  # the exact path
+                     "--tile", "16", "--device", "cpu", "--precision", "fp32", "-q"]) == 0
     capsys.readouterr()
     ours = read_image(tmp_path / "out" / "photo.png").rgb
     rgb = read_image(tmp_path / "photo.png").rgb  # what was written, 8 bit
@@ -353,7 +353,8 @@ def test_onnxruntime_backend_upscales_like_torch(tmp_path, capsys):
     outs = {}
     for backend in ("torch", "onnxruntime"):
         assert cli_main(["upscale", str(tmp_path / "photo.png"), "-o", str(tmp_path / backend), "--model", "track1",
-                         "--tile", "16", "--device", "cpu", "--backend", backend, "--precision", "fp32", "-q"]) == 0
+                         "--tile", "16", "--device", "cpu", "--backend", backend, "--precision", "fp32",
+                         "-q"]) == 0
         outs[backend] = read_image(tmp_path / backend / "photo.png")
     assert outs["onnxruntime"].alpha is not None and outs["onnxruntime"].rgb.shape == (96, 128, 3)
     assert np.abs(outs["onnxruntime"].rgb - outs["torch"].rgb).max() <= 1 / 255 + 1e-6
@@ -387,3 +388,71 @@ def test_info_describes_any_format(tmp_path, capsys):
             assert facts["parameters"] == params
     assert cli_main(["info"]) == 0  # without MODEL: the overview with the bundled set, as before
     assert "bundled models" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------------------- own input
+
+
+def test_export_never_replaces_its_input(tmp_path, capsys):
+    """An ncnn export onto its own .param / .bin (directly or through a symlink) is refused, nothing written."""
+    param, binary = export_ncnn(small_r(), tmp_path / "m-x4.param", half=False)
+    (tmp_path / "link-x4.param").symlink_to(param)
+    (tmp_path / "link-x4.bin").symlink_to(binary)
+    before = {p: p.read_bytes() for p in (param, binary)}
+    links = (tmp_path / "link-x4.param", tmp_path / "link-x4.bin", tmp_path / "sub" / ".." / "m-x4.bin")
+    for out in (param, binary, *links):
+        err = _cli_error(["export", str(param), "--format", "ncnn", "-o", str(out)], capsys)
+        assert "is the input file" in err, err
+    err = _cli_error(["export", str(tmp_path / "link-x4.param"), "--format", "ncnn", "-o", str(param)], capsys)
+    assert "is the input file" in err
+    assert {p: p.read_bytes() for p in (param, binary)} == before
+    assert leftovers(tmp_path) == ["link-x4.bin", "link-x4.param", "m-x4.bin", "m-x4.param"]
+
+
+def test_export_to_a_wrong_suffix_is_one_line(tmp_path, capsys):
+    err = _cli_error(["export", "track1", "--format", "onnx", "-o", str(tmp_path / "out.txt")], capsys)
+    assert "out.txt" in err and ".onnx" in err
+    assert leftovers(tmp_path) == []
+
+
+def _crafted_onnx(path: Path, dims: list[int], *, data_type: int = 1, meta: dict[str, str] | None = None) -> Path:
+    """A one-node ONNX (Identity of one initializer) whose initializer declares ``dims`` over 4 bytes."""
+    from onnx import TensorProto, helper
+
+    weight = TensorProto(name="w", data_type=data_type, dims=dims, raw_data=b"\0\0\0\0")
+    graph = helper.make_graph([helper.make_node("Identity", ["w"], ["y"])], "g", [],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])], [weight])
+    model = helper.make_model(graph)
+    for key, value in (meta or {}).items():
+        model.metadata_props.add(key=key, value=value)
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+@pytest.mark.parametrize("case", ["empty", "random", "huge dims", "negative dims", "unknown dtype"])
+def test_info_refuses_what_is_not_an_onnx_model(tmp_path, capsys, case):
+    pytest.importorskip("onnx")
+    path = tmp_path / "m.onnx"
+    if case == "empty":
+        path.write_bytes(b"")
+    elif case == "random":
+        path.write_bytes(np.random.default_rng(0).bytes(4096))
+    elif case == "huge dims":
+        _crafted_onnx(path, [2**31, 2**31, 2**31])
+    elif case == "negative dims":
+        _crafted_onnx(path, [-15])
+    else:
+        _crafted_onnx(path, [1], data_type=999)
+    err = _cli_error(["info", str(path)], capsys)
+    assert err.startswith(f"ddnsr info: error: {path}: "), err
+    assert "Traceback" not in err
+
+
+def test_info_prints_metadata_escaped(tmp_path, capsys):
+    pytest.importorskip("onnx")
+    path = _crafted_onnx(tmp_path / "m.onnx", [1], meta={"note": "ok\nparameters: 999", "title": "\x1b[2J\x1b]0;x\x07"})
+    assert cli_main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    assert [line for line in out.splitlines() if line.startswith("parameters:")] == ["parameters:   1"]
+    assert "note = ok\\nparameters: 999" in out and "title = \\x1b[2J\\x1b]0;x\\x07" in out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -231,3 +232,63 @@ def test_save_half_keeps_metadata_and_reports_the_float16_error(tmp_path, kind):
     with safe_open(str(dst), framework="pt") as f:
         assert all(f.get_tensor(k).dtype == torch.float16 for k in f.keys())
     assert 0 < diff < 1  # float16 rounding shows, within one 8-bit level
+
+
+@pytest.fixture
+def no_real_build_over(monkeypatch):
+    """Fail the test when an RRDBNet is built on a real device (memory allocated) with the given config."""
+    from ddnsr.formats import modelfile
+
+    built: list[dict] = []
+
+    def recording(**config):
+        if torch.get_default_device().type != "meta":
+            built.append(config)
+            if config.get("num_block", 0) > 64 or config.get("num_feat", 0) > 64:
+                raise AssertionError(f"a network was built from an unchecked declaration: {config}")
+        return RRDBNet(**config)
+
+    monkeypatch.setitem(modelfile.ARCHS, "RRDBNet", recording)
+    return built
+
+
+def test_a_tiny_file_declaring_a_huge_network_is_refused_before_building(tmp_path, no_real_build_over):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "crafted.safetensors"
+    save_file({"conv_first.weight": torch.zeros(1)}, str(path),
+              metadata={"format": "ddnsr", "arch": "RRDBNet", "config": json.dumps({"num_block": 1500})})
+    assert path.stat().st_size < 300
+    with pytest.raises(ModelFileError, match="num_block 1500") as exc:
+        load_model(path)
+    assert "\n" not in str(exc.value) and str(path) in str(exc.value)
+    assert no_real_build_over == []
+
+
+def test_declared_widths_are_checked_against_the_tensors(tmp_path, no_real_build_over):
+    from safetensors.torch import save_file
+
+    small = RRDBNet(num_feat=8, num_block=1, num_grow_ch=4)
+    path = tmp_path / "wide.safetensors"
+    config = {**small.config, "num_feat": 2048, "num_grow_ch": 1024}
+    save_file(small.state_dict(), str(path),
+              metadata={"format": "ddnsr", "arch": "RRDBNet", "config": json.dumps(config)})
+    with pytest.raises(ModelFileError, match="does not match the tensors present"):
+        load_model(path)
+    assert no_real_build_over == []
+
+
+def test_a_pth_with_thousands_of_block_keys_is_refused_before_building(tmp_path, no_real_build_over):
+    net = RRDBNet(num_feat=4, num_block=1, num_grow_ch=2)
+    state = dict(net.state_dict())
+    for n in range(1, 3000):  # tiny stand-ins: the key names declare 3000 blocks
+        state[f"body.{n}.rdb1.conv1.weight"] = torch.zeros(1)
+    torch.save(state, tmp_path / "many.pth")
+    with pytest.raises(ModelFileError, match="num_block 3000"):
+        load_model(tmp_path / "many.pth")
+    assert no_real_build_over == []
+    state = dict(net.state_dict())
+    state["body.0.rdb1.conv1.weight"] = torch.zeros(2, 4, 1, 1)  # the right count, a wrong shape
+    torch.save(state, tmp_path / "shape.pth")
+    with pytest.raises(ModelFileError, match="body.0.rdb1.conv1.weight is"):
+        load_model(tmp_path / "shape.pth")

@@ -213,3 +213,27 @@ def test_auto_tile_rule() -> None:
     assert auto_tile(2000, 2000, device="cpu") == 328
     # A tiny budget still returns a usable tile.
     assert auto_tile(4000, 3000, device="cpu", bytes_per_pixel_estimate=kib, budget_bytes=1) == 32
+
+
+@pytest.mark.parametrize("size", [(1, 2000), (2000, 1), (3, 700)])
+def test_thin_images_stay_within_the_tile_budget_including_the_border(monkeypatch, size) -> None:
+    """A 1 x N image padded by the upscaler's border is 21 x (N + 20): the largest tensor fed to the
+    network must still fit the per-tile budget (it used to run whole: 21 times its pixels)."""
+    import numpy as np
+
+    from ddnsr.inference import upscaler as upscaler_module
+    from ddnsr.nets import RRDBNet
+
+    torch.manual_seed(0)
+    net = RRDBNet(num_feat=8, num_block=1, num_grow_ch=4).eval()
+    up = upscaler_module.Upscaler(net, device=torch.device("cpu"), precision="fp32")
+    budget_pixels = 64 * 64
+    monkeypatch.setattr(upscaler_module, "_cpu_budget", lambda pixels: budget_pixels * up.bytes_per_pixel)
+    fed: list[tuple[int, ...]] = []
+    net.register_forward_pre_hook(lambda module, args: fed.append(tuple(args[0].shape)))
+    rgb = np.random.default_rng(0).random((*size, 3), dtype=np.float32)
+    out = up.upscale_array(rgb)
+    assert out.shape == (4 * size[0], 4 * size[1], 3)
+    assert fed and max(h * w for *_, h, w in fed) <= budget_pixels, max(fed, key=lambda s: s[2] * s[3])
+    assert auto_tile(1, 50000, device="cpu", bytes_per_pixel_estimate=1024, budget_bytes=1024 * 300 * 300,
+                     border=10) > 0

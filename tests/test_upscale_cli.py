@@ -497,3 +497,23 @@ def test_shards_split_a_folder_without_overlap(tmp_path: Path, capsys, models) -
     assert sum(len(d) for d in done) == 5 and set().union(*done) == {f"p{i}.png" for i in range(5)}
     with pytest.raises(SystemExit):
         up(capsys, models, src, "-o", tmp_path / "x", "--shard", "4/3")
+
+
+@pytest.mark.parametrize("flag", ["--start", "--duration", "--segment"])
+@pytest.mark.parametrize("value", ["inf", "1e308", "1e306:00"])
+def test_video_times_out_of_range_are_usage_errors(tmp_path, capsys, flag, value):
+    """``--start inf`` and the like: a usage error at parse time (exit 2), not an OverflowError later."""
+    with pytest.raises(SystemExit) as exc:
+        main(["upscale", str(tmp_path / "clip.mp4"), "-o", str(tmp_path / "out"), flag, value])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {flag}" in err and "at most" in err and "Traceback" not in err
+
+
+def test_video_settings_out_of_range_are_refused_by_the_library():
+    from ddnsr.errors import SettingError
+    from ddnsr.inference.video import VideoSettings, check_settings
+
+    for bad in ({"start": float("inf")}, {"duration": 1e308}, {"segment_seconds": float("inf")}):
+        with pytest.raises(SettingError):
+            check_settings(VideoSettings(**bad))

@@ -422,3 +422,54 @@ def test_bad_videos_fail_in_one_line_each_and_the_batch_goes_on(tmp_path, model_
     assert sorted(p.name for p in out.iterdir()) == ["good.frames", "good.mp4"]  # nothing half-written, no .part
     assert times_of(out / "good.mp4") == [0, Fraction(1, 10), Fraction(2, 10)]  # 0.1 s .. 0.4 s of the clip
     assert sorted(p.name for p in (out / "good.frames").iterdir()) == ["000000.png", "000001.png", "000002.png"]
+
+
+def test_frames_too_large_for_the_codec_are_refused_up_front_and_the_batch_goes_on(tmp_path, model_file, capsys):
+    """A 4098-px-wide clip: x4 is 16392 px, over x264's 16384. One line before any work, no .part; the next
+    input of the batch is done."""
+    from ddnsr.cli import main
+
+    wide = make_clip(tmp_path / "wide.mp4", w=4098, h=16, n=2, audio=False)
+    good = make_clip(tmp_path / "good.mp4", n=3, audio=False)
+    out = tmp_path / "out"
+    assert main(["upscale", str(wide), str(good), "-o", str(out), "--model", str(model_file), "--device", "cpu",
+                 "-q"]) == 1
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "wide.mp4" in lines[0] and "16392x64" in lines[0] and "16384" in lines[0], lines
+    assert sorted(p.name for p in out.iterdir()) == ["good.mp4"]
+    assert len(times_of(out / "good.mp4")) == 3
+
+
+def test_two_frames_on_one_time_stamp_are_written_once(tmp_path, up):
+    """Clips in the wild carry duplicate time stamps; the muxer refuses them ("non monotonically increasing
+    dts"): the second frame of a time stamp is dropped, the rest is kept."""
+    src = make_clip(tmp_path / "dup.mkv", n=8, step_ms=lambda i: 0 if i == 3 else 100, audio=False)
+    source_times = times_of(src)
+    assert len(source_times) == 8 and len(set(source_times)) == 7
+    result = upscale_video(src, tmp_path / "out" / "dup.mp4", up, VideoSettings())
+    assert times_of(tmp_path / "out" / "dup.mp4") == sorted(set(source_times))
+    assert result.frames == result.total == 7
+    assert not part_folder(tmp_path / "out" / "dup.mp4").exists()
+
+
+def test_a_second_run_on_the_same_output_is_refused_in_one_line(tmp_path, model_file, capsys):
+    """Two runs on one output: the second is refused up front (it used to do all the work and fail with a
+    bare FileNotFoundError); the first finishes undisturbed and leaves no lock behind."""
+    from ddnsr.cli import main
+
+    src = make_clip(tmp_path / "clip.mp4", n=10, audio=False)
+    out = tmp_path / "out"
+    first = run_cli([str(src), "-o", str(out), "--model", str(model_file), "--segment", "0.3"], delay=0.3,
+                    wait=False)
+    part = part_folder(out / "clip.mp4")
+    deadline = time.monotonic() + 120
+    while not (part / "manifest.json").exists() and time.monotonic() < deadline and first.poll() is None:
+        time.sleep(0.02)
+    assert first.poll() is None, first.communicate()
+    assert main(["upscale", str(src), "-o", str(out), "--model", str(model_file), "--device", "cpu", "-q"]) == 1
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "clip.mp4" in lines[0] and "another ddnsr run" in lines[0], lines
+    _, err = first.communicate(timeout=240)
+    assert first.returncode == 0, err
+    assert len(times_of(out / "clip.mp4")) == 10
+    assert sorted(p.name for p in out.iterdir()) == ["clip.mp4"]

@@ -56,16 +56,30 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--tile", type=int, default=_DEFAULT.tile, metavar="PX", help="tile size for large images")
     p.add_argument("--seed", type=int, default=_DEFAULT.seed,
                    help=f"seed for the degradation models (default {_DEFAULT.seed})")
+    p.add_argument("--max-pixels", type=_pixel_limit, default=_DEFAULT.max_pixels, metavar="N",
+                   help=f"skip images with more pixels, refused before decoding (default {_DEFAULT.max_pixels:_}; "
+                        "0: no limit)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
     return p
+
+
+def _pixel_limit(text: str) -> int | None:
+    """``--max-pixels``: a whole number of at least 0; 0 means no limit (None)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 (no limit) or more, got {text!r}")
+    return value or None
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
     """The :class:`Settings` of parsed arguments (SettingError for impossible values)."""
     return Settings(crops=args.crops, crop_size=args.crop_size, niqe_channel=args.niqe_channel,
                     use_lpips=not args.no_lpips, device=args.device, precision=args.precision, tile=args.tile,
-                    seed=args.seed, progress=not args.no_progress)
+                    seed=args.seed, progress=not args.no_progress, max_pixels=args.max_pixels)
 
 
 def command_line(args: argparse.Namespace) -> str:
@@ -79,7 +93,7 @@ def command_line(args: argparse.Namespace) -> str:
     for key, value in settings_from(args).changed().items():
         if key in ("use_lpips", "progress"):
             continue  # switches, below (progress does not change the results)
-        parts += [f"--{key.replace('_', '-')}", str(value)]
+        parts += [f"--{key.replace('_', '-')}", "0" if value is None else str(value)]
     if args.no_lpips:
         parts.append("--no-lpips")
     return shlex.join(parts)

@@ -10,8 +10,11 @@ from MODEL: ``<name>-x4.onnx``, ``<name>-x4-fp16.onnx``, ``<name>-x4.param``/``.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 from pathlib import Path
+
+from ddnsr.errors import SettingError
 
 FORMATS = ("onnx", "ncnn")
 
@@ -45,7 +48,7 @@ def output_path(model: str, fmt: str, output: Path, *, half: bool, degradation: 
     if output.suffix.lower() in suffixes:
         return output
     if output.suffix and not output.is_dir():
-        raise ValueError(f"{output}: an {fmt} export is written as {' or '.join(suffixes)} (or give a folder)")
+        raise SettingError(f"{output}: an {fmt} export is written as {' or '.join(suffixes)} (or give a folder)")
     stem = _base_name(model, degradation)
     if not degradation and not re.search(r"x4|4x", stem, re.IGNORECASE):
         stem += "-x4"
@@ -54,17 +57,46 @@ def output_path(model: str, fmt: str, output: Path, *, half: bool, degradation: 
     return output / f"{stem}.param"
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    """True when ``a`` and ``b`` name one file (through symlinks and hard links too)."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def refuse_own_input(model: str, kind: str, outputs: list[Path]) -> None:
+    """Refuse (one-line ``SettingError``) an export whose output would replace one of its input files.
+
+    The inputs are MODEL's file (a bundled name's file included) and, for ncnn, both files of the pair.
+    """
+    from ddnsr.formats.modelfile import resolve_model_path
+    from ddnsr.formats.ncnn_export import ncnn_files
+
+    source = resolve_model_path(model, kind)
+    inputs = list(ncnn_files(source)) if source.suffix.lower() in (".param", ".bin") else [source]
+    for out in outputs:
+        for given in inputs:
+            if _same_file(out, given):
+                raise SettingError(f"output {out}: is the input file {given}; choose another name "
+                                   "(an export never replaces its input)")
+
+
 def run_export(args: argparse.Namespace) -> int:
     from ddnsr.formats.modelfile import load_model
-    from ddnsr.formats.ncnn_export import export_ncnn
+    from ddnsr.formats.ncnn_export import export_ncnn, ncnn_files
     from ddnsr.formats.onnx_export import OPSET, check_exportable, export_onnx
     from ddnsr.nets import DegradationNet
 
-    net = load_model(args.model, kind="degradation" if args.degradation else "reconstruction")
+    kind = "degradation" if args.degradation else "reconstruction"
+    net = load_model(args.model, kind=kind)
     check_exportable(net, args.model, args.format)
     is_d = isinstance(net, DegradationNet)
     half = args.half if args.format == "onnx" else not args.fp32
     dest = output_path(args.model, args.format, args.output, half=half, degradation=is_d)
+    refuse_own_input(args.model, kind, [dest] if args.format == "onnx" else list(ncnn_files(dest)))
     params = sum(p.numel() for p in net.parameters())
     what = f"{type(net).__name__} {'x1/4' if is_d else 'x4'}, {params:,} parameters, {'float16' if half else 'float32'}"
     if args.format == "onnx":

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 from pathlib import Path
 
-import numpy as np
-
 from ddnsr.datasets.pretrained import ALEXNET_TORCHVISION, VGG19_KERAS, cache_dir, offline
+from ddnsr.errors import ModelFileError, one_line
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,6 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_convert)
 
 
+def escaped(text: str) -> str:
+    """``text`` with control and other unprintable characters as Python escapes (``\\n``, ``\\x1b``),
+    so that what a file carries can neither move the terminal's cursor nor forge a line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
 def _count(module) -> int:
     return sum(p.numel() for p in module.parameters())
 
@@ -37,7 +43,8 @@ def _count(module) -> int:
 def run_info(args: argparse.Namespace) -> int:
     if getattr(args, "model", None):
         for block in describe_model(args.model):
-            print("\n".join(f"{key + ':':<14}{value}" if key else value for key, value in block))
+            print("\n".join(f"{escaped(key) + ':':<14}{escaped(value)}" if key else escaped(value)
+                            for key, value in block))
         return 0
     import torch
 
@@ -147,21 +154,70 @@ def _network_facts(net, path: Path) -> Facts:
             ("parameters", f"{sum(p.numel() for p in net.parameters()):,}")]
 
 
-def _onnx_facts(path: Path) -> Facts:
-    import onnx
+def _dtype_name(code: int) -> str:
+    """The NumPy name of an ONNX element type, or ``unknown type N`` for a code this onnx lacks."""
     from onnx import helper
 
-    model = onnx.load(str(path), load_external_data=False)
+    try:
+        return helper.tensor_dtype_to_np_dtype(code).name
+    except (KeyError, ValueError, TypeError):
+        return f"unknown type {code}"
+
+
+def _read_onnx(path: Path):
+    """The ONNX model in ``path`` (without external data); one-line ModelFileError for what is not a model."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    if path.stat().st_size == 0:
+        raise ModelFileError(f"{path}: empty file, not an ONNX model")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except (DecodeError, ValueError, RuntimeError, UnicodeDecodeError) as exc:
+        raise ModelFileError(f"{path}: not an ONNX model ({one_line(exc)[:120]})") from exc
+    if not model.graph.node or not model.graph.output:
+        raise ModelFileError(f"{path}: not an ONNX model (it holds no graph)")
+    return model
+
+
+def _onnx_parameters(path: Path, model) -> int:
+    """The number of weights in the initializers, each checked against the values it really holds."""
+    from onnx import TensorProto, numpy_helper
+
+    total = 0
+    for t in model.graph.initializer:
+        dims = list(t.dims)
+        if any(d < 0 for d in dims):
+            raise ModelFileError(f"{path}: initializer {t.name!r} has a negative dimension {dims}")
+        if t.data_location == TensorProto.EXTERNAL:
+            total += math.prod(dims)
+            continue
+        if _dtype_name(t.data_type).startswith("unknown"):
+            raise ModelFileError(f"{path}: initializer {t.name!r} has an {_dtype_name(t.data_type)}")
+        try:
+            total += int(numpy_helper.to_array(t).size)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ModelFileError(f"{path}: initializer {t.name!r} does not hold the {math.prod(dims):,} values "
+                                 f"its shape {dims} declares") from exc
+    return total
+
+
+def _onnx_shape(path: Path, value) -> str:
+    """``name [d1 x d2 ...] dtype`` of a graph input or output (named dims as named)."""
+    dims = []
+    for d in value.type.tensor_type.shape.dim:
+        if not d.dim_param and d.dim_value < 0:
+            raise ModelFileError(f"{path}: {value.name!r} has a negative dimension {d.dim_value}")
+        dims.append(d.dim_param or str(d.dim_value))
+    return f"{value.name} [{' x '.join(dims)}] {_dtype_name(value.type.tensor_type.elem_type)}"
+
+
+def _onnx_facts(path: Path) -> Facts:
+    model = _read_onnx(path)
     meta = {p.key: p.value for p in model.metadata_props}
     inits = model.graph.initializer
-    dtypes = {helper.tensor_dtype_to_np_dtype(t.data_type).name for t in inits}
+    dtypes = {_dtype_name(t.data_type) for t in inits}
     init_names = {t.name for t in inits}
-
-    def shape(value) -> str:
-        dims = [d.dim_param or str(d.dim_value) for d in value.type.tensor_type.shape.dim]
-        kind = helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type).name
-        return f"{value.name} [{' x '.join(dims)}] {kind}"
-
     opsets = ", ".join(f"{o.domain or 'ai.onnx'} {o.version}" for o in model.opset_import)
     facts: Facts = [("format", f"ONNX (opset {opsets}; producer {model.producer_name or '?'})"),
                     ("architecture", meta.get("arch", "not recorded (not written by ddnsr)")
@@ -169,9 +225,9 @@ def _onnx_facts(path: Path) -> Facts:
     if "config" in meta:
         facts.append(("config", meta["config"]))
     facts += [("scale", "x" + meta["scale"] if "scale" in meta else "not recorded"),
-              ("parameters", f"{sum(int(np.prod(t.dims)) for t in inits):,}"),
-              ("inputs", "; ".join(shape(v) for v in model.graph.input if v.name not in init_names)),
-              ("outputs", "; ".join(shape(v) for v in model.graph.output)),
+              ("parameters", f"{_onnx_parameters(path, model):,}"),
+              ("inputs", "; ".join(_onnx_shape(path, v) for v in model.graph.input if v.name not in init_names)),
+              ("outputs", "; ".join(_onnx_shape(path, v) for v in model.graph.output)),
               ("precision", _precision(dtypes))]
     return facts + _meta_facts(meta, ("arch", "config", "kind", "scale", "dtype"))
 

@@ -65,6 +65,16 @@ def positive_float(text: str) -> float:
     return value
 
 
+def _minutes(text: str) -> float:
+    """``--minutes``: above 0 and at most :data:`~ddnsr.training.config.MAX_MINUTES` (argparse type)."""
+    from ddnsr.training.config import MAX_MINUTES
+
+    value = positive_float(text)
+    if value > MAX_MINUTES:
+        raise argparse.ArgumentTypeError(f"expected at most {MAX_MINUTES} minutes (a year), got {text!r}")
+    return value
+
+
 def non_negative_float(text: str) -> float:
     """A finite number of at least 0 (argparse type)."""
     value = _finite(text)
@@ -104,7 +114,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "its architecture; discriminators start fresh. Fine-tuning defaults unless given: "
                         "a constant lr 1e-4, no PSNR warm-up, --ema 0.99, R's L1 weight 1, and without --preset the "
                         "'finetune' preset (600 steps, batch 4; docs/adapt.md)")
-    p.add_argument("--minutes", type=positive_float,
+    p.add_argument("--minutes", type=_minutes,
                    help="fit the whole schedule to N minutes of wall clock (steps timed at the start; the "
                         "count goes into config.json and --resume keeps it), then stop and export")
     p.add_argument("--ema", type=_decay,

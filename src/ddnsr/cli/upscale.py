@@ -536,7 +536,9 @@ def _with_videos(root: Path, files: list[Path], recursive: bool) -> list[Path]:
 
 
 def _seconds(text: str) -> float:
-    """``12.5``, ``1:30`` or ``0:01:30.5`` -> seconds (>= 0)."""
+    """``12.5``, ``1:30`` or ``0:01:30.5`` -> seconds (>= 0 and at most :data:`MAX_SECONDS`)."""
+    from ddnsr.inference.video import MAX_SECONDS
+
     try:
         value = 0.0
         for part in text.split(":"):
@@ -545,6 +547,8 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected seconds or [HH:]MM:SS, got {text!r}") from None
     if value < 0 or value != value:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
+    if value > MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_SECONDS:.0f} seconds (a year), got {text!r}")
     return value
 
 

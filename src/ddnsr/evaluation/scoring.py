@@ -295,10 +295,11 @@ def finite_mean(values: Iterable[float | None]) -> tuple[float | None, int]:
     return (float(np.mean(vals)), len(vals)) if vals else (None, 0)
 
 
-def _rgb(image: Path | np.ndarray) -> np.ndarray:
-    """An image file or array as HxWx3 float32 in [0, 1] (uint8 / uint16 scaled; alpha dropped)."""
+def _rgb(image: Path | np.ndarray, max_pixels: int | None = DEFAULT.max_pixels) -> np.ndarray:
+    """An image file (refused over ``max_pixels`` before decoding) or array as HxWx3 float32 in [0, 1]
+    (uint8 / uint16 scaled; alpha dropped)."""
     if isinstance(image, Path):
-        return imageio.read_image(image).rgb
+        return imageio.read_image(image, max_pixels=max_pixels).rgb
     arr = np.asarray(image)
     if arr.ndim == 2:
         arr = arr[..., None]
@@ -312,10 +313,10 @@ def _rgb(image: Path | np.ndarray) -> np.ndarray:
     return arr.astype(np.float32)
 
 
-def _read(image: Path | np.ndarray) -> tuple[np.ndarray | None, str]:
-    """``(rgb, "")`` or ``(None, "unreadable image: reason")``."""
+def _read(image: Path | np.ndarray, max_pixels: int | None = DEFAULT.max_pixels) -> tuple[np.ndarray | None, str]:
+    """``(rgb, "")`` or ``(None, "unreadable image: reason")`` (a file over ``max_pixels`` included)."""
     try:
-        return _rgb(image), ""
+        return _rgb(image, max_pixels), ""
     except _READ_ERRORS as exc:
         return None, f"unreadable image: {getattr(exc, 'reason', None) or one_line(exc)}"
 
@@ -383,16 +384,16 @@ def _too_small_for_sr(lr: np.ndarray) -> str | None:
             f"LR at least {need}x{need})")
 
 
-def _load_sr_pair(pair: Pair, scores: Scores, on_skip: SkipHandler | None
+def _load_sr_pair(pair: Pair, scores: Scores, on_skip: SkipHandler | None, max_pixels: int | None
                   ) -> tuple[np.ndarray, np.ndarray | None] | None:
     """The LR image and the HR image as uint8 (or None without HR); None (pair skipped) on a problem."""
-    lr, why = _read(pair.lr)
+    lr, why = _read(pair.lr, max_pixels)
     if lr is None:
         scores._skip(pair.file("lr") or pair.name, why, on_skip)
         return None
     if pair.hr is None:
         return lr, None
-    hr, why = _read(pair.hr)
+    hr, why = _read(pair.hr, max_pixels)
     hr_name = Path(pair.file("hr")).name if pair.file("hr") else "image"
     where = pair.file("lr") or pair.name
     if hr is None:
@@ -483,7 +484,7 @@ def evaluate_sr(pairs: Sequence[Pair], methods: Sequence[Method], settings: Sett
     for k, pair in enumerate(tqdm(pairs, desc="evaluate", unit="img", disable=not settings.progress,
                                   file=sys.stderr)):
         picker.visit(k)
-        loaded = _load_sr_pair(pair, scores, on_skip)
+        loaded = _load_sr_pair(pair, scores, on_skip, settings.max_pixels)
         if loaded is None:
             continue
         lr, hr8 = loaded
@@ -515,15 +516,15 @@ def _check_labels(methods: Sequence[Method]) -> None:
 # ------------------------------------------------------------------------------------------ degradation
 
 
-def _load_degradation_pair(pair: Pair, scores: Scores, on_skip: SkipHandler | None
+def _load_degradation_pair(pair: Pair, scores: Scores, on_skip: SkipHandler | None, max_pixels: int | None
                            ) -> tuple[np.ndarray, np.ndarray] | None:
     """The real LR and the HR image (float), or None (pair skipped) on a problem."""
     where = pair.file("lr") or pair.name
     if pair.hr is None:
         scores._skip(where, "degradation table: no HR image", on_skip)
         return None
-    lr, why = _read(pair.lr)
-    hr, why_hr = _read(pair.hr) if lr is not None else (None, "")
+    lr, why = _read(pair.lr, max_pixels)
+    hr, why_hr = _read(pair.hr, max_pixels) if lr is not None else (None, "")
     if lr is None or hr is None:
         scores._skip(where, f"degradation table: {why or 'HR ' + why_hr}", on_skip)
         return None
@@ -575,13 +576,13 @@ def evaluate_degradation(pairs: Sequence[Pair], methods: Sequence[Method], setti
             scores._skip(pair.file("lr") or pair.name,
                          "degradation table: no other LR image to use as reference", on_skip)
             continue
-        loaded = _load_degradation_pair(pair, scores, on_skip)
+        loaded = _load_degradation_pair(pair, scores, on_skip, settings.max_pixels)
         if loaded is None:
             continue
         ref, ref_name = None, None
         if refs[i] is not None:
             ref_name = pairs[refs[i]].name
-            ref, why = _read(pairs[refs[i]].lr)
+            ref, why = _read(pairs[refs[i]].lr, settings.max_pixels)
             if ref is None and needs_reference:
                 scores._skip(pair.file("lr") or pair.name, f"degradation table: reference {ref_name}: {why}",
                              on_skip)

@@ -32,7 +32,7 @@ from safetensors.torch import load_file, safe_open
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
-from ddnsr.errors import ModelFileError, SettingError
+from ddnsr.errors import ModelFileError, SettingError, one_line
 from ddnsr.files import atomic_write
 from ddnsr.formats.keras_h5 import load_keras_model
 from ddnsr.formats.ncnn import load_ncnn_rrdbnet
@@ -86,10 +86,45 @@ def resolve_model_path(model: str | os.PathLike, kind: str = "reconstruction") -
 # reading
 # ---------------------------------------------------------------------------------------------
 
-def _build(arch: str, config: dict) -> nn.Module:
+#: The most repeated blocks a model file may declare (RRDBNet's ``num_block``, D's ``res_blocks`` and
+#: ``down_layers``, a discriminator's ``blocks``); ESRGAN has 23. More is refused before anything is built.
+MAX_BLOCKS = 128
+_BLOCK_SETTINGS = ("num_block", "res_blocks", "down_layers", "blocks")
+
+
+def _declared(arch: str, config: object, path: str) -> nn.Module:
+    """The network ``arch(**config)`` built on the ``meta`` device (shapes only, no memory), bounded first."""
     if arch not in ARCHS:
-        raise ModelFileError(f"unknown architecture {arch!r}")
-    return ARCHS[arch](**config)
+        raise ModelFileError(f"{path}: unknown architecture {arch!r}")
+    if not isinstance(config, dict):
+        raise ModelFileError(f"{path}: the configuration is not a JSON object")
+    for name in _BLOCK_SETTINGS:
+        value = config.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and not 0 <= value <= MAX_BLOCKS:
+            raise ModelFileError(f"{path}: refused, it declares {name} {value}, outside 0..{MAX_BLOCKS}")
+    try:
+        with torch.device("meta"):
+            return ARCHS[arch](**config)
+    except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
+        raise ModelFileError(f"{path}: bad {arch} configuration ({one_line(exc)[:160]})") from exc
+
+
+def _build(arch: str, config: object, shapes: dict[str, tuple[int, ...]], path: str = "") -> nn.Module:
+    """``arch(**config)``, built only once its parameters match ``shapes`` (the tensors the file holds).
+
+    So a small crafted file cannot make ddnsr build (and allocate) a network far larger than itself.
+    """
+    want = {k: tuple(v.shape) for k, v in _declared(arch, config, path).state_dict().items()}
+    missing, extra = sorted(want.keys() - shapes.keys()), sorted(shapes.keys() - want.keys())
+    if missing or extra:
+        example = (f"{len(missing)} missing, e.g. {missing[0]}" if missing
+                   else f"{len(extra)} unexpected, e.g. {extra[0]}")
+        raise ModelFileError(f"{path}: the declared {arch} does not match the tensors present ({example})")
+    for key, shape in want.items():
+        if tuple(shapes[key]) != shape:
+            raise ModelFileError(f"{path}: the declared {arch} does not match the tensors present "
+                                 f"({key} is {list(shapes[key])} in the file, {list(shape)} declared)")
+    return ARCHS[arch](**config)  # type: ignore[arg-type]
 
 
 def _unwrap(state: dict) -> dict[str, torch.Tensor]:
@@ -132,8 +167,11 @@ def _from_old_esrgan(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def infer_rrdbnet(state: dict[str, torch.Tensor]) -> RRDBNet:
-    """Build the RRDBNet a BasicSR-named state dict describes (raises KeyError if it is none)."""
+def infer_rrdbnet(state: dict[str, torch.Tensor], path: str = "") -> RRDBNet:
+    """Build the RRDBNet a BasicSR-named state dict describes (raises KeyError if it is none).
+
+    Raises ModelFileError when the tensors do not make up that network (checked before it is built).
+    """
     first = state["conv_first.weight"]
     num_feat, in_ch = first.shape[0], first.shape[1]
     num_block = len({k.split(".")[1] for k in state if k.startswith("body.")})
@@ -146,7 +184,9 @@ def infer_rrdbnet(state: dict[str, torch.Tensor]) -> RRDBNet:
         scale, in_img = 1, in_ch // 16
     elif num_up == 2 and in_ch % 4 == 0 and in_ch // 4 in (1, 3):
         scale, in_img = 2, in_ch // 4
-    return RRDBNet(in_img, out_ch, num_feat, num_block, grow, scale)
+    config = dict(num_in_ch=in_img, num_out_ch=out_ch, num_feat=num_feat, num_block=num_block, num_grow_ch=grow,
+                  scale=scale)
+    return _build("RRDBNet", config, {k: tuple(v.shape) for k, v in state.items()}, path)  # type: ignore[return-value]
 
 
 def model_from_state_dict(state: dict[str, torch.Tensor], path: str = "") -> nn.Module:
@@ -155,8 +195,10 @@ def model_from_state_dict(state: dict[str, torch.Tensor], path: str = "") -> nn.
     try:
         if "conv_first.weight" not in state and "model.0.weight" in state:
             state = _from_old_esrgan(state)
-        model = infer_rrdbnet(state)
+        model = infer_rrdbnet(state, path)
         model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+    except ModelFileError:
+        raise
     except (KeyError, RuntimeError, ValueError, IndexError) as exc:
         reason = str(exc).splitlines()[0][:160]
         raise ModelFileError(f"{path}: not an ESRGAN-family RRDBNet state dict ({reason})") from exc
@@ -177,7 +219,11 @@ def _load_safetensors(path: Path) -> nn.Module:
         raise ModelFileError(f"{path}: not a readable .safetensors file ({exc})") from exc
     if meta.get("format") == FORMAT and "arch" in meta:
         try:
-            model = _build(meta["arch"], json.loads(meta.get("config", "{}")))
+            config = json.loads(meta.get("config", "{}"))
+        except ValueError as exc:
+            raise ModelFileError(f"{path}: its configuration is not JSON ({one_line(exc)[:120]})") from exc
+        model = _build(meta["arch"], config, {k: tuple(v.shape) for k, v in state.items()}, str(path))
+        try:
             model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
         except (ValueError, TypeError, RuntimeError) as exc:
             reason = str(exc).splitlines()[0][:160]

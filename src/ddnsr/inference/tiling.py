@@ -245,13 +245,16 @@ def auto_tile(
     overlap: int = DEFAULT_OVERLAP,
     multiple: int = 8,
     min_tile: int = 32,
+    border: int = 0,
 ) -> int:
     """A tile size for :func:`tiled_apply` that keeps one tile's activations within a memory budget.
 
-    Rule: a tile of core ``t`` runs ``(t + 2 * overlap)^2`` input pixels, costing about
-    ``bytes_per_pixel_estimate`` each at the peak. Return 0 (whole image) when ``height * width`` pixels
-    fit the budget; else the largest ``t``, a multiple of ``multiple`` and at least ``min_tile``, with
-    ``bytes_per_pixel_estimate * (t + 2 * overlap)^2 <= budget_bytes``. The default budget is 60% of
+    Rule: a tile of core ``t`` runs at most ``(t + 2 * m)^2`` input pixels, ``m`` the larger of ``overlap``
+    and ``border`` (each side gets either context or border padding), costing about
+    ``bytes_per_pixel_estimate`` each at the peak. Return 0 (whole image) when the padded image,
+    ``(height + 2 * border) * (width + 2 * border)`` pixels, fits the budget (so a 1 x N image is not run
+    whole: its padding is 21 times its pixels); else the largest ``t``, a multiple of ``multiple`` and at
+    least ``min_tile``, with ``bytes_per_pixel_estimate * (t + 2 * m)^2 <= budget_bytes``. The default budget is 60% of
     the free memory of a CUDA device, else :data:`DEFAULT_CPU_BUDGET`. With the RRDBNet default of
     16 KiB per pixel, a 2 GiB CPU budget gives 328-pixel tiles (just under 2 GiB at the peak).
 
@@ -261,6 +264,7 @@ def auto_tile(
         bytes_per_pixel_estimate: peak bytes per input pixel of a tile (see DEFAULT_BYTES_PER_PIXEL).
         budget_bytes: memory allowed for one tile; None: the device default above.
         overlap, multiple, min_tile: as described; ``multiple`` should be a multiple of any down-factor.
+        border: the ``border`` that :func:`tiled_apply` pads around the image (0: none).
     """
     if bytes_per_pixel_estimate <= 0:
         raise SettingError("bytes_per_pixel_estimate must be positive")
@@ -271,9 +275,9 @@ def auto_tile(
             budget_bytes = int(free * 0.6)
         else:
             budget_bytes = DEFAULT_CPU_BUDGET
-    if height * width * bytes_per_pixel_estimate <= budget_bytes:
+    if (height + 2 * border) * (width + 2 * border) * bytes_per_pixel_estimate <= budget_bytes:
         return 0
     side = math.isqrt(max(0, budget_bytes // bytes_per_pixel_estimate))
-    tile = (side - 2 * overlap) // multiple * multiple
+    tile = (side - 2 * max(overlap, border)) // multiple * multiple
     tile = max(tile, _round_up(min_tile, multiple))
     return 0 if tile >= max(height, width) else tile

@@ -435,7 +435,8 @@ class _TiledNetwork:
             return self.tile
         budget = None if self.device.type != "cpu" else _cpu_budget(height * width)
         return auto_tile(height, width, device=self.device, bytes_per_pixel_estimate=self.bytes_per_pixel,
-                         budget_bytes=budget, overlap=self.overlap, **self._tile_rule)
+                         budget_bytes=budget, overlap=self.overlap, border=getattr(self, "border", 0),
+                         **self._tile_rule)
 
 
 class Upscaler(_TiledNetwork):

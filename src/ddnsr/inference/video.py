@@ -85,6 +85,9 @@ _RGB_FORMATS = ("bgr0", "gbrp")
 _SEGMENT = "seg-{:05d}.nut"
 _MANIFEST = "manifest.json"
 _MANIFEST_VERSION = 1
+#: The largest ``--start`` / ``--duration`` / ``--segment`` taken (a year, in seconds): far above any
+#: clip, and small enough that time stamps computed from it stay finite integers.
+MAX_SECONDS = 366 * 86400.0
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,48 @@ def part_folder(dest: Path) -> Path:
     return dest.with_name(f".{dest.name}.part")
 
 
+def lock_file(dest: Path) -> Path:
+    """The lock a run holds on its output: ``<dest's folder>/.<dest's name>.lock``."""
+    return dest.with_name(f".{dest.name}.lock")
+
+
+@contextlib.contextmanager
+def _output_lock(dest: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on :func:`lock_file` for the run (one run per output); removed after.
+
+    A second run on the same output is refused with one ImageError line. Where ``fcntl`` is missing
+    (Windows) no lock is taken.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    path = lock_file(dest)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ImageError(dest, f"another ddnsr run is writing this output (it holds {path.name}); "
+                             "wait for it to end or choose another -o") from None
+        try:
+            same = os.path.exists(path) and os.path.samestat(os.fstat(fd), os.stat(path))
+        except OSError:
+            same = False
+        if same:  # not a lock file that the previous holder removed meanwhile
+            break
+        os.close(fd)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        os.close(fd)
+
+
 def frames_folder(dest: Path) -> Path:
     """Where ``--frames`` writes the PNG frames of ``dest``: ``<dest without extension>.frames``."""
     return dest.with_name(f"{dest.stem}.frames")
@@ -154,10 +199,12 @@ def check_settings(settings: VideoSettings) -> str:
         raise SettingError(f"--crf: {settings.codec} is lossless and has no quality setting")
     if settings.crf is not None and not 0 <= settings.crf <= spec.crf_max:
         raise SettingError(f"--crf {settings.crf}: {settings.codec} takes 0..{spec.crf_max}")
-    if settings.segment_seconds <= 0:
-        raise SettingError(f"segment length must be positive, got {settings.segment_seconds}")
-    if settings.start < 0 or (settings.duration is not None and settings.duration <= 0):
-        raise SettingError("--start must be >= 0 and --duration > 0")
+    if not 0 < settings.segment_seconds <= MAX_SECONDS:
+        raise SettingError(f"segment length must be above 0 and at most {MAX_SECONDS:.0f} s, "
+                           f"got {settings.segment_seconds}")
+    if not 0 <= settings.start <= MAX_SECONDS or (
+            settings.duration is not None and not 0 < settings.duration <= MAX_SECONDS):
+        raise SettingError(f"--start must be in 0..{MAX_SECONDS:.0f} s and --duration above 0 and at most that")
     return encoder
 
 
@@ -184,6 +231,20 @@ def _add_video_stream(container, encoder: str, settings: VideoSettings, info: Vi
         options["crf"] = str(spec.crf if settings.crf is None else settings.crf)
     stream.options = options
     return stream
+
+
+#: The largest frame (width, height) an encoder opens, measured (FFmpeg 7 with x264 164 and SVT-AV1 3):
+#: x264 takes sides up to 16384 px, SVT-AV1 16384 x 8704. Others are not bounded here.
+_MAX_FRAME = {"libx264": (16384, 16384), "libsvtav1": (16384, 8704)}
+
+
+def _check_output_size(info: VideoInfo, settings: VideoSettings, encoder: str) -> None:
+    """Refuse (before any work) a source whose x4 frames are larger than the encoder takes."""
+    width, height = (4 * side for side in info.display_size)
+    most = _MAX_FRAME.get(encoder)
+    if most is not None and (width > most[0] or height > most[1]):
+        raise ImageError(info.path, f"its x4 frames, {width}x{height}, are larger than {settings.codec} "
+                         f"({encoder}) takes ({most[0]}x{most[1]}); choose --codec h265 or ffv1")
 
 
 def _check_muxable(info: VideoInfo, settings: VideoSettings, encoder: str) -> None:
@@ -237,7 +298,8 @@ def _scan(info: VideoInfo, settings: VideoSettings) -> _Scan:
     start_pts = round(Fraction(settings.start) / tb)
     end_pts = None if settings.duration is None else round(Fraction(settings.start + settings.duration) / tb)
     keyframes: list[int] = []
-    frames = total = 0
+    total = 0
+    in_range: set[int] = set()  # the distinct time stamps: frames sharing one are written once
     first = None
     ends: dict[int, float] = {}
     container = open_video(info.path)
@@ -258,7 +320,7 @@ def _scan(info: VideoInfo, settings: VideoSettings) -> _Scan:
                 if packet.is_keyframe:
                     keyframes.append(pts)
                 if pts >= start_pts and (end_pts is None or pts < end_pts):
-                    frames += 1
+                    in_range.add(pts)
         except av.error.FFmpegError as exc:
             raise ImageError(info.path, f"corrupt video file ({_reason(exc)})") from exc
         declared = container.duration / 1e6 if container.duration else None
@@ -274,9 +336,9 @@ def _scan(info: VideoInfo, settings: VideoSettings) -> _Scan:
     if declared and reach < declared - max(0.5, 3.0 / rate):
         raise ImageError(info.path, f"truncated or corrupt: its streams end at {reach:.2f} s of the "
                          f"{declared:.2f} s it declares")
-    if frames == 0:
+    if not in_range:
         raise ImageError(info.path, f"no frames between {settings.start} s and the end of the range")
-    return _Scan(frames, first if first is not None else 0, sorted(set(keyframes)), start_pts, end_pts)
+    return _Scan(len(in_range), first if first is not None else 0, sorted(set(keyframes)), start_pts, end_pts)
 
 
 def _plan_segments(scan: _Scan, info: VideoInfo, seconds: float) -> list[list[int | None]]:
@@ -398,10 +460,12 @@ def _decode_frames(info: VideoInfo, start_pts: int, end_pts: int | None, from_st
         if not from_start:
             container.seek(start_pts, stream=stream, backward=True)
         checked = from_start
-        last = None
+        last = yielded = None
         for frame in container.decode(stream):
             pts = frame.pts if frame.pts is not None else (last + 1 if last is not None else 0)
             last = pts
+            if yielded is not None and pts <= yielded:
+                continue  # a second frame on one time stamp (such clips exist): the muxer takes one
             if not checked:
                 if pts > start_pts:
                     raise LookupError(pts)
@@ -412,6 +476,7 @@ def _decode_frames(info: VideoInfo, start_pts: int, end_pts: int | None, from_st
                 break
             if frame.is_corrupt:
                 raise ImageError(info.path, f"corrupt video data at {float(pts * info.time_base):.2f} s")
+            yielded = pts
             yield pts, frame
     except av.error.FFmpegError as exc:
         at = "" if last is None else f" after {float(last * info.time_base):.2f} s"
@@ -666,14 +731,23 @@ def upscale_video(source: str | os.PathLike, dest: str | os.PathLike, upscaler, 
         progress: ``progress(done, total)`` in frames, after each frame (``done`` counts resumed frames).
 
     Raises:
-        ImageError: a source that cannot be used (one line); the part folder is then removed.
+        ImageError: a source that cannot be used (one line); the part folder is then removed. Also when
+            another run writes ``dest`` (it holds :func:`lock_file`): its work is left alone.
         SettingError: bad settings, a codec the installed FFmpeg lacks.
     """
     settings = settings or VideoSettings()
     source, dest = Path(source), Path(dest)
-    began = time.perf_counter()
     encoder = check_settings(settings)
+    with _output_lock(dest):
+        return _upscale_video(source, dest, upscaler, settings, encoder, progress)
+
+
+def _upscale_video(source: Path, dest: Path, upscaler, settings: VideoSettings, encoder: str,
+                   progress: Callable[[int, int], None] | None) -> VideoResult:
+    """:func:`upscale_video` once the output is locked."""
+    began = time.perf_counter()
     info = probe_video(source, max_pixels=settings.max_pixels)
+    _check_output_size(info, settings, encoder)
     _check_muxable(info, settings, encoder)
     scan = _scan(info, settings)
     part = part_folder(dest)

@@ -49,6 +49,8 @@ PHASES = (50 / 300, 100 / 300, 200 / 300, 1.0)
 
 # 'auto' is resolved when the run starts (ddnsr.inference.device.default_precision) and recorded resolved
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+#: The largest ``--minutes`` taken: a year (the step count fitted from it stays a finite integer).
+MAX_MINUTES = 366 * 24 * 60
 
 # settings that may differ between a run and its resumption (they do not change what is computed)
 RESUMABLE = {"steps", "minutes", "fitted_steps", "real_lr", "clean_hr", "val_lr", "val_hr", "val_every", "select",
@@ -168,8 +170,9 @@ class TrainConfig:
                 raise SettingError(f"{_flag(name)} must be an integer of at least {low}, got {value!r}")
         if not (isinstance(self.ema, (int, float)) and 0.0 <= self.ema < 1.0):
             raise SettingError(f"--ema must be a number in [0, 1) (0: off), got {self.ema!r}")
-        if self.minutes is not None and not (isinstance(self.minutes, (int, float)) and self.minutes > 0):
-            raise SettingError(f"--minutes must be a number above 0, got {self.minutes!r}")
+        if self.minutes is not None and not (isinstance(self.minutes, (int, float))
+                                             and 0 < self.minutes <= MAX_MINUTES):
+            raise SettingError(f"--minutes must be a number above 0 and at most {MAX_MINUTES}, got {self.minutes!r}")
         if self.val_every is not None and (isinstance(self.val_every, bool) or not isinstance(self.val_every, int)
                                            or self.val_every < 1):
             raise SettingError(f"--val-every must be an integer of at least 1, got {self.val_every!r}")
