@@ -87,7 +87,9 @@ def test_result_is_bit_identical_to_ddnsr_upscale(photo, tmp_path):
         assert got.headers["Content-Disposition"].startswith("attachment")
         assert f"camera_photo_x4.{fmt}" in got.headers["Content-Disposition"]
         out = tmp_path / f"cli-{fmt}"
-        assert main(["upscale", str(photo), "-o", str(out), "--ext", fmt, "--model", "track1", "-q"]) == 0
+        # the page's default precision is fp32; the command line's auto is bf16 on CPUs that compute it natively
+        assert main(["upscale", str(photo), "-o", str(out), "--ext", fmt, "--model", "track1", "--precision", "fp32",
+                     "-q"]) == 0
         assert got.data == (out / f"camera photo.{fmt}").read_bytes()
         before = Image.open(io.BytesIO(client.get(f"/api/jobs/{job['id']}/before").data))
         assert before.size == (48, 40)

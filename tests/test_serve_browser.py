@@ -117,7 +117,8 @@ def test_the_page_end_to_end(server, browser, files, tmp_path):
     done.find_element(By.CSS_SELECTOR, "a.download").click()
     target = browser.downloads / "photo_x4.png"
     WebDriverWait(browser, 30).until(lambda d: target.exists() and not list(d.downloads.glob("*.crdownload")))
-    assert main(["upscale", str(files["photo"]), "-o", str(tmp_path / "cli"), "--model", "track1", "-q"]) == 0
+    cli = ["upscale", str(files["photo"]), "-o", str(tmp_path / "cli"), "--model", "track1", "-q"]
+    assert main([*cli, "--precision", "fp32"]) == 0  # the page's default precision
     assert target.read_bytes() == (tmp_path / "cli" / "photo.png").read_bytes()
 
     # the slider moves the border between before and after; zoom goes to single pixels
