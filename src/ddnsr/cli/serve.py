@@ -18,6 +18,7 @@ import threading
 from pathlib import Path
 
 from ddnsr.cli.upscale import _non_negative, _positive, _quality
+from ddnsr.errors import SettingError
 
 __all__ = ["register", "run_serve"]
 
@@ -84,7 +85,7 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         import flask  # noqa: F401
     except ModuleNotFoundError:
-        raise ValueError("the web page needs Flask: pip install 'flask>=3.0'") from None
+        raise SettingError("ddnsr serve: the web page needs Flask: pip install 'flask>=3.0'") from None
     from ddnsr.inference.device import set_threads
     from ddnsr.serve.app import ServeConfig, close_app, create_app, is_loopback
 

@@ -21,15 +21,29 @@ framework's test client, and tiles take seconds on a CPU, so half a second loses
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import os
+import re
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from flask import Flask, abort, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from ddnsr.serve.jobs import _IMAGE_ERRORS, FORMATS, Job, Models, Worker, Workspace, safe_name
+from ddnsr.errors import (
+    BusyError,
+    DdnsrError,
+    ImageError,
+    LimitError,
+    ModelFileError,
+    RequestError,
+    SettingError,
+    one_line,
+)
+from ddnsr.serve.jobs import FORMATS, Job, Models, Worker, Workspace, safe_name
 
 __all__ = ["ServeConfig", "create_app", "is_loopback"]
 
@@ -79,12 +93,16 @@ def create_app(config: ServeConfig | None = None) -> Flask:
     config = config or ServeConfig()
     models = Models(config.runs)
     if Path(config.model).is_file():  # a model file named on the command line: checked like an upload
-        default = models.add_upload(Path(config.model), Path(config.model).name)["id"]
+        name = Path(config.model).name
+        try:
+            default = models.add_upload(Path(config.model), name)["id"]
+        except ModelFileError as exc:
+            raise ModelFileError(f"--model {config.model}: {str(exc).removeprefix(name + ': ')}") from None
     else:
         default = f"bundled:{config.model}"
         if default not in models.entries:
             names = ", ".join(m.split(":", 1)[1] for m in models.entries if m.startswith("bundled:"))
-            raise ValueError(f"--model {config.model}: neither a model file nor a bundled model ({names})")
+            raise SettingError(f"--model {config.model}: neither a model file nor a bundled model ({names})")
     state = _State(config, models, default)
     app = Flask(__name__, static_folder=str(STATIC), static_url_path="/static")
     app.config["MAX_CONTENT_LENGTH"] = max(config.max_upload_bytes, 2 * config.max_model_bytes) + 64 * 1024
@@ -118,36 +136,43 @@ def _error(message: str, status: int = 400):
     return jsonify({"error": message}), status
 
 
-def _save_upload(state: _State, storage, folder: Path, stem: str, allowed: tuple[str, ...],
-                 limit: int, what: str) -> tuple[Path, str]:
-    """Save one uploaded file under ``folder`` (the name sanitised); ValueError if unusable."""
+#: HTTP status of each user-error kind in the page (any other DdnsrError: 400).
+STATUS = {LimitError: 413, BusyError: 429}
+
+
+def _status(exc: DdnsrError) -> int:
+    return next((code for kind, code in STATUS.items() if isinstance(exc, kind)), 400)
+
+
+def _save_upload(storage, folder: Path, stem: str, allowed: tuple[str, ...], limit: int,
+                 what: str) -> tuple[Path, str]:
+    """Save one uploaded file under ``folder`` (the name sanitised); RequestError / LimitError if unusable."""
     if storage is None or not storage.filename:
-        raise ValueError(f"no {what} file in the request")
+        raise RequestError(f"no {what} file in the request")
     name = safe_name(storage.filename)
     ext = Path(name).suffix.lower()
     if ext not in allowed:
-        raise ValueError(f"{name}: not a supported {what} file (use {', '.join(allowed)})")
+        raise RequestError(f"{name}: not a supported {what} file (use {', '.join(allowed)})")
     path = folder / f"{stem}{ext}"
     storage.save(path)
     size = path.stat().st_size
     if size > limit:
-        raise OverflowError(f"{name}: {size / 1e6:.1f} MB is over the limit of {limit / 1e6:.0f} MB")
+        raise LimitError(f"{name}: {size / 1e6:.1f} MB is over the limit of {limit / 1e6:.0f} MB")
     if size == 0:
-        raise ValueError(f"{name}: empty file")
+        raise RequestError(f"{name}: empty file")
     return path, name
 
 
 def _check_image_header(path: Path, name: str, max_pixels: int | None) -> tuple[int, int]:
     """(width, height) from the file's header, refusing non-images and too many pixels before decoding."""
-    from ddnsr.errors import ImageError
     from ddnsr.imageio import image_size
 
     try:
         width, height = image_size(path)
     except ImageError as exc:
-        raise ValueError(f"{name}: cannot be read ({exc.reason})") from None
+        raise ImageError(name, f"cannot be read ({exc.reason})") from None
     if max_pixels and width * height > max_pixels:
-        raise OverflowError(f"{name}: {width}x{height} = {width * height:_} pixels is over the limit of "
+        raise LimitError(f"{name}: {width}x{height} = {width * height:_} pixels is over the limit of "
                             f"{max_pixels:_} (ddnsr serve --max-pixels)")
     return width, height
 
@@ -155,7 +180,7 @@ def _check_image_header(path: Path, name: str, max_pixels: int | None) -> tuple[
 def _choice(value: str | None, allowed, what: str, default: str) -> str:
     value = value or default
     if value not in allowed:
-        raise ValueError(f"unknown {what} {value!r} (one of {', '.join(allowed)})")
+        raise RequestError(f"unknown {what} {value!r} (one of {', '.join(allowed)})")
     return value
 
 
@@ -170,6 +195,7 @@ class _Api:
         app.before_request(self.guard)
         app.register_error_handler(RequestEntityTooLarge, self.too_large)
         app.register_error_handler(HTTPException, self.http_error)
+        app.register_error_handler(DdnsrError, self.user_error)
         routes = (("/", "GET", self.index), ("/api/info", "GET", self.info),
                   ("/api/jobs", "POST", self.new_job), ("/api/degrade", "POST", self.new_degrade),
                   ("/api/jobs", "GET", self.jobs), ("/api/jobs/<job_id>/cancel", "POST", self.cancel),
@@ -188,6 +214,12 @@ class _Api:
     def too_large(self, _exc):
         return _error(f"upload too large (limit {self.config.max_upload_bytes / 1e6:.0f} MB per image, "
                       f"{self.config.max_model_bytes / 1e6:.0f} MB per model)", 413)
+
+    def user_error(self, exc: DdnsrError):
+        """Every user error of the page: its one line (no private folder in it) and its status (:data:`STATUS`)."""
+        root = re.escape(str(self.state.workspace.root) + os.sep)
+        message = re.sub(root + r"[0-9a-f]+" + re.escape(os.sep), "", one_line(exc))
+        return _error(message, _status(exc))
 
     def http_error(self, exc: HTTPException):
         if request.path.startswith("/api/"):
@@ -223,31 +255,22 @@ class _Api:
         """Save the named upload fields, check them, queue a job (400 / 413 / 429 with a message)."""
         state, config, models = self.state, self.config, self.models
         if (request.content_length or 0) > len(files) * config.max_upload_bytes + 64 * 1024:
-            return _error(f"upload too large (limit {config.max_upload_bytes / 1e6:.0f} MB per image)", 413)
-        job_id, folder = state.workspace.new_folder()
-        try:
+            raise LimitError(f"upload too large (limit {config.max_upload_bytes / 1e6:.0f} MB per image)")
+        with _job_folder(state.workspace) as (job_id, folder):
             model = _choice(request.form.get("model"), models.entries, "model", state.default_model)
             models.path(model, model_kind)
             precision = _choice(request.form.get("precision"), state.precisions, "precision", "fp32")
             fmt = _choice(request.form.get("format"), FORMATS, "format", "png") if kind == "upscale" else "png"
-            inputs, names = {}, {}
+            inputs, names, sizes = {}, {}, {}
             for key, what in files.items():
-                path, name = _save_upload(state, request.files.get(key), folder, key, IMAGE_EXTENSIONS,
+                path, name = _save_upload(request.files.get(key), folder, key, IMAGE_EXTENSIONS,
                                           config.max_upload_bytes, what)
-                size = _check_image_header(path, name, config.max_pixels)
+                sizes[key] = _check_image_header(path, name, config.max_pixels)
                 inputs[key], names[key] = path, name
-                if key in ("image", "hr"):
-                    first_size = size
-            job = Job(id=job_id, kind=kind, name=names["image" if kind == "upscale" else "hr"], folder=folder,
-                      inputs=inputs, input_names=names, model=model, precision=precision, fmt=fmt,
-                      size_in=first_size)
+            first = "image" if kind == "upscale" else "hr"
+            job = Job(id=job_id, kind=kind, name=names[first], folder=folder, inputs=inputs, input_names=names,
+                      model=model, precision=precision, fmt=fmt, size_in=sizes[first])
             self.worker.submit(job)
-        except OverflowError as exc:
-            _drop(folder)
-            return _error(str(exc), 429 if "queue" in str(exc) else 413)
-        except ValueError as exc:
-            _drop(folder)
-            return _error(str(exc))
         return jsonify(job.public()), 201
 
     def submit_run_photos(self):
@@ -256,10 +279,12 @@ class _Api:
         from ddnsr.serve.jobs import centre_crop_png
 
         state, max_pixels = self.state, self.config.max_pixels
-        job_id, folder = state.workspace.new_folder()
-        try:
+        with _job_folder(state.workspace) as (job_id, folder):
             model = _choice(request.form.get("model"), self.models.runs, "run model", "")
-            index = int(request.form.get("index", "0") or 0)
+            try:
+                index = int(request.form.get("index", "0") or 0)
+            except ValueError:
+                raise RequestError(f"index {request.form.get('index')!r} is not a whole number") from None
             hr_file, lr_file = self.models.run_photos(model, index)
             inputs = {"hr": centre_crop_png(hr_file, folder / "hr.png", 256, max_pixels),
                       "lr": centre_crop_png(lr_file, folder / "lr.png", 64, max_pixels)}
@@ -268,26 +293,13 @@ class _Api:
                       model=model, precision=_choice(request.form.get("precision"), state.precisions, "precision",
                                                      "fp32"))
             self.worker.submit(job)
-        except OverflowError as exc:
-            _drop(folder)
-            return _error(str(exc), 429)
-        except (ValueError, *_IMAGE_ERRORS) as exc:
-            _drop(folder)
-            return _error(str(exc).replace(str(folder), "").strip())
         return jsonify(job.public()), 201
 
     def upload_model(self):
-        _, folder = self.state.workspace.new_folder()
-        try:
-            path, name = _save_upload(self.state, request.files.get("file"), folder, "model", MODEL_EXTENSIONS,
+        with _job_folder(self.state.workspace) as (_, folder):
+            path, name = _save_upload(request.files.get("file"), folder, "model", MODEL_EXTENSIONS,
                                       self.config.max_model_bytes, "model")
             entry = self.models.add_upload(path, name)
-        except OverflowError as exc:
-            _drop(folder)
-            return _error(str(exc), 413)
-        except ValueError as exc:
-            _drop(folder)
-            return _error(str(exc))
         return jsonify(entry), 201
 
     # -- the queue and the results -----------------------------------------------------------------
@@ -335,6 +347,17 @@ class _Api:
                              download_name="ddnsr-results.zip", max_age=0)
         response.call_on_close(lambda: _drop(folder))
         return response
+
+
+@contextlib.contextmanager
+def _job_folder(workspace: Workspace) -> Iterator[tuple[str, Path]]:
+    """A new folder of the workspace, removed again if the block fails (a refused upload leaves nothing)."""
+    job_id, folder = workspace.new_folder()
+    try:
+        yield job_id, folder
+    except BaseException:
+        _drop(folder)
+        raise
 
 
 def _drop(folder: Path) -> None:

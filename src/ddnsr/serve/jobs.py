@@ -28,7 +28,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ddnsr.errors import DdnsrError, ImageError, one_line
+from ddnsr.errors import (
+    BusyError,
+    DataError,
+    DdnsrError,
+    ImageError,
+    ModelFileError,
+    RequestError,
+    SettingError,
+    one_line,
+)
 
 #: An image that cannot be read.
 _IMAGE_ERRORS = (ImageError,)
@@ -113,7 +122,7 @@ class Models:
             kinds = {k: run / f"{k}.safetensors" for k in ("reconstruction", "degradation")
                      if (run / f"{k}.safetensors").is_file()}
             if not kinds:
-                raise ValueError(f"--run {run}: holds neither reconstruction.safetensors nor "
+                raise SettingError(f"--run {run}: holds neither reconstruction.safetensors nor "
                                  "degradation.safetensors (a finished 'ddnsr train' run folder is needed)")
             self._add(f"run:{i}", f"run {run.resolve().name}", kinds, "run")
             self.runs[f"run:{i}"] = run
@@ -130,7 +139,7 @@ class Models:
             self.entries[model_id] = entry
 
     def add_upload(self, path: Path, label: str) -> dict:
-        """Check an uploaded reconstruction model file (loads it once) and list it; ValueError if unusable."""
+        """Check an uploaded reconstruction model file (loads it once) and list it; ModelFileError if unusable."""
         from ddnsr.formats.modelfile import load_model
         from ddnsr.inference.upscaler import check_reconstruction
 
@@ -138,7 +147,8 @@ class Models:
             net = load_model(path, kind="reconstruction")
             check_reconstruction(net, label)
         except (DdnsrError, ValueError, OSError, RuntimeError) as exc:
-            raise ValueError(one_line(exc).replace(str(path), label)) from None
+            text = one_line(exc).replace(str(path), label)
+            raise ModelFileError(text if text.startswith(label) else f"{label}: {text}") from None
         del net
         model_id = f"upload:{uuid.uuid4().hex[:12]}"
         self._add(model_id, label, {"reconstruction": path}, "upload")
@@ -148,9 +158,9 @@ class Models:
         with self._lock:
             kinds = self.files.get(model_id)
         if kinds is None:
-            raise ValueError(f"unknown model {model_id!r}")
+            raise RequestError(f"unknown model {model_id!r}")
         if kind not in kinds:
-            raise ValueError(f"{self.entries[model_id]['label']}: has no {kind} network")
+            raise RequestError(f"{self.entries[model_id]['label']}: has no {kind} network")
         return kinds[kind]
 
     def listing(self) -> list[dict]:
@@ -160,7 +170,7 @@ class Models:
     def run_photos(self, model_id: str, index: int) -> tuple[Path, Path]:
         """(clean HR, real LR) photo number ``index`` (wrapping) of a ``--run`` folder's training data."""
         if model_id not in self.runs:
-            raise ValueError(f"{model_id}: not a run folder given with --run")
+            raise RequestError(f"{model_id}: not a run folder given with --run")
         return run_photos(self.runs[model_id], index)
 
 
@@ -168,7 +178,7 @@ def run_photos(run: Path, index: int) -> tuple[Path, Path]:
     """(clean HR, real LR) file number ``index`` of the data sets a run was trained on (its config.json).
 
     The records file and data root are the run's own (``--records`` / ``--data-root``), else the defaults of
-    ``ddnsr train``. ValueError (one line) when the data cannot be found.
+    ``ddnsr train``. DataError (one line) when the data cannot be found.
     """
     import json
 
@@ -184,9 +194,9 @@ def run_photos(run: Path, index: int) -> tuple[Path, Path]:
         lr_files = list_images(resolve_sources(recs, root, lr_key))
         hr_files = list_images(resolve_sources(recs, root, hr_key))
     except (OSError, KeyError, ValueError) as exc:
-        raise ValueError(f"{run.name}: the run's training photos cannot be found ({one_line(exc)})") from None
+        raise DataError(f"{run.name}: the run's training photos cannot be found ({one_line(exc)})") from None
     if not lr_files or not hr_files:
-        raise ValueError(f"{run.name}: the run's training data holds no images")
+        raise DataError(f"{run.name}: the run's training data holds no images")
     return hr_files[index % len(hr_files)], lr_files[index % len(lr_files)]
 
 
@@ -296,11 +306,11 @@ class Worker:
     # -- the queue
 
     def submit(self, job: Job) -> Job:
-        """Queue a job; ValueError when the queue already holds ``max_jobs`` unfinished jobs."""
+        """Queue a job; BusyError when the queue already holds ``max_jobs`` unfinished jobs."""
         with self._lock:
             waiting = sum(1 for j in self.jobs.values() if j.state not in FINISHED)
             if waiting >= self.max_jobs:
-                raise OverflowError(f"the queue is full ({self.max_jobs} files waiting); wait or cancel some")
+                raise BusyError(f"the queue is full ({self.max_jobs} files waiting); wait or cancel some")
             job.seq = next(self._seq)
             self.jobs[job.id] = job
         self._queue.put(job)
