@@ -50,6 +50,8 @@ __all__ = ["ServeConfig", "create_app", "is_loopback"]
 STATIC = Path(__file__).resolve().parent / "static"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 MODEL_EXTENSIONS = (".safetensors", ".pth", ".pt")
+FORM_SLACK = 64 * 1024  # bytes of a request beyond its files: multipart headers and the small fields
+MAX_FORM_PARTS = 100  # files and fields in one request (the page sends at most six)
 
 
 @dataclass
@@ -105,7 +107,8 @@ def create_app(config: ServeConfig | None = None) -> Flask:
             raise SettingError(f"--model {config.model}: neither a model file nor a bundled model ({names})")
     state = _State(config, models, default)
     app = Flask(__name__, static_folder=str(STATIC), static_url_path="/static")
-    app.config["MAX_CONTENT_LENGTH"] = max(config.max_upload_bytes, 2 * config.max_model_bytes) + 64 * 1024
+    app.config["MAX_CONTENT_LENGTH"] = FORM_SLACK  # requests without files; uploads get their own (_Api.guard)
+    app.config["MAX_FORM_PARTS"] = MAX_FORM_PARTS
     if is_loopback(config.host):  # refuse DNS-rebinding hosts when only this machine should reach us
         app.config["TRUSTED_HOSTS"] = ["localhost", "127.0.0.1", "[::1]", "::1"]
     app.extensions["ddnsr"] = state
@@ -209,11 +212,34 @@ class _Api:
     def guard(self):
         if request.method in ("POST", "DELETE", "PUT") and request.headers.get("X-DDNSR") != "1":
             return _error("missing the X-DDNSR: 1 header (requests from other web sites are refused)", 403)
+        limit = self.body_limits().get(request.path)
+        if limit is not None:  # bytes are counted as they arrive: a chunked body stops here too
+            request.max_content_length = limit
         return None
 
+    def body_limits(self) -> dict[str, int]:
+        """The most bytes each upload route reads: its files' limits plus :data:`FORM_SLACK`."""
+        image, model = self.config.max_upload_bytes, self.config.max_model_bytes
+        return {"/api/jobs": image + FORM_SLACK, "/api/degrade": 2 * image + FORM_SLACK,
+                "/api/models": model + FORM_SLACK}
+
     def too_large(self, _exc):
-        return _error(f"upload too large (limit {self.config.max_upload_bytes / 1e6:.0f} MB per image, "
-                      f"{self.config.max_model_bytes / 1e6:.0f} MB per model)", 413)
+        """413 for a body over its route's limit (the declared length, or the bytes read so far)."""
+        what = "model" if request.path == "/api/models" else "image"
+        limit = self.config.max_model_bytes if what == "model" else self.config.max_upload_bytes
+        return _error(f"upload too large (limit {limit / 1e6:.0f} MB per {what})", 413)
+
+    def parse_form(self) -> None:
+        """Read the whole multipart body now, before any folder exists; LimitError if too many parts."""
+        try:
+            request.files  # noqa: B018  (parses the body)
+        except RequestEntityTooLarge:
+            declared, limit = request.content_length, request.max_content_length or 0
+            over = declared > limit if declared is not None else getattr(request.stream, "is_exhausted", True)
+            if over:  # the bytes, not the parts: too_large answers
+                raise
+            raise LimitError(f"too many files or fields in one request (at most {MAX_FORM_PARTS} parts), "
+                             f"or a field over {request.max_form_memory_size or 0:_} bytes") from None
 
     def user_error(self, exc: DdnsrError):
         """Every user error of the page: its one line (no private folder in it) and its status (:data:`STATUS`)."""
@@ -247,6 +273,7 @@ class _Api:
         return self.submit("upscale", {"image": "image"}, "reconstruction")
 
     def new_degrade(self):
+        self.parse_form()
         if request.form.get("run_photos") == "1":
             return self.submit_run_photos()
         return self.submit("degrade", {"hr": "clean HR image", "lr": "real LR image"}, "degradation")
@@ -254,8 +281,7 @@ class _Api:
     def submit(self, kind: str, files: dict[str, str], model_kind: str):
         """Save the named upload fields, check them, queue a job (400 / 413 / 429 with a message)."""
         state, config, models = self.state, self.config, self.models
-        if (request.content_length or 0) > len(files) * config.max_upload_bytes + 64 * 1024:
-            raise LimitError(f"upload too large (limit {config.max_upload_bytes / 1e6:.0f} MB per image)")
+        self.parse_form()
         with _job_folder(state.workspace) as (job_id, folder):
             model = _choice(request.form.get("model"), models.entries, "model", state.default_model)
             models.path(model, model_kind)
@@ -279,6 +305,7 @@ class _Api:
         from ddnsr.serve.jobs import centre_crop_png
 
         state, max_pixels = self.state, self.config.max_pixels
+        self.parse_form()
         with _job_folder(state.workspace) as (job_id, folder):
             model = _choice(request.form.get("model"), self.models.runs, "run model", "")
             try:
@@ -296,6 +323,7 @@ class _Api:
         return jsonify(job.public()), 201
 
     def upload_model(self):
+        self.parse_form()
         with _job_folder(self.state.workspace) as (_, folder):
             path, name = _save_upload(request.files.get("file"), folder, "model", MODEL_EXTENSIONS,
                                       self.config.max_model_bytes, "model")
