@@ -31,8 +31,11 @@ def photo(tmp_path_factory) -> Path:
 
 
 def make(tmp_path: Path, **kw):
+    """The app and a test client that opened the page with the token (as the printed address does)."""
     app = create_app(ServeConfig(workdir=str(tmp_path), **kw))
-    return app, app.test_client()
+    client = app.test_client()
+    assert client.get(f"/?token={app.extensions['ddnsr'].token}").status_code == 303  # sets the cookie
+    return app, client
 
 
 @pytest.fixture
@@ -98,7 +101,7 @@ def test_result_is_bit_identical_to_ddnsr_upscale(photo, tmp_path):
     tif = np.asarray(Image.open(io.BytesIO(client.get(f"/api/jobs/{job['id']}/result").data)))
     view = Image.open(io.BytesIO(client.get(f"/api/jobs/{job['id']}/view").data))
     assert view.format == "PNG" and np.array_equal(np.asarray(view), tif)
-    archive = zipfile.ZipFile(io.BytesIO(client.get("/api/results.zip").data))
+    archive = zipfile.ZipFile(io.BytesIO(client.get("/api/results.zip", headers=H).data))
     assert sorted(archive.namelist()) == ["camera_photo_x4.jpg", "camera_photo_x4.png", "camera_photo_x4.tif"]
     app.extensions["ddnsr"].close()
 
@@ -167,7 +170,8 @@ def test_requests_from_other_sites_and_hosts_are_refused(served, photo):
     r = client.post("/api/jobs", data={"image": (io.BytesIO(photo.read_bytes()), "a.png")})
     assert r.status_code == 403  # no X-DDNSR header: what a cross-site form post looks like
     assert client.get("/api/info", headers={"Host": "attacker.example:8000"}).status_code == 400
-    assert client.get("/api/info", headers={"Host": "127.0.0.1:8000"}).status_code == 200
+    token = {"X-DDNSR-Token": served[0].extensions["ddnsr"].token}  # the cookie is localhost's
+    assert client.get("/api/info", headers={"Host": "127.0.0.1:8000", **token}).status_code == 200
 
 
 def test_one_job_at_a_time_fifo_and_cancel(served, photo):

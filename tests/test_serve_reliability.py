@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 pytest.importorskip("flask")
 
 import test_serve_api as api  # noqa: E402
-from test_serve_api import H, make  # noqa: E402
+from test_serve_api import H, make, upload, wait  # noqa: E402
 
 photo, served = api.photo, api.served  # the same fixtures
 
@@ -65,7 +67,7 @@ def _chunked_post(app, path: str, fields: dict[str, tuple[str, bytes]]) -> tuple
 
 
 def _auth(app) -> dict[str, str]:
-    return {}
+    return {"X-DDNSR-Token": app.extensions["ddnsr"].token}
 
 
 def _folders(app) -> list[Path]:
@@ -96,3 +98,80 @@ def test_too_many_parts_is_named_and_leaves_no_folder(served, photo):
                     content_type="multipart/form-data")
     assert r.status_code == 413 and r.get_json()["error"].startswith("too many files or fields in one request")
     assert _folders(app) == []
+
+
+def test_results_zip_is_streamed_needs_the_header_and_survives_removal(served, photo):
+    """Issue 26 item 4: no copy on disk per GET, the page's header required, removal while zipping."""
+    import shutil
+    import zipfile
+
+    app, client = served
+    ids = [wait(client, upload(client, photo, name=f"p{i}.png").get_json()["id"])["id"] for i in range(3)]
+    before = sorted(p.name for p in app.extensions["ddnsr"].workspace.root.rglob("*"))
+    assert client.get("/api/results.zip").status_code == 403  # what a link from another web site sends
+    for _ in range(3):
+        r = client.get("/api/results.zip", headers=H)
+        assert r.status_code == 200 and len(zipfile.ZipFile(io.BytesIO(r.data)).namelist()) == 3
+    assert sorted(p.name for p in app.extensions["ddnsr"].workspace.root.rglob("*")) == before
+    # a job removed while the zip streams: the zip is whole; one removed before its file is opened: left out
+    shutil.rmtree(app.extensions["ddnsr"].worker.jobs[ids[0]].folder)
+    r = client.get("/api/results.zip", headers=H, buffered=False)
+    chunks = iter(r.response)
+    first = next(chunks)
+    assert all(client.delete(f"/api/jobs/{i}", headers=H).status_code == 200 for i in ids)
+    archive = zipfile.ZipFile(io.BytesIO(first + b"".join(chunks)))
+    r.close()
+    assert r.status_code == 200 and sorted(archive.namelist()) == ["p1_x4.png", "p2_x4.png"]
+    assert all(Image.open(archive.open(n)).size == (192, 160) for n in archive.namelist())
+    assert _folders(app) == [] and client.get("/api/results.zip", headers=H).status_code == 404
+
+
+@pytest.mark.parametrize(("bound", "good", "bad"), [("::1", "[::1]:8000", "[::2]:8000"),
+                                                    ("127.0.0.2", "127.0.0.2:8000", "rebind.example:8000")])
+def test_the_bound_host_is_trusted(tmp_path, bound, good, bad):
+    """Issue 26 item 13: --host ::1 / 127.0.0.2 answer their own address, still not a foreign Host."""
+    app, client = make(tmp_path, host=bound)
+    try:
+        for host, status in ((good, 200), ("localhost:8000", 200), (bad, 400), ("attacker.example", 400)):
+            r = client.get("/api/info", headers={"Host": host, **_auth(app)})
+            assert r.status_code == status, (host, r.get_json())
+    finally:
+        app.extensions["ddnsr"].close()
+
+
+def test_every_api_request_needs_the_token(served, photo, tmp_path, monkeypatch, capsys):
+    """Issue 26 item 20: without this start's token (cookie or header) the page and the API answer 403."""
+    app, client = served
+    job = wait(client, upload(client, photo).get_json()["id"])
+    token = app.extensions["ddnsr"].token
+    stranger = app.test_client()  # another local process: no cookie
+    for url in ("/", "/api/jobs", "/api/info", f"/api/jobs/{job['id']}/result", "/?token=guess"):
+        assert stranger.get(url, headers=H).status_code == 403, url
+    assert stranger.post("/api/jobs", headers={**H, "X-DDNSR-Token": "guess"}).status_code == 403
+    assert stranger.get("/api/jobs", headers={"X-DDNSR-Token": token}).status_code == 200
+    r = stranger.get(f"/?token={token}")
+    cookie = r.headers["Set-Cookie"]
+    assert r.status_code == 303 and r.headers["Location"] == "/"
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    assert stranger.get("/api/jobs").status_code == 200 and stranger.get("/").status_code == 200
+    # ddnsr serve prints (and --open opens) the address with the token
+    from ddnsr.cli import main
+    from ddnsr.cli import serve as cli_serve
+
+    opened = []
+
+    class FakeServer:
+        server_port = 8123
+
+        def serve_forever(self):
+            time.sleep(0.5)  # --open's timer fires
+            raise KeyboardInterrupt
+
+        def server_close(self):
+            pass
+
+    monkeypatch.setattr(cli_serve, "_make_server", lambda app, host, port: FakeServer())
+    monkeypatch.setattr("webbrowser.open", opened.append)
+    assert main(["serve", "--port", "8123", "--open"]) == 0
+    out = capsys.readouterr().out
+    assert "http://127.0.0.1:8123/?token=" in out and len(opened) == 1 and opened[0] in out

@@ -97,7 +97,8 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         server = _make_server(app, args.host, args.port)
         shown = f"[{args.host}]" if ":" in args.host else args.host
-        url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else shown}:{server.server_port}/"
+        base = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else shown}:{server.server_port}/"
+        url = app.extensions["ddnsr"].url(base)  # with this start's token, as Jupyter prints it
         if not is_loopback(args.host):
             print(f"ddnsr serve: warning: listening on {args.host}: anyone who can reach this port can upload "
                   "photos and use this machine's processor; use the default 127.0.0.1 to keep it private",

@@ -22,15 +22,21 @@ framework's test client, and tiles take seconds on a CPU, so half a second loses
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
+import io
 import ipaddress
 import os
 import re
+import secrets
+import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
-from flask import Flask, abort, jsonify, request, send_file
+from flask import Flask, Response, abort, jsonify, redirect, request, send_file
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ddnsr.errors import (
@@ -109,8 +115,6 @@ def create_app(config: ServeConfig | None = None) -> Flask:
     app = Flask(__name__, static_folder=str(STATIC), static_url_path="/static")
     app.config["MAX_CONTENT_LENGTH"] = FORM_SLACK  # requests without files; uploads get their own (_Api.guard)
     app.config["MAX_FORM_PARTS"] = MAX_FORM_PARTS
-    if is_loopback(config.host):  # refuse DNS-rebinding hosts when only this machine should reach us
-        app.config["TRUSTED_HOSTS"] = ["localhost", "127.0.0.1", "[::1]", "::1"]
     app.extensions["ddnsr"] = state
     _Api(state).register(app)
     return app
@@ -129,6 +133,15 @@ class _State:
         self.worker = Worker(models, device=config.device, max_pixels=config.max_pixels, quality=config.quality,
                              tile=config.tile, max_jobs=config.max_jobs)
         self.precisions = _precisions(config.device)
+        self.token = secrets.token_urlsafe(24)  # every API request needs it (cookie or X-DDNSR-Token header)
+        self.cookie = f"ddnsr-token-{hashlib.sha256(self.token.encode()).hexdigest()[:8]}"  # one per server
+        # Host names this server answers on 127.0.0.1-like addresses (None: any, when bound elsewhere)
+        self.hosts = ({"localhost", "127.0.0.1", "::1", config.host.strip("[]").lower()}
+                      if is_loopback(config.host) else None)
+
+    def url(self, base: str) -> str:
+        """The page's address with the token, as printed and opened by ``ddnsr serve``."""
+        return f"{base}?token={self.token}"
 
     def close(self) -> None:
         self.worker.stop()
@@ -210,7 +223,13 @@ class _Api:
     # -- guards and errors -------------------------------------------------------------------------
 
     def guard(self):
-        if request.method in ("POST", "DELETE", "PUT") and request.headers.get("X-DDNSR") != "1":
+        """Host (400), token (403) and page header (403) checks of every request, then the body limit."""
+        if self.state.hosts is not None and _host_name(request.headers.get("Host", "")) not in self.state.hosts:
+            return _error("Host not trusted (open the page at 127.0.0.1 or localhost)", 400)
+        if request.path.startswith("/api/") and not self.has_token():
+            return _error("missing or wrong token: open the address ddnsr serve printed (with ?token=...)", 403)
+        if (request.method in ("POST", "DELETE", "PUT") or request.path == "/api/results.zip") and \
+                request.headers.get("X-DDNSR") != "1":
             return _error("missing the X-DDNSR: 1 header (requests from other web sites are refused)", 403)
         limit = self.body_limits().get(request.path)
         if limit is not None:  # bytes are counted as they arrive: a chunked body stops here too
@@ -254,7 +273,22 @@ class _Api:
 
     # -- the page and what it lists ----------------------------------------------------------------
 
+    def has_token(self) -> bool:
+        given = request.headers.get("X-DDNSR-Token") or request.cookies.get(self.state.cookie) or ""
+        return hmac.compare_digest(given.encode(), self.state.token.encode())
+
     def index(self):
+        """The page; ``/?token=...`` stores the token in a cookie (this server's only) and drops it from the URL."""
+        given = request.args.get("token")
+        if given is not None:
+            if not hmac.compare_digest(given.encode(), self.state.token.encode()):
+                return Response("wrong token: open the address ddnsr serve printed\n", 403, mimetype="text/plain")
+            response = redirect("/", 303)
+            response.set_cookie(self.state.cookie, self.state.token, httponly=True, samesite="Strict")
+            return response
+        if not self.has_token():
+            return Response("open the address ddnsr serve printed (it ends with ?token=...)\n", 403,
+                            mimetype="text/plain")
         return send_file(STATIC / "index.html", max_age=0)
 
     def info(self):
@@ -353,28 +387,76 @@ class _Api:
         return send_file(job.outputs[key], as_attachment=download, download_name=name, max_age=0)
 
     def results_zip(self):
-        # written into the private folder, not memory (results can be large), removed once sent
+        """Every finished upscale result in one zip, streamed (nothing is written to disk). Each file is
+        opened before the answer starts, so a job removed meanwhile is either in it whole or left out."""
         worker = self.worker
         done = [j for j in (worker.jobs.get(e["id"]) for e in worker.listing())
                 if j is not None and j.kind == "upscale" and j.state == "done"]
-        if not done:
+        entries, used = [], set()
+        for job in done:
+            try:
+                handle = open(job.outputs["result"], "rb")  # noqa: SIM115  (closed by _zip_stream)
+            except (OSError, KeyError):  # removed since the listing
+                continue
+            stem, suffix = Path(job.download_name()).stem, Path(job.download_name()).suffix
+            name, n = f"{stem}{suffix}", 1
+            while name in used:
+                n += 1
+                name = f"{stem}-{n}{suffix}"
+            used.add(name)
+            entries.append((name, handle))
+        if not entries:
             return _error("no finished results yet", 404)
-        _, folder = self.state.workspace.new_folder()
-        path = folder / "results.zip"
-        used: set[str] = set()
-        with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:  # results are compressed already
-            for job in done:
-                stem, suffix = Path(job.download_name()).stem, Path(job.download_name()).suffix
-                name, n = f"{stem}{suffix}", 1
-                while name in used:
-                    n += 1
-                    name = f"{stem}-{n}{suffix}"
-                used.add(name)
-                zf.write(job.outputs["result"], name)
-        response = send_file(path, mimetype="application/zip", as_attachment=True,
-                             download_name="ddnsr-results.zip", max_age=0)
-        response.call_on_close(lambda: _drop(folder))
+        response = Response(_zip_stream(entries), mimetype="application/zip",
+                            headers={"Content-Disposition": "attachment; filename=ddnsr-results.zip",
+                                     "Cache-Control": "no-store"})
+        response.call_on_close(lambda: [handle.close() for _, handle in entries])
         return response
+
+
+class _Sink(io.RawIOBase):
+    """An unseekable file that :class:`zipfile.ZipFile` writes to; :meth:`take` hands over what it got."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self.parts.append(bytes(data))
+        return len(data)
+
+    def take(self) -> bytes:
+        data, self.parts = b"".join(self.parts), []
+        return data
+
+
+def _zip_stream(entries: list[tuple[str, BinaryIO]]) -> Iterator[bytes]:
+    """The zip of open files, 1 MiB at a time (stored: results are compressed already); closes them."""
+    sink = _Sink()
+    try:
+        with zipfile.ZipFile(sink, "w", zipfile.ZIP_STORED) as zf:
+            for name, handle in entries:
+                stat = os.fstat(handle.fileno())
+                info = zipfile.ZipInfo(name, date_time=time.localtime(stat.st_mtime)[:6])
+                info.file_size = stat.st_size  # lets zipfile choose ZIP64 for files over 4 GiB
+                with handle, zf.open(info, "w") as out:
+                    while chunk := handle.read(1 << 20):
+                        out.write(chunk)
+                        yield sink.take()
+        yield sink.take()
+    finally:
+        for _, handle in entries:
+            handle.close()
+
+
+def _host_name(header: str) -> str:
+    """The host of a Host header, without the port and IPv6 brackets, lower case."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:].partition("]")[0]
+    return header.rpartition(":")[0] if header.count(":") == 1 else header
 
 
 @contextlib.contextmanager
