@@ -175,3 +175,46 @@ def test_every_api_request_needs_the_token(served, photo, tmp_path, monkeypatch,
     assert main(["serve", "--port", "8123", "--open"]) == 0
     out = capsys.readouterr().out
     assert "http://127.0.0.1:8123/?token=" in out and len(opened) == 1 and opened[0] in out
+
+
+def test_non_ascii_names_are_kept(served, photo):
+    """Issue 26 item 12: 'фото.png' is accepted, shown and downloaded under its own name."""
+    import zipfile
+    from urllib.parse import quote
+
+    app, client = served
+    r = upload(client, photo, name="../фото 1.png")
+    assert r.status_code == 201, r.get_json()
+    job = wait(client, r.get_json()["id"])
+    assert job["state"] == "done" and job["name"] == "фото_1.png"
+    got = client.get(f"/api/jobs/{job['id']}/result?download=1")
+    assert f"filename*=UTF-8''{quote('фото_1_x4.png')}" in got.headers["Content-Disposition"]
+    archive = zipfile.ZipFile(io.BytesIO(client.get("/api/results.zip", headers=H).data))
+    assert archive.namelist() == ["фото_1_x4.png"]
+    stored = {p.name for p in app.extensions["ddnsr"].workspace.root.rglob("*") if p.is_file()}
+    assert stored.isdisjoint({"фото_1.png"}) and "image.png" in stored  # stored under a fixed name
+
+
+def test_cancel_stops_inside_a_single_tile(tmp_path, photo):
+    """Issue 26 item 15: a one-tile job cancelled while in the network stops at the next RRDB block."""
+    app, client = make(tmp_path)  # automatic tile: the photo is one tile
+    try:
+        worker = app.extensions["ddnsr"].worker
+        assert wait(client, upload(client, photo).get_json()["id"])["state"] == "done"  # loads the network
+        net = worker._loaded[1]._engine.net
+        ran = []
+
+        def cancel_running(*_):
+            ran.append(1)
+            for job in list(worker.jobs.values()):
+                if job.state == "running":
+                    job.cancel.set()
+
+        net.body[0].register_forward_hook(cancel_running)  # the user clicks Cancel during the first block
+        for block in net.body[1:]:
+            block.register_forward_hook(lambda *_: ran.append(1))
+        job = wait(client, upload(client, photo, name="second.png").get_json()["id"])
+        assert job["state"] == "cancelled" and job["tiles_total"] in (0, 1)
+        assert len(ran) == 1 < len(net.body)  # no block ran after the cancel
+    finally:
+        app.extensions["ddnsr"].close()

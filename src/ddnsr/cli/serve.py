@@ -12,6 +12,7 @@ is removed when the command ends (Ctrl+C). See docs/serve.md.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -117,5 +118,9 @@ def run_serve(args: argparse.Namespace) -> int:
         finally:
             server.server_close()
     finally:
-        close_app(app)
+        stopped = close_app(app)
+    if not stopped:  # a job still inside the network: leaving normally would abort in torch's threads
+        print("ddnsr serve: the running job did not stop in time; exiting", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(0)
     return 0

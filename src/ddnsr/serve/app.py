@@ -120,8 +120,9 @@ def create_app(config: ServeConfig | None = None) -> Flask:
     return app
 
 
-def close_app(app: Flask) -> None:
-    app.extensions["ddnsr"].close()
+def close_app(app: Flask) -> bool:
+    """Stop the worker and remove the private folder; False if the running job did not stop."""
+    return app.extensions["ddnsr"].close()
 
 
 class _State:
@@ -143,9 +144,10 @@ class _State:
         """The page's address with the token, as printed and opened by ``ddnsr serve``."""
         return f"{base}?token={self.token}"
 
-    def close(self) -> None:
-        self.worker.stop()
+    def close(self) -> bool:
+        stopped = self.worker.stop()
         self.workspace.close()
+        return stopped
 
 
 def _error(message: str, status: int = 400):

@@ -5,8 +5,9 @@ memory stays bounded by one image (plus the one loaded model) however many files
 an upscale (the exact path of ``ddnsr upscale``: :func:`ddnsr.imageio.read_image` ->
 :meth:`ddnsr.inference.upscaler.Upscaler.upscale_planes` -> :func:`ddnsr.inference.upscaler.write_planes`,
 so the bytes equal the command line's for the same model, precision and format) or a degradation view
-(clean HR -> D's LR, next to a real LR photo). A job is cancelled between tiles: the progress callback
-raises once its flag is set; a queued job is simply skipped.
+(clean HR -> D's LR, next to a real LR photo). A job is cancelled between tiles (the progress callback
+raises once its flag is set) and between the network's blocks (a forward pre-hook raises); a queued job
+is simply skipped.
 
 Everything lives in :class:`Workspace`, a ``mkdtemp`` folder (mode 0700) removed by :meth:`Workspace.close`.
 """
@@ -55,10 +56,14 @@ class Cancelled(Exception):
 
 
 def safe_name(name: str, default: str = "image") -> str:
-    """A file name reduced to letters, digits, ``.-_`` and no leading dots (at most 100 characters)."""
-    from werkzeug.utils import secure_filename
+    """A display / download name: the last path part, spaces as ``_``, only letters and digits of any
+    script and ``.-_`` kept, no leading dots or ``_`` (at most 100 characters). Files are stored under
+    fixed names; this name is never a path."""
+    import re
+    import unicodedata
 
-    base = secure_filename(os.path.basename((name or "").replace("\\", "/"))).lstrip(".")[:100]
+    base = unicodedata.normalize("NFC", (name or "").replace("\\", "/")).rsplit("/", 1)[-1]
+    base = re.sub(r"[^\w.-]", "", "_".join(base.split())).lstrip("._")[:100]
     return base or default
 
 
@@ -300,6 +305,7 @@ class Worker:
         self._lock = threading.Lock()
         self._seq = itertools.count()
         self._loaded: tuple[tuple, object] | None = None
+        self._running: Job | None = None  # the job in the network: its cancel flag is checked between blocks
         self._thread = threading.Thread(target=self._loop, name="ddnsr-serve-worker", daemon=True)
         self._thread.start()
 
@@ -341,12 +347,14 @@ class Worker:
             jobs = sorted(self.jobs.values(), key=lambda j: j.seq)
         return [j.public() for j in jobs]
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Cancel everything and end the thread (the running job stops at its next tile)."""
+    def stop(self, timeout: float = 60.0) -> bool:
+        """Cancel everything and end the thread (the running job stops at its next network block);
+        False if it is still running after ``timeout`` seconds."""
         for job in list(self.jobs.values()):
             job.cancel.set()
         self._queue.put(None)
         self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     def idle(self) -> bool:
         return all(j.state in FINISHED for j in list(self.jobs.values()))
@@ -363,6 +371,7 @@ class Worker:
                     continue
                 job.state = RUNNING
                 job.started = time.monotonic()
+                self._running = job
             try:
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
@@ -382,6 +391,7 @@ class Worker:
                 job.error = f"internal error: {one_line(exc)}"
                 state = FAILED
             with self._lock:
+                self._running = None
                 job.finished = time.monotonic()
                 job.state = state
 
@@ -403,8 +413,14 @@ class Worker:
             self._loaded = None  # free the previous network first
             cls = getattr(upscaler, cls_name)
             net = cls.load(self.models.path(model_id, kind), device=self.device, precision=precision, tile=self.tile)
+            add_cancel_points(net, self._check_cancel)
             self._loaded = (key, net)
         return self._loaded[1]
+
+    def _check_cancel(self) -> None:
+        job = self._running
+        if job is not None and job.cancel.is_set():
+            raise Cancelled
 
     def _upscale(self, job: Job) -> None:
         from ddnsr.imageio import image_size, write_planes
@@ -454,6 +470,21 @@ class Worker:
         job.size_out = (int(data.shape[1]), int(data.shape[0]))
         job.outputs["hr"] = self._preview(job.inputs["hr"], job.folder / "hr.png")
         job.outputs["lr"] = self._preview(job.inputs["lr"], job.folder / "lr.png")
+
+
+def add_cancel_points(runner: object, check: Callable[[], None]) -> int:
+    """Call ``check`` before each block of the network's ``nn.Sequential`` stacks (RRDBNet's RRDB blocks,
+    D's layers), so that a cancel stops a job within one block rather than one tile. ``runner`` is an
+    :class:`~ddnsr.inference.upscaler.Upscaler` / ``Degrader`` (its torch engine); returns the block count."""
+    from torch import nn
+
+    net = getattr(getattr(runner, "_engine", None), "net", None)
+    if not isinstance(net, nn.Module):  # another backend: tiles only
+        return 0
+    blocks = [block for stack in net.modules() if isinstance(stack, nn.Sequential) for block in stack.children()]
+    for block in blocks:
+        block.register_forward_pre_hook(lambda _module, _inputs: check())
+    return len(blocks)
 
 
 def _message(exc: BaseException, job: Job) -> str:
