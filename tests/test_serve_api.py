@@ -17,6 +17,7 @@ from conftest import DATA, gate_worker, need
 pytest.importorskip("flask")
 
 from ddnsr.serve.app import ServeConfig, create_app  # noqa: E402
+from ddnsr.serve.jobs import PID_FILE  # noqa: E402
 
 H = {"X-DDNSR": "1"}
 
@@ -122,7 +123,7 @@ def test_bad_files_get_one_line_messages_and_leave_nothing(served, photo):
     assert r.status_code == 400 and "unknown model" in r.get_json()["error"]
     r = upload(client, photo, precision="fp16")  # refused on the CPU before anything runs
     assert r.status_code == 400 and "precision" in r.get_json()["error"]
-    assert list(root.iterdir()) == []  # refused uploads are deleted at once
+    assert [p.name for p in root.iterdir()] == [PID_FILE]  # refused uploads are deleted at once
     # a file whose header is fine but whose data is cut: fails in the worker, with a message, and the
     # worker goes on to the next file
     data = photo.read_bytes()
@@ -148,7 +149,7 @@ def test_limits_in_bytes_and_pixels(tmp_path, photo):
 
         r = upload(client, data=b"\0" * (len(photo.read_bytes()) + 10 + FORM_SLACK + 1), name="huge.png")
         assert r.status_code == 413 and "too large" in r.get_json()["error"]
-        assert list(app.extensions["ddnsr"].workspace.root.iterdir()) == []
+        assert [p.name for p in app.extensions["ddnsr"].workspace.root.iterdir()] == [PID_FILE]
     finally:
         app.extensions["ddnsr"].close()
 
@@ -162,7 +163,7 @@ def test_names_are_sanitised(served, photo):
     root = app.extensions["ddnsr"].workspace.root
     files = [p for p in root.rglob("*") if p.is_file()]
     assert files and all(root in p.parents for p in files)
-    assert {p.name for p in files} == {"image.png", "result.png", "before.png"}
+    assert {p.name for p in files} == {"image.png", "result.png", "before.png", PID_FILE}
 
 
 def test_requests_from_other_sites_and_hosts_are_refused(served, photo):

@@ -218,3 +218,76 @@ def test_cancel_stops_inside_a_single_tile(tmp_path, photo):
         assert len(ran) == 1 < len(net.body)  # no block ran after the cancel
     finally:
         app.extensions["ddnsr"].close()
+
+
+def test_stale_workspaces_of_dead_servers_are_removed(tmp_path):
+    """Issue 26 item 16: a killed server's folder goes at the next start; a live one's and others stay."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from ddnsr.serve.jobs import PID_FILE
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    folders = {name: tmp_path / name for name in ("ddnsr-serve-dead", "ddnsr-serve-live", "ddnsr-serve-nopid",
+                                                  "other-dead")}
+    for name, folder in folders.items():
+        (folder / "job").mkdir(parents=True)
+        (folder / "job" / "photo.png").write_bytes(b"x")
+        if name != "ddnsr-serve-nopid":
+            pid = os.getpid() if name.endswith("live") else int(dead.stdout)
+            (folder / PID_FILE).write_text(f"{pid} {socket.gethostname()}\n")
+    app, _ = make(tmp_path)
+    app.extensions["ddnsr"].close()
+    assert not folders["ddnsr-serve-dead"].exists()
+    assert all(folders[n].exists() for n in ("ddnsr-serve-live", "ddnsr-serve-nopid", "other-dead"))
+
+
+def test_unknown_host_is_one_line(capsys):
+    """Issue 26 item 14: --host that does not resolve names the flag and the host (exit 1)."""
+    from ddnsr.cli import main
+
+    assert main(["serve", "--host", "nonexistent.invalid", "--port", "0"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert err.startswith("ddnsr serve: error: --host nonexistent.invalid --port 0: cannot listen there (")
+
+
+def test_sigterm_during_a_job_stops_cleanly(tmp_path, photo):
+    """Issue 26 item 11: SIGTERM while the network runs one big tile: the worker stops, the folder goes, exit 0."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    env = {**os.environ, "TMPDIR": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    server = subprocess.Popen([sys.executable, "-m", "ddnsr", "serve", "--port", "0", "--model", "track1-ft",
+                               "--tile", "0", "--threads", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=env)
+    try:
+        url = server.stdout.readline().split()[2]
+        base, token = url.split("?token=")
+        big = tmp_path / "big.png"
+        Image.open(photo).resize((192, 160)).save(big)
+        boundary = "b0undary"
+        body = (f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="big.png"\r\n\r\n'.encode()
+                + big.read_bytes() + f"\r\n--{boundary}--\r\n".encode())
+        headers = {**H, "X-DDNSR-Token": token, "Content-Type": f"multipart/form-data; boundary={boundary}"}
+        urllib.request.urlopen(urllib.request.Request(base + "api/jobs", body, headers), timeout=30)
+        end = time.monotonic() + 60
+        while time.monotonic() < end:
+            listing = urllib.request.urlopen(urllib.request.Request(base + "api/jobs", headers=headers), timeout=30)
+            if json.load(listing)["jobs"][0]["state"] == "running":
+                break
+            time.sleep(0.1)
+        time.sleep(1.0)  # inside the network's single tile
+        sent = time.monotonic()
+        server.send_signal(signal.SIGTERM)
+        _, err = server.communicate(timeout=60)
+    finally:
+        server.kill()
+    assert server.returncode == 0, err
+    assert "terminate called" not in err and time.monotonic() - sent < 8
+    assert not list(tmp_path.glob("ddnsr-serve-*"))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import sys
 import threading
 from pathlib import Path
@@ -71,10 +72,17 @@ def _make_server(app, host: str, port: int):
             if str(code).startswith("5"):
                 super().log_request(code, size)
 
-    try:
-        return make_server(host, port, app, threaded=True, request_handler=QuietHandler)
+    try:  # resolve and bind here: Werkzeug would print only the reason and exit
+        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.create_server(address[:2], family=family)
     except OSError as exc:
-        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        raise SettingError(f"--host {host} --port {port}: cannot listen there ({exc.strerror or exc})") from None
+    try:
+        server = make_server(host, port, app, threaded=True, request_handler=QuietHandler, fd=sock.fileno())
+        server.server_port = server.socket.getsockname()[1]  # set by server_bind, which a given socket skips
+        return server
+    finally:
+        sock.close()  # the server holds its own copy of the socket
 
 
 def _interrupt(signum: int, frame) -> None:

@@ -18,6 +18,7 @@ import itertools
 import os
 import queue
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -270,11 +271,37 @@ class Job:
         return f"{Path(self.name).stem}_x4{FORMATS[self.fmt]}" if self.kind == "upscale" else f"{self.name}_lr.png"
 
 
+PID_FILE = "server.pid"  # in each workspace: "<pid> <host name>" of the server that owns it
+
+
+def remove_stale_workspaces(parent: Path) -> list[Path]:
+    """Remove ``ddnsr-serve-*`` folders (this user's) whose ``server.pid`` names a process of this machine
+    that is gone (a server killed with SIGKILL); folders without that file, or of live servers, stay."""
+    removed = []
+    for folder in parent.glob("ddnsr-serve-*"):
+        try:
+            if hasattr(os, "getuid") and folder.stat().st_uid != os.getuid():
+                continue
+            pid, host = (folder / PID_FILE).read_text(encoding="utf-8").split()
+            os.kill(int(pid), 0)  # raises ProcessLookupError when the process is gone
+        except ProcessLookupError:
+            if host == socket.gethostname():
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder)
+        except (OSError, ValueError):  # not ours, no pid file, another user's process: keep it
+            continue
+    return removed
+
+
 class Workspace:
     """A private temporary folder (mode 0700) for uploads and results; :meth:`close` removes it."""
 
     def __init__(self, parent: str | None = None) -> None:
+        from ddnsr.files import atomic_write
+
+        remove_stale_workspaces(Path(parent or tempfile.gettempdir()))
         self.root = Path(tempfile.mkdtemp(prefix="ddnsr-serve-", dir=parent))
+        atomic_write(self.root / PID_FILE, f"{os.getpid()} {socket.gethostname()}\n")
         self._closed = False
 
     def new_folder(self) -> tuple[str, Path]:
