@@ -1,7 +1,8 @@
 """The Flask app of ``ddnsr serve``: static page + a small JSON API over :mod:`ddnsr.serve.jobs`.
 
-API (JSON unless said; every POST / DELETE needs the header ``X-DDNSR: 1``, which a cross-site form or
-a simple cross-origin request cannot send, so another web site cannot queue work on this server)::
+API (JSON unless said). Every ``/api/`` request needs this start's token (the cookie set by
+``/?token=...``, or the header ``X-DDNSR-Token``); every POST / DELETE and the zip also need the header
+``X-DDNSR: 1``, which a cross-site form, link or simple cross-origin request cannot send::
 
     GET    /api/info                 models, precisions, formats, limits
     POST   /api/jobs                 multipart: file, model, precision, format -> the queued job (one file)
@@ -10,7 +11,7 @@ a simple cross-origin request cannot send, so another web site cannot queue work
     DELETE /api/jobs/<id>            forget a finished job and delete its files
     GET    /api/jobs/<id>/<key>      a file of a job: result (add ?download=1), view (what a browser can
                                      show: the result, or a PNG of it for TIFF), before, hr, lr
-    GET    /api/results.zip          every finished upscale result
+    GET    /api/results.zip          every finished upscale result, streamed
     POST   /api/models               multipart: file (.safetensors / .pth reconstruction model) -> its entry
     POST   /api/degrade              multipart: hr, lr, model -> a degradation-view job
 
