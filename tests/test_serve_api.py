@@ -17,6 +17,7 @@ from conftest import DATA, gate_worker, need
 pytest.importorskip("flask")
 
 from ddnsr.serve.app import ServeConfig, create_app  # noqa: E402
+from ddnsr.serve.jobs import PID_FILE  # noqa: E402
 
 H = {"X-DDNSR": "1"}
 
@@ -31,8 +32,11 @@ def photo(tmp_path_factory) -> Path:
 
 
 def make(tmp_path: Path, **kw):
+    """The app and a test client that opened the page with the token (as the printed address does)."""
     app = create_app(ServeConfig(workdir=str(tmp_path), **kw))
-    return app, app.test_client()
+    client = app.test_client()
+    assert client.get(f"/?token={app.extensions['ddnsr'].token}").status_code == 303  # sets the cookie
+    return app, client
 
 
 @pytest.fixture
@@ -87,7 +91,9 @@ def test_result_is_bit_identical_to_ddnsr_upscale(photo, tmp_path):
         assert got.headers["Content-Disposition"].startswith("attachment")
         assert f"camera_photo_x4.{fmt}" in got.headers["Content-Disposition"]
         out = tmp_path / f"cli-{fmt}"
-        assert main(["upscale", str(photo), "-o", str(out), "--ext", fmt, "--model", "track1", "-q"]) == 0
+        # the page's default precision is fp32; the command line's auto is bf16 on CPUs that compute it natively
+        assert main(["upscale", str(photo), "-o", str(out), "--ext", fmt, "--model", "track1", "--precision", "fp32",
+                     "-q"]) == 0
         assert got.data == (out / f"camera photo.{fmt}").read_bytes()
         before = Image.open(io.BytesIO(client.get(f"/api/jobs/{job['id']}/before").data))
         assert before.size == (48, 40)
@@ -96,7 +102,7 @@ def test_result_is_bit_identical_to_ddnsr_upscale(photo, tmp_path):
     tif = np.asarray(Image.open(io.BytesIO(client.get(f"/api/jobs/{job['id']}/result").data)))
     view = Image.open(io.BytesIO(client.get(f"/api/jobs/{job['id']}/view").data))
     assert view.format == "PNG" and np.array_equal(np.asarray(view), tif)
-    archive = zipfile.ZipFile(io.BytesIO(client.get("/api/results.zip").data))
+    archive = zipfile.ZipFile(io.BytesIO(client.get("/api/results.zip", headers=H).data))
     assert sorted(archive.namelist()) == ["camera_photo_x4.jpg", "camera_photo_x4.png", "camera_photo_x4.tif"]
     app.extensions["ddnsr"].close()
 
@@ -117,7 +123,7 @@ def test_bad_files_get_one_line_messages_and_leave_nothing(served, photo):
     assert r.status_code == 400 and "unknown model" in r.get_json()["error"]
     r = upload(client, photo, precision="fp16")  # refused on the CPU before anything runs
     assert r.status_code == 400 and "precision" in r.get_json()["error"]
-    assert list(root.iterdir()) == []  # refused uploads are deleted at once
+    assert [p.name for p in root.iterdir()] == [PID_FILE]  # refused uploads are deleted at once
     # a file whose header is fine but whose data is cut: fails in the worker, with a message, and the
     # worker goes on to the next file
     data = photo.read_bytes()
@@ -139,9 +145,11 @@ def test_limits_in_bytes_and_pixels(tmp_path, photo):
                                          "(ddnsr serve --max-pixels)")
         r = upload(client, data=photo.read_bytes() + b"\0" * 4096, name="big.png")
         assert r.status_code == 413 and "over the limit" in r.get_json()["error"]
-        r = upload(client, data=b"\0" * (app.config["MAX_CONTENT_LENGTH"] + 1), name="huge.png")
+        from ddnsr.serve.app import FORM_SLACK
+
+        r = upload(client, data=b"\0" * (len(photo.read_bytes()) + 10 + FORM_SLACK + 1), name="huge.png")
         assert r.status_code == 413 and "too large" in r.get_json()["error"]
-        assert list(app.extensions["ddnsr"].workspace.root.iterdir()) == []
+        assert [p.name for p in app.extensions["ddnsr"].workspace.root.iterdir()] == [PID_FILE]
     finally:
         app.extensions["ddnsr"].close()
 
@@ -155,7 +163,7 @@ def test_names_are_sanitised(served, photo):
     root = app.extensions["ddnsr"].workspace.root
     files = [p for p in root.rglob("*") if p.is_file()]
     assert files and all(root in p.parents for p in files)
-    assert {p.name for p in files} == {"image.png", "result.png", "before.png"}
+    assert {p.name for p in files} == {"image.png", "result.png", "before.png", PID_FILE}
 
 
 def test_requests_from_other_sites_and_hosts_are_refused(served, photo):
@@ -163,7 +171,8 @@ def test_requests_from_other_sites_and_hosts_are_refused(served, photo):
     r = client.post("/api/jobs", data={"image": (io.BytesIO(photo.read_bytes()), "a.png")})
     assert r.status_code == 403  # no X-DDNSR header: what a cross-site form post looks like
     assert client.get("/api/info", headers={"Host": "attacker.example:8000"}).status_code == 400
-    assert client.get("/api/info", headers={"Host": "127.0.0.1:8000"}).status_code == 200
+    token = {"X-DDNSR-Token": served[0].extensions["ddnsr"].token}  # the cookie is localhost's
+    assert client.get("/api/info", headers={"Host": "127.0.0.1:8000", **token}).status_code == 200
 
 
 def test_one_job_at_a_time_fifo_and_cancel(served, photo):

@@ -13,6 +13,7 @@ import os
 import shutil
 import threading
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -59,7 +60,7 @@ def server(tmp_path):
     httpd = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    yield app, f"http://127.0.0.1:{httpd.server_port}/"
+    yield app, app.extensions["ddnsr"].url(f"http://127.0.0.1:{httpd.server_port}/")  # with the token
     httpd.shutdown()
     app.extensions["ddnsr"].close()
 
@@ -117,8 +118,15 @@ def test_the_page_end_to_end(server, browser, files, tmp_path):
     done.find_element(By.CSS_SELECTOR, "a.download").click()
     target = browser.downloads / "photo_x4.png"
     WebDriverWait(browser, 30).until(lambda d: target.exists() and not list(d.downloads.glob("*.crdownload")))
-    assert main(["upscale", str(files["photo"]), "-o", str(tmp_path / "cli"), "--model", "track1", "-q"]) == 0
+    cli = ["upscale", str(files["photo"]), "-o", str(tmp_path / "cli"), "--model", "track1", "-q"]
+    assert main([*cli, "--precision", "fp32"]) == 0  # the page's default precision
     assert target.read_bytes() == (tmp_path / "cli" / "photo.png").read_bytes()
+
+    # "Download all": fetched with the page's header, saved from a blob
+    browser.find_element(By.ID, "zip").click()
+    archive = browser.downloads / "ddnsr-results.zip"
+    WebDriverWait(browser, 30).until(lambda d: archive.exists() and not list(d.downloads.glob("*.crdownload")))
+    assert zipfile.ZipFile(archive).read("photo_x4.png") == target.read_bytes()
 
     # the slider moves the border between before and after; zoom goes to single pixels
     slider = browser.find_element(By.ID, "slider")

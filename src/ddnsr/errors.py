@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["DataError", "DdnsrError", "DownloadError", "ImageError", "ModelFileError", "SettingError", "one_line"]
+__all__ = ["BusyError", "DataError", "DdnsrError", "DownloadError", "ImageError", "LimitError", "ModelFileError",
+           "RequestError", "SettingError", "one_line"]
 
 
 class DdnsrError(Exception):
@@ -44,6 +45,18 @@ class DataError(DdnsrError, ValueError):
 
 class DownloadError(DdnsrError, OSError):
     """A download that failed or was refused (offline, HTTP error, checksum, size bound)."""
+
+
+class RequestError(DdnsrError, ValueError):
+    """A request to ``ddnsr serve``'s page that cannot be served: a missing field, an unknown choice or file type."""
+
+
+class LimitError(DdnsrError, ValueError):
+    """An input over a limit (bytes, pixels, files in one request); the page answers HTTP 413."""
+
+
+class BusyError(DdnsrError, ValueError):
+    """Too much work waiting already (``ddnsr serve``'s queue is full); the page answers HTTP 429."""
 
 
 def one_line(exc: BaseException) -> str:

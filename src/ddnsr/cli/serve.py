@@ -12,12 +12,15 @@ is removed when the command ends (Ctrl+C). See docs/serve.md.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
+import socket
 import sys
 import threading
 from pathlib import Path
 
 from ddnsr.cli.upscale import _non_negative, _positive, _quality
+from ddnsr.errors import SettingError
 
 __all__ = ["register", "run_serve"]
 
@@ -69,10 +72,17 @@ def _make_server(app, host: str, port: int):
             if str(code).startswith("5"):
                 super().log_request(code, size)
 
-    try:
-        return make_server(host, port, app, threaded=True, request_handler=QuietHandler)
+    try:  # resolve and bind here: Werkzeug would print only the reason and exit
+        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.create_server(address[:2], family=family)
     except OSError as exc:
-        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        raise SettingError(f"--host {host} --port {port}: cannot listen there ({exc.strerror or exc})") from None
+    try:
+        server = make_server(host, port, app, threaded=True, request_handler=QuietHandler, fd=sock.fileno())
+        server.server_port = server.socket.getsockname()[1]  # set by server_bind, which a given socket skips
+        return server
+    finally:
+        sock.close()  # the server holds its own copy of the socket
 
 
 def _interrupt(signum: int, frame) -> None:
@@ -84,7 +94,7 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         import flask  # noqa: F401
     except ModuleNotFoundError:
-        raise ValueError("the web page needs Flask: pip install 'flask>=3.0'") from None
+        raise SettingError("ddnsr serve: the web page needs Flask: pip install 'flask>=3.0'") from None
     from ddnsr.inference.device import set_threads
     from ddnsr.serve.app import ServeConfig, close_app, create_app, is_loopback
 
@@ -96,7 +106,8 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         server = _make_server(app, args.host, args.port)
         shown = f"[{args.host}]" if ":" in args.host else args.host
-        url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else shown}:{server.server_port}/"
+        base = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else shown}:{server.server_port}/"
+        url = app.extensions["ddnsr"].url(base)  # with this start's token, as Jupyter prints it
         if not is_loopback(args.host):
             print(f"ddnsr serve: warning: listening on {args.host}: anyone who can reach this port can upload "
                   "photos and use this machine's processor; use the default 127.0.0.1 to keep it private",
@@ -115,5 +126,9 @@ def run_serve(args: argparse.Namespace) -> int:
         finally:
             server.server_close()
     finally:
-        close_app(app)
+        stopped = close_app(app)
+    if not stopped:  # a job still inside the network: leaving normally would abort in torch's threads
+        print("ddnsr serve: the running job did not stop in time; exiting", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(0)
     return 0

@@ -1,7 +1,8 @@
 """The Flask app of ``ddnsr serve``: static page + a small JSON API over :mod:`ddnsr.serve.jobs`.
 
-API (JSON unless said; every POST / DELETE needs the header ``X-DDNSR: 1``, which a cross-site form or
-a simple cross-origin request cannot send, so another web site cannot queue work on this server)::
+API (JSON unless said). Every ``/api/`` request needs this start's token (the cookie set by
+``/?token=...``, or the header ``X-DDNSR-Token``); every POST / DELETE and the zip also need the header
+``X-DDNSR: 1``, which a cross-site form, link or simple cross-origin request cannot send::
 
     GET    /api/info                 models, precisions, formats, limits
     POST   /api/jobs                 multipart: file, model, precision, format -> the queued job (one file)
@@ -10,7 +11,7 @@ a simple cross-origin request cannot send, so another web site cannot queue work
     DELETE /api/jobs/<id>            forget a finished job and delete its files
     GET    /api/jobs/<id>/<key>      a file of a job: result (add ?download=1), view (what a browser can
                                      show: the result, or a PNG of it for TIFF), before, hr, lr
-    GET    /api/results.zip          every finished upscale result
+    GET    /api/results.zip          every finished upscale result, streamed
     POST   /api/models               multipart: file (.safetensors / .pth reconstruction model) -> its entry
     POST   /api/degrade              multipart: hr, lr, model -> a degradation-view job
 
@@ -21,21 +22,43 @@ framework's test client, and tiles take seconds on a CPU, so half a second loses
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import hmac
+import io
 import ipaddress
+import os
+import re
+import secrets
+import time
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
-from flask import Flask, abort, jsonify, request, send_file
+from flask import Flask, Response, abort, jsonify, redirect, request, send_file
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from ddnsr.serve.jobs import _IMAGE_ERRORS, FORMATS, Job, Models, Worker, Workspace, safe_name
+from ddnsr.errors import (
+    BusyError,
+    DdnsrError,
+    ImageError,
+    LimitError,
+    ModelFileError,
+    RequestError,
+    SettingError,
+    one_line,
+)
+from ddnsr.serve.jobs import FORMATS, Job, Models, Worker, Workspace, safe_name
 
 __all__ = ["ServeConfig", "create_app", "is_loopback"]
 
 STATIC = Path(__file__).resolve().parent / "static"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 MODEL_EXTENSIONS = (".safetensors", ".pth", ".pt")
+FORM_SLACK = 64 * 1024  # bytes of a request beyond its files: multipart headers and the small fields
+MAX_FORM_PARTS = 100  # files and fields in one request (the page sends at most six)
 
 
 @dataclass
@@ -79,24 +102,28 @@ def create_app(config: ServeConfig | None = None) -> Flask:
     config = config or ServeConfig()
     models = Models(config.runs)
     if Path(config.model).is_file():  # a model file named on the command line: checked like an upload
-        default = models.add_upload(Path(config.model), Path(config.model).name)["id"]
+        name = Path(config.model).name
+        try:
+            default = models.add_upload(Path(config.model), name)["id"]
+        except ModelFileError as exc:
+            raise ModelFileError(f"--model {config.model}: {str(exc).removeprefix(name + ': ')}") from None
     else:
         default = f"bundled:{config.model}"
         if default not in models.entries:
             names = ", ".join(m.split(":", 1)[1] for m in models.entries if m.startswith("bundled:"))
-            raise ValueError(f"--model {config.model}: neither a model file nor a bundled model ({names})")
+            raise SettingError(f"--model {config.model}: neither a model file nor a bundled model ({names})")
     state = _State(config, models, default)
     app = Flask(__name__, static_folder=str(STATIC), static_url_path="/static")
-    app.config["MAX_CONTENT_LENGTH"] = max(config.max_upload_bytes, 2 * config.max_model_bytes) + 64 * 1024
-    if is_loopback(config.host):  # refuse DNS-rebinding hosts when only this machine should reach us
-        app.config["TRUSTED_HOSTS"] = ["localhost", "127.0.0.1", "[::1]", "::1"]
+    app.config["MAX_CONTENT_LENGTH"] = FORM_SLACK  # requests without files; uploads get their own (_Api.guard)
+    app.config["MAX_FORM_PARTS"] = MAX_FORM_PARTS
     app.extensions["ddnsr"] = state
     _Api(state).register(app)
     return app
 
 
-def close_app(app: Flask) -> None:
-    app.extensions["ddnsr"].close()
+def close_app(app: Flask) -> bool:
+    """Stop the worker and remove the private folder; False if the running job did not stop."""
+    return app.extensions["ddnsr"].close()
 
 
 class _State:
@@ -108,46 +135,63 @@ class _State:
         self.worker = Worker(models, device=config.device, max_pixels=config.max_pixels, quality=config.quality,
                              tile=config.tile, max_jobs=config.max_jobs)
         self.precisions = _precisions(config.device)
+        self.token = secrets.token_urlsafe(24)  # every API request needs it (cookie or X-DDNSR-Token header)
+        self.cookie = f"ddnsr-token-{hashlib.sha256(self.token.encode()).hexdigest()[:8]}"  # one per server
+        # Host names this server answers on 127.0.0.1-like addresses (None: any, when bound elsewhere)
+        self.hosts = ({"localhost", "127.0.0.1", "::1", config.host.strip("[]").lower()}
+                      if is_loopback(config.host) else None)
 
-    def close(self) -> None:
-        self.worker.stop()
+    def url(self, base: str) -> str:
+        """The page's address with the token, as printed and opened by ``ddnsr serve``."""
+        return f"{base}?token={self.token}"
+
+    def close(self) -> bool:
+        stopped = self.worker.stop()
         self.workspace.close()
+        return stopped
 
 
 def _error(message: str, status: int = 400):
     return jsonify({"error": message}), status
 
 
-def _save_upload(state: _State, storage, folder: Path, stem: str, allowed: tuple[str, ...],
-                 limit: int, what: str) -> tuple[Path, str]:
-    """Save one uploaded file under ``folder`` (the name sanitised); ValueError if unusable."""
+#: HTTP status of each user-error kind in the page (any other DdnsrError: 400).
+STATUS = {LimitError: 413, BusyError: 429}
+
+
+def _status(exc: DdnsrError) -> int:
+    return next((code for kind, code in STATUS.items() if isinstance(exc, kind)), 400)
+
+
+def _save_upload(storage, folder: Path, stem: str, allowed: tuple[str, ...], limit: int,
+                 what: str) -> tuple[Path, str]:
+    """Save one uploaded file under ``folder`` (the name sanitised); RequestError / LimitError if unusable."""
     if storage is None or not storage.filename:
-        raise ValueError(f"no {what} file in the request")
+        raise RequestError(f"no {what} file in the request")
     name = safe_name(storage.filename)
     ext = Path(name).suffix.lower()
     if ext not in allowed:
-        raise ValueError(f"{name}: not a supported {what} file (use {', '.join(allowed)})")
+        raise RequestError(f"{name}: not a supported {what} file (use {', '.join(allowed)})")
     path = folder / f"{stem}{ext}"
     storage.save(path)
     size = path.stat().st_size
     if size > limit:
-        raise OverflowError(f"{name}: {size / 1e6:.1f} MB is over the limit of {limit / 1e6:.0f} MB")
+        raise LimitError(f"{name}: {size / 1e6:.1f} MB is over the limit of {limit / 1e6:.0f} MB")
     if size == 0:
-        raise ValueError(f"{name}: empty file")
+        raise RequestError(f"{name}: empty file")
     return path, name
 
 
 def _check_image_header(path: Path, name: str, max_pixels: int | None) -> tuple[int, int]:
     """(width, height) from the file's header, refusing non-images and too many pixels before decoding."""
-    from ddnsr.errors import ImageError
     from ddnsr.imageio import image_size
 
     try:
         width, height = image_size(path)
     except ImageError as exc:
-        raise ValueError(f"{name}: cannot be read ({exc.reason})") from None
+        raise ImageError(name, f"cannot be read ({exc.reason})") from None
     if max_pixels and width * height > max_pixels:
-        raise OverflowError(f"{name}: {width}x{height} = {width * height:_} pixels is over the limit of "
+        raise LimitError(f"{name}: {width}x{height} = {width * height:_} pixels is over the limit of "
                             f"{max_pixels:_} (ddnsr serve --max-pixels)")
     return width, height
 
@@ -155,7 +199,7 @@ def _check_image_header(path: Path, name: str, max_pixels: int | None) -> tuple[
 def _choice(value: str | None, allowed, what: str, default: str) -> str:
     value = value or default
     if value not in allowed:
-        raise ValueError(f"unknown {what} {value!r} (one of {', '.join(allowed)})")
+        raise RequestError(f"unknown {what} {value!r} (one of {', '.join(allowed)})")
     return value
 
 
@@ -170,6 +214,7 @@ class _Api:
         app.before_request(self.guard)
         app.register_error_handler(RequestEntityTooLarge, self.too_large)
         app.register_error_handler(HTTPException, self.http_error)
+        app.register_error_handler(DdnsrError, self.user_error)
         routes = (("/", "GET", self.index), ("/api/info", "GET", self.info),
                   ("/api/jobs", "POST", self.new_job), ("/api/degrade", "POST", self.new_degrade),
                   ("/api/jobs", "GET", self.jobs), ("/api/jobs/<job_id>/cancel", "POST", self.cancel),
@@ -181,13 +226,48 @@ class _Api:
     # -- guards and errors -------------------------------------------------------------------------
 
     def guard(self):
-        if request.method in ("POST", "DELETE", "PUT") and request.headers.get("X-DDNSR") != "1":
+        """Host (400), token (403) and page header (403) checks of every request, then the body limit."""
+        if self.state.hosts is not None and _host_name(request.headers.get("Host", "")) not in self.state.hosts:
+            return _error("Host not trusted (open the page at 127.0.0.1 or localhost)", 400)
+        if request.path.startswith("/api/") and not self.has_token():
+            return _error("missing or wrong token: open the address ddnsr serve printed (with ?token=...)", 403)
+        if (request.method in ("POST", "DELETE", "PUT") or request.path == "/api/results.zip") and \
+                request.headers.get("X-DDNSR") != "1":
             return _error("missing the X-DDNSR: 1 header (requests from other web sites are refused)", 403)
+        limit = self.body_limits().get(request.path)
+        if limit is not None:  # bytes are counted as they arrive: a chunked body stops here too
+            request.max_content_length = limit
         return None
 
+    def body_limits(self) -> dict[str, int]:
+        """The most bytes each upload route reads: its files' limits plus :data:`FORM_SLACK`."""
+        image, model = self.config.max_upload_bytes, self.config.max_model_bytes
+        return {"/api/jobs": image + FORM_SLACK, "/api/degrade": 2 * image + FORM_SLACK,
+                "/api/models": model + FORM_SLACK}
+
     def too_large(self, _exc):
-        return _error(f"upload too large (limit {self.config.max_upload_bytes / 1e6:.0f} MB per image, "
-                      f"{self.config.max_model_bytes / 1e6:.0f} MB per model)", 413)
+        """413 for a body over its route's limit (the declared length, or the bytes read so far)."""
+        what = "model" if request.path == "/api/models" else "image"
+        limit = self.config.max_model_bytes if what == "model" else self.config.max_upload_bytes
+        return _error(f"upload too large (limit {limit / 1e6:.0f} MB per {what})", 413)
+
+    def parse_form(self) -> None:
+        """Read the whole multipart body now, before any folder exists; LimitError if too many parts."""
+        try:
+            request.files  # noqa: B018  (parses the body)
+        except RequestEntityTooLarge:
+            declared, limit = request.content_length, request.max_content_length or 0
+            over = declared > limit if declared is not None else getattr(request.stream, "is_exhausted", True)
+            if over:  # the bytes, not the parts: too_large answers
+                raise
+            raise LimitError(f"too many files or fields in one request (at most {MAX_FORM_PARTS} parts), "
+                             f"or a field over {request.max_form_memory_size or 0:_} bytes") from None
+
+    def user_error(self, exc: DdnsrError):
+        """Every user error of the page: its one line (no private folder in it) and its status (:data:`STATUS`)."""
+        root = re.escape(str(self.state.workspace.root) + os.sep)
+        message = re.sub(root + r"[0-9a-f]+" + re.escape(os.sep), "", one_line(exc))
+        return _error(message, _status(exc))
 
     def http_error(self, exc: HTTPException):
         if request.path.startswith("/api/"):
@@ -196,7 +276,22 @@ class _Api:
 
     # -- the page and what it lists ----------------------------------------------------------------
 
+    def has_token(self) -> bool:
+        given = request.headers.get("X-DDNSR-Token") or request.cookies.get(self.state.cookie) or ""
+        return hmac.compare_digest(given.encode(), self.state.token.encode())
+
     def index(self):
+        """The page; ``/?token=...`` stores the token in a cookie (this server's only) and drops it from the URL."""
+        given = request.args.get("token")
+        if given is not None:
+            if not hmac.compare_digest(given.encode(), self.state.token.encode()):
+                return Response("wrong token: open the address ddnsr serve printed\n", 403, mimetype="text/plain")
+            response = redirect("/", 303)
+            response.set_cookie(self.state.cookie, self.state.token, httponly=True, samesite="Strict")
+            return response
+        if not self.has_token():
+            return Response("open the address ddnsr serve printed (it ends with ?token=...)\n", 403,
+                            mimetype="text/plain")
         return send_file(STATIC / "index.html", max_age=0)
 
     def info(self):
@@ -215,6 +310,7 @@ class _Api:
         return self.submit("upscale", {"image": "image"}, "reconstruction")
 
     def new_degrade(self):
+        self.parse_form()
         if request.form.get("run_photos") == "1":
             return self.submit_run_photos()
         return self.submit("degrade", {"hr": "clean HR image", "lr": "real LR image"}, "degradation")
@@ -222,32 +318,22 @@ class _Api:
     def submit(self, kind: str, files: dict[str, str], model_kind: str):
         """Save the named upload fields, check them, queue a job (400 / 413 / 429 with a message)."""
         state, config, models = self.state, self.config, self.models
-        if (request.content_length or 0) > len(files) * config.max_upload_bytes + 64 * 1024:
-            return _error(f"upload too large (limit {config.max_upload_bytes / 1e6:.0f} MB per image)", 413)
-        job_id, folder = state.workspace.new_folder()
-        try:
+        self.parse_form()
+        with _job_folder(state.workspace) as (job_id, folder):
             model = _choice(request.form.get("model"), models.entries, "model", state.default_model)
             models.path(model, model_kind)
             precision = _choice(request.form.get("precision"), state.precisions, "precision", "fp32")
             fmt = _choice(request.form.get("format"), FORMATS, "format", "png") if kind == "upscale" else "png"
-            inputs, names = {}, {}
+            inputs, names, sizes = {}, {}, {}
             for key, what in files.items():
-                path, name = _save_upload(state, request.files.get(key), folder, key, IMAGE_EXTENSIONS,
+                path, name = _save_upload(request.files.get(key), folder, key, IMAGE_EXTENSIONS,
                                           config.max_upload_bytes, what)
-                size = _check_image_header(path, name, config.max_pixels)
+                sizes[key] = _check_image_header(path, name, config.max_pixels)
                 inputs[key], names[key] = path, name
-                if key in ("image", "hr"):
-                    first_size = size
-            job = Job(id=job_id, kind=kind, name=names["image" if kind == "upscale" else "hr"], folder=folder,
-                      inputs=inputs, input_names=names, model=model, precision=precision, fmt=fmt,
-                      size_in=first_size)
+            first = "image" if kind == "upscale" else "hr"
+            job = Job(id=job_id, kind=kind, name=names[first], folder=folder, inputs=inputs, input_names=names,
+                      model=model, precision=precision, fmt=fmt, size_in=sizes[first])
             self.worker.submit(job)
-        except OverflowError as exc:
-            _drop(folder)
-            return _error(str(exc), 429 if "queue" in str(exc) else 413)
-        except ValueError as exc:
-            _drop(folder)
-            return _error(str(exc))
         return jsonify(job.public()), 201
 
     def submit_run_photos(self):
@@ -256,10 +342,13 @@ class _Api:
         from ddnsr.serve.jobs import centre_crop_png
 
         state, max_pixels = self.state, self.config.max_pixels
-        job_id, folder = state.workspace.new_folder()
-        try:
+        self.parse_form()
+        with _job_folder(state.workspace) as (job_id, folder):
             model = _choice(request.form.get("model"), self.models.runs, "run model", "")
-            index = int(request.form.get("index", "0") or 0)
+            try:
+                index = int(request.form.get("index", "0") or 0)
+            except ValueError:
+                raise RequestError(f"index {request.form.get('index')!r} is not a whole number") from None
             hr_file, lr_file = self.models.run_photos(model, index)
             inputs = {"hr": centre_crop_png(hr_file, folder / "hr.png", 256, max_pixels),
                       "lr": centre_crop_png(lr_file, folder / "lr.png", 64, max_pixels)}
@@ -268,26 +357,14 @@ class _Api:
                       model=model, precision=_choice(request.form.get("precision"), state.precisions, "precision",
                                                      "fp32"))
             self.worker.submit(job)
-        except OverflowError as exc:
-            _drop(folder)
-            return _error(str(exc), 429)
-        except (ValueError, *_IMAGE_ERRORS) as exc:
-            _drop(folder)
-            return _error(str(exc).replace(str(folder), "").strip())
         return jsonify(job.public()), 201
 
     def upload_model(self):
-        _, folder = self.state.workspace.new_folder()
-        try:
-            path, name = _save_upload(self.state, request.files.get("file"), folder, "model", MODEL_EXTENSIONS,
+        self.parse_form()
+        with _job_folder(self.state.workspace) as (_, folder):
+            path, name = _save_upload(request.files.get("file"), folder, "model", MODEL_EXTENSIONS,
                                       self.config.max_model_bytes, "model")
             entry = self.models.add_upload(path, name)
-        except OverflowError as exc:
-            _drop(folder)
-            return _error(str(exc), 413)
-        except ValueError as exc:
-            _drop(folder)
-            return _error(str(exc))
         return jsonify(entry), 201
 
     # -- the queue and the results -----------------------------------------------------------------
@@ -313,28 +390,87 @@ class _Api:
         return send_file(job.outputs[key], as_attachment=download, download_name=name, max_age=0)
 
     def results_zip(self):
-        # written into the private folder, not memory (results can be large), removed once sent
+        """Every finished upscale result in one zip, streamed (nothing is written to disk). Each file is
+        opened before the answer starts, so a job removed meanwhile is either in it whole or left out."""
         worker = self.worker
         done = [j for j in (worker.jobs.get(e["id"]) for e in worker.listing())
                 if j is not None and j.kind == "upscale" and j.state == "done"]
-        if not done:
+        entries, used = [], set()
+        for job in done:
+            try:
+                handle = open(job.outputs["result"], "rb")  # noqa: SIM115  (closed by _zip_stream)
+            except (OSError, KeyError):  # removed since the listing
+                continue
+            stem, suffix = Path(job.download_name()).stem, Path(job.download_name()).suffix
+            name, n = f"{stem}{suffix}", 1
+            while name in used:
+                n += 1
+                name = f"{stem}-{n}{suffix}"
+            used.add(name)
+            entries.append((name, handle))
+        if not entries:
             return _error("no finished results yet", 404)
-        _, folder = self.state.workspace.new_folder()
-        path = folder / "results.zip"
-        used: set[str] = set()
-        with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:  # results are compressed already
-            for job in done:
-                stem, suffix = Path(job.download_name()).stem, Path(job.download_name()).suffix
-                name, n = f"{stem}{suffix}", 1
-                while name in used:
-                    n += 1
-                    name = f"{stem}-{n}{suffix}"
-                used.add(name)
-                zf.write(job.outputs["result"], name)
-        response = send_file(path, mimetype="application/zip", as_attachment=True,
-                             download_name="ddnsr-results.zip", max_age=0)
-        response.call_on_close(lambda: _drop(folder))
+        response = Response(_zip_stream(entries), mimetype="application/zip",
+                            headers={"Content-Disposition": "attachment; filename=ddnsr-results.zip",
+                                     "Cache-Control": "no-store"})
+        response.call_on_close(lambda: [handle.close() for _, handle in entries])
         return response
+
+
+class _Sink(io.RawIOBase):
+    """An unseekable file that :class:`zipfile.ZipFile` writes to; :meth:`take` hands over what it got."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self.parts.append(bytes(data))
+        return len(data)
+
+    def take(self) -> bytes:
+        data, self.parts = b"".join(self.parts), []
+        return data
+
+
+def _zip_stream(entries: list[tuple[str, BinaryIO]]) -> Iterator[bytes]:
+    """The zip of open files, 1 MiB at a time (stored: results are compressed already); closes them."""
+    sink = _Sink()
+    try:
+        with zipfile.ZipFile(sink, "w", zipfile.ZIP_STORED) as zf:
+            for name, handle in entries:
+                stat = os.fstat(handle.fileno())
+                info = zipfile.ZipInfo(name, date_time=time.localtime(stat.st_mtime)[:6])
+                info.file_size = stat.st_size  # lets zipfile choose ZIP64 for files over 4 GiB
+                with handle, zf.open(info, "w") as out:
+                    while chunk := handle.read(1 << 20):
+                        out.write(chunk)
+                        yield sink.take()
+        yield sink.take()
+    finally:
+        for _, handle in entries:
+            handle.close()
+
+
+def _host_name(header: str) -> str:
+    """The host of a Host header, without the port and IPv6 brackets, lower case."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:].partition("]")[0]
+    return header.rpartition(":")[0] if header.count(":") == 1 else header
+
+
+@contextlib.contextmanager
+def _job_folder(workspace: Workspace) -> Iterator[tuple[str, Path]]:
+    """A new folder of the workspace, removed again if the block fails (a refused upload leaves nothing)."""
+    job_id, folder = workspace.new_folder()
+    try:
+        yield job_id, folder
+    except BaseException:
+        _drop(folder)
+        raise
 
 
 def _drop(folder: Path) -> None:

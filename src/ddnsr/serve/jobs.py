@@ -5,8 +5,9 @@ memory stays bounded by one image (plus the one loaded model) however many files
 an upscale (the exact path of ``ddnsr upscale``: :func:`ddnsr.imageio.read_image` ->
 :meth:`ddnsr.inference.upscaler.Upscaler.upscale_planes` -> :func:`ddnsr.inference.upscaler.write_planes`,
 so the bytes equal the command line's for the same model, precision and format) or a degradation view
-(clean HR -> D's LR, next to a real LR photo). A job is cancelled between tiles: the progress callback
-raises once its flag is set; a queued job is simply skipped.
+(clean HR -> D's LR, next to a real LR photo). A job is cancelled between tiles (the progress callback
+raises once its flag is set) and between the network's blocks (a forward pre-hook raises); a queued job
+is simply skipped.
 
 Everything lives in :class:`Workspace`, a ``mkdtemp`` folder (mode 0700) removed by :meth:`Workspace.close`.
 """
@@ -17,6 +18,7 @@ import itertools
 import os
 import queue
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -28,7 +30,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ddnsr.errors import DdnsrError, ImageError, one_line
+from ddnsr.errors import (
+    BusyError,
+    DataError,
+    DdnsrError,
+    ImageError,
+    ModelFileError,
+    RequestError,
+    SettingError,
+    one_line,
+)
 
 #: An image that cannot be read.
 _IMAGE_ERRORS = (ImageError,)
@@ -46,10 +57,14 @@ class Cancelled(Exception):
 
 
 def safe_name(name: str, default: str = "image") -> str:
-    """A file name reduced to letters, digits, ``.-_`` and no leading dots (at most 100 characters)."""
-    from werkzeug.utils import secure_filename
+    """A display / download name: the last path part, spaces as ``_``, only letters and digits of any
+    script and ``.-_`` kept, no leading dots or ``_`` (at most 100 characters). Files are stored under
+    fixed names; this name is never a path."""
+    import re
+    import unicodedata
 
-    base = secure_filename(os.path.basename((name or "").replace("\\", "/"))).lstrip(".")[:100]
+    base = unicodedata.normalize("NFC", (name or "").replace("\\", "/")).rsplit("/", 1)[-1]
+    base = re.sub(r"[^\w.-]", "", "_".join(base.split())).lstrip("._")[:100]
     return base or default
 
 
@@ -113,7 +128,7 @@ class Models:
             kinds = {k: run / f"{k}.safetensors" for k in ("reconstruction", "degradation")
                      if (run / f"{k}.safetensors").is_file()}
             if not kinds:
-                raise ValueError(f"--run {run}: holds neither reconstruction.safetensors nor "
+                raise SettingError(f"--run {run}: holds neither reconstruction.safetensors nor "
                                  "degradation.safetensors (a finished 'ddnsr train' run folder is needed)")
             self._add(f"run:{i}", f"run {run.resolve().name}", kinds, "run")
             self.runs[f"run:{i}"] = run
@@ -130,7 +145,7 @@ class Models:
             self.entries[model_id] = entry
 
     def add_upload(self, path: Path, label: str) -> dict:
-        """Check an uploaded reconstruction model file (loads it once) and list it; ValueError if unusable."""
+        """Check an uploaded reconstruction model file (loads it once) and list it; ModelFileError if unusable."""
         from ddnsr.formats.modelfile import load_model
         from ddnsr.inference.upscaler import check_reconstruction
 
@@ -138,7 +153,8 @@ class Models:
             net = load_model(path, kind="reconstruction")
             check_reconstruction(net, label)
         except (DdnsrError, ValueError, OSError, RuntimeError) as exc:
-            raise ValueError(one_line(exc).replace(str(path), label)) from None
+            text = one_line(exc).replace(str(path), label)
+            raise ModelFileError(text if text.startswith(label) else f"{label}: {text}") from None
         del net
         model_id = f"upload:{uuid.uuid4().hex[:12]}"
         self._add(model_id, label, {"reconstruction": path}, "upload")
@@ -148,9 +164,9 @@ class Models:
         with self._lock:
             kinds = self.files.get(model_id)
         if kinds is None:
-            raise ValueError(f"unknown model {model_id!r}")
+            raise RequestError(f"unknown model {model_id!r}")
         if kind not in kinds:
-            raise ValueError(f"{self.entries[model_id]['label']}: has no {kind} network")
+            raise RequestError(f"{self.entries[model_id]['label']}: has no {kind} network")
         return kinds[kind]
 
     def listing(self) -> list[dict]:
@@ -160,7 +176,7 @@ class Models:
     def run_photos(self, model_id: str, index: int) -> tuple[Path, Path]:
         """(clean HR, real LR) photo number ``index`` (wrapping) of a ``--run`` folder's training data."""
         if model_id not in self.runs:
-            raise ValueError(f"{model_id}: not a run folder given with --run")
+            raise RequestError(f"{model_id}: not a run folder given with --run")
         return run_photos(self.runs[model_id], index)
 
 
@@ -168,7 +184,7 @@ def run_photos(run: Path, index: int) -> tuple[Path, Path]:
     """(clean HR, real LR) file number ``index`` of the data sets a run was trained on (its config.json).
 
     The records file and data root are the run's own (``--records`` / ``--data-root``), else the defaults of
-    ``ddnsr train``. ValueError (one line) when the data cannot be found.
+    ``ddnsr train``. DataError (one line) when the data cannot be found.
     """
     import json
 
@@ -184,9 +200,9 @@ def run_photos(run: Path, index: int) -> tuple[Path, Path]:
         lr_files = list_images(resolve_sources(recs, root, lr_key))
         hr_files = list_images(resolve_sources(recs, root, hr_key))
     except (OSError, KeyError, ValueError) as exc:
-        raise ValueError(f"{run.name}: the run's training photos cannot be found ({one_line(exc)})") from None
+        raise DataError(f"{run.name}: the run's training photos cannot be found ({one_line(exc)})") from None
     if not lr_files or not hr_files:
-        raise ValueError(f"{run.name}: the run's training data holds no images")
+        raise DataError(f"{run.name}: the run's training data holds no images")
     return hr_files[index % len(hr_files)], lr_files[index % len(lr_files)]
 
 
@@ -255,11 +271,37 @@ class Job:
         return f"{Path(self.name).stem}_x4{FORMATS[self.fmt]}" if self.kind == "upscale" else f"{self.name}_lr.png"
 
 
+PID_FILE = "server.pid"  # in each workspace: "<pid> <host name>" of the server that owns it
+
+
+def remove_stale_workspaces(parent: Path) -> list[Path]:
+    """Remove ``ddnsr-serve-*`` folders (this user's) whose ``server.pid`` names a process of this machine
+    that is gone (a server killed with SIGKILL); folders without that file, or of live servers, stay."""
+    removed = []
+    for folder in parent.glob("ddnsr-serve-*"):
+        try:
+            if hasattr(os, "getuid") and folder.stat().st_uid != os.getuid():
+                continue
+            pid, host = (folder / PID_FILE).read_text(encoding="utf-8").split()
+            os.kill(int(pid), 0)  # raises ProcessLookupError when the process is gone
+        except ProcessLookupError:
+            if host == socket.gethostname():
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder)
+        except (OSError, ValueError):  # not ours, no pid file, another user's process: keep it
+            continue
+    return removed
+
+
 class Workspace:
     """A private temporary folder (mode 0700) for uploads and results; :meth:`close` removes it."""
 
     def __init__(self, parent: str | None = None) -> None:
+        from ddnsr.files import atomic_write
+
+        remove_stale_workspaces(Path(parent or tempfile.gettempdir()))
         self.root = Path(tempfile.mkdtemp(prefix="ddnsr-serve-", dir=parent))
+        atomic_write(self.root / PID_FILE, f"{os.getpid()} {socket.gethostname()}\n")
         self._closed = False
 
     def new_folder(self) -> tuple[str, Path]:
@@ -290,17 +332,18 @@ class Worker:
         self._lock = threading.Lock()
         self._seq = itertools.count()
         self._loaded: tuple[tuple, object] | None = None
+        self._running: Job | None = None  # the job in the network: its cancel flag is checked between blocks
         self._thread = threading.Thread(target=self._loop, name="ddnsr-serve-worker", daemon=True)
         self._thread.start()
 
     # -- the queue
 
     def submit(self, job: Job) -> Job:
-        """Queue a job; ValueError when the queue already holds ``max_jobs`` unfinished jobs."""
+        """Queue a job; BusyError when the queue already holds ``max_jobs`` unfinished jobs."""
         with self._lock:
             waiting = sum(1 for j in self.jobs.values() if j.state not in FINISHED)
             if waiting >= self.max_jobs:
-                raise OverflowError(f"the queue is full ({self.max_jobs} files waiting); wait or cancel some")
+                raise BusyError(f"the queue is full ({self.max_jobs} files waiting); wait or cancel some")
             job.seq = next(self._seq)
             self.jobs[job.id] = job
         self._queue.put(job)
@@ -331,12 +374,14 @@ class Worker:
             jobs = sorted(self.jobs.values(), key=lambda j: j.seq)
         return [j.public() for j in jobs]
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Cancel everything and end the thread (the running job stops at its next tile)."""
+    def stop(self, timeout: float = 60.0) -> bool:
+        """Cancel everything and end the thread (the running job stops at its next network block);
+        False if it is still running after ``timeout`` seconds."""
         for job in list(self.jobs.values()):
             job.cancel.set()
         self._queue.put(None)
         self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     def idle(self) -> bool:
         return all(j.state in FINISHED for j in list(self.jobs.values()))
@@ -353,6 +398,7 @@ class Worker:
                     continue
                 job.state = RUNNING
                 job.started = time.monotonic()
+                self._running = job
             try:
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
@@ -372,6 +418,7 @@ class Worker:
                 job.error = f"internal error: {one_line(exc)}"
                 state = FAILED
             with self._lock:
+                self._running = None
                 job.finished = time.monotonic()
                 job.state = state
 
@@ -393,8 +440,14 @@ class Worker:
             self._loaded = None  # free the previous network first
             cls = getattr(upscaler, cls_name)
             net = cls.load(self.models.path(model_id, kind), device=self.device, precision=precision, tile=self.tile)
+            add_cancel_points(net, self._check_cancel)
             self._loaded = (key, net)
         return self._loaded[1]
+
+    def _check_cancel(self) -> None:
+        job = self._running
+        if job is not None and job.cancel.is_set():
+            raise Cancelled
 
     def _upscale(self, job: Job) -> None:
         from ddnsr.imageio import image_size, write_planes
@@ -444,6 +497,21 @@ class Worker:
         job.size_out = (int(data.shape[1]), int(data.shape[0]))
         job.outputs["hr"] = self._preview(job.inputs["hr"], job.folder / "hr.png")
         job.outputs["lr"] = self._preview(job.inputs["lr"], job.folder / "lr.png")
+
+
+def add_cancel_points(runner: object, check: Callable[[], None]) -> int:
+    """Call ``check`` before each block of the network's ``nn.Sequential`` stacks (RRDBNet's RRDB blocks,
+    D's layers), so that a cancel stops a job within one block rather than one tile. ``runner`` is an
+    :class:`~ddnsr.inference.upscaler.Upscaler` / ``Degrader`` (its torch engine); returns the block count."""
+    from torch import nn
+
+    net = getattr(getattr(runner, "_engine", None), "net", None)
+    if not isinstance(net, nn.Module):  # another backend: tiles only
+        return 0
+    blocks = [block for stack in net.modules() if isinstance(stack, nn.Sequential) for block in stack.children()]
+    for block in blocks:
+        block.register_forward_pre_hook(lambda _module, _inputs: check())
+    return len(blocks)
 
 
 def _message(exc: BaseException, job: Job) -> str:

@@ -216,6 +216,29 @@ async function cancel(id) {
   poll();
 }
 
+async function downloadAll(event) {
+  // the zip needs the page's header, so it is fetched here and handed to the browser as a blob
+  event.preventDefault();
+  if ($("zip").classList.contains("disabled")) return;
+  try {
+    const response = await fetch("/api/results.zip", { headers: HEADERS });
+    if (!response.ok) {
+      let data = {};
+      try { data = await response.json(); } catch (e) { /* not JSON */ }
+      throw new Error(data.error || `${response.status} ${response.statusText}`);
+    }
+    const url = URL.createObjectURL(await response.blob());
+    const link = el("a", { href: url, download: "ddnsr-results.zip", hidden: "" });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60000);
+  } catch (e) {
+    $("queue-empty").textContent = `Download all failed: ${e.message}`;
+    $("queue-empty").hidden = false;
+  }
+}
+
 async function remove(id) {
   if (id.startsWith("local-")) {
     state.local = state.local.filter((j) => j.id !== id);
@@ -359,6 +382,7 @@ function setup() {
   drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); $("files").click(); } });
   $("files").addEventListener("change", (e) => { addFiles([...e.target.files]); e.target.value = ""; });
   $("model").addEventListener("change", showNote);
+  $("zip").addEventListener("click", downloadAll);
   $("model-pick").addEventListener("click", () => $("model-file").click());
   $("model-file").addEventListener("change", (e) => { if (e.target.files[0]) uploadModel(e.target.files[0]); e.target.value = ""; });
   $("deg-run").addEventListener("click", () => runDegrade(false));
