@@ -17,6 +17,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from fractions import Fraction
 from pathlib import Path
 
@@ -473,3 +474,15 @@ def test_a_second_run_on_the_same_output_is_refused_in_one_line(tmp_path, model_
     assert first.returncode == 0, err
     assert len(times_of(out / "clip.mp4")) == 10
     assert sorted(p.name for p in out.iterdir()) == ["clip.mp4"]
+
+
+def test_a_10_bit_clip_is_said_to_become_8_bit(tmp_path, up):
+    # issue 26, 17: 10-bit in, 8-bit out is said in one warning, not hidden
+    clip = make_clip(tmp_path / "deep.mkv", n=3, codec="ffv1", pix_fmt="yuv420p10le", audio=False)
+    assert probe_video(clip).bit_depth == 10
+    with pytest.warns(UserWarning, match=r"deep.mkv: 10-bit video; the result is written as 8-bit h264"):
+        upscale_video(clip, tmp_path / "out.mp4", up)
+    assert probe_video(tmp_path / "out.mp4").bit_depth == 8
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an 8-bit clip: no warning
+        upscale_video(make_clip(tmp_path / "plain.mp4", n=3, audio=False), tmp_path / "out2.mp4", up)

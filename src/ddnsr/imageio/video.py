@@ -109,6 +109,7 @@ class VideoInfo:
     format_name: str
     index: int = 0  # the video stream's index in the file
     other_streams: list[int] = field(default_factory=list)  # audio and subtitle stream indices (copied)
+    bit_depth: int = 8  # bits per sample of the stored frames (10 for yuv420p10le, ...)
 
     @property
     def display_size(self) -> tuple[int, int]:
@@ -193,6 +194,7 @@ def probe_video(path: str | os.PathLike, *, max_pixels: int | None = None) -> Vi
             colorspace=int(first.colorspace), color_range=int(first.color_range),
             color_primaries=int(first.color_primaries), color_trc=int(first.color_trc), codec=ctx.name,
             format_name=container.format.name, other_streams=other, index=stream.index,
+            bit_depth=max((c.bits for c in first.format.components), default=8),
         )
     finally:
         container.close()

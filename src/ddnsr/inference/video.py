@@ -747,6 +747,9 @@ def _upscale_video(source: Path, dest: Path, upscaler, settings: VideoSettings, 
     """:func:`upscale_video` once the output is locked."""
     began = time.perf_counter()
     info = probe_video(source, max_pixels=settings.max_pixels)
+    if info.bit_depth > 8:  # the network and every codec setting here are 8-bit: say so rather than hide it
+        warnings.warn(f"{source}: {info.bit_depth}-bit video; the result is written as 8-bit "
+                      f"{settings.codec} ({CODECS[settings.codec].pix_fmt})", stacklevel=2)
     _check_output_size(info, settings, encoder)
     _check_muxable(info, settings, encoder)
     scan = _scan(info, settings)
