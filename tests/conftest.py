@@ -26,12 +26,11 @@ def need(path: Path) -> Path:
 @pytest.fixture(scope="session")
 def vgg19_path() -> Path:
     """The Keras VGG19 notop file: $DDNSR_VGG19, else the cache; skipped with the reason if absent."""
-    from ddnsr.datasets.pretrained import VGG19_KERAS, cache_dir
+    from ddnsr.datasets.pretrained import VGG19_KERAS, find_local
 
-    env = os.environ.get("DDNSR_VGG19")
-    path = Path(env) if env else cache_dir() / VGG19_KERAS.filename
-    if not path.is_file():
-        pytest.skip(f"VGG19 weights not found at {path}: run ../shared/weights/fetch-vgg19.sh DIR and set DDNSR_VGG19")
+    path, why = find_local(VGG19_KERAS)
+    if path is None:
+        pytest.skip(f"VGG19 weights: {why} (../shared/weights/fetch-vgg19.sh DIR fetches them)")
     return path
 
 

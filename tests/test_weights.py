@@ -101,3 +101,26 @@ def test_wrong_vgg_file_is_a_clear_error(tmp_path):
     bad.write_bytes(b"not hdf5")
     with pytest.raises(ValueError, match="not a Keras VGG19 weights file"):
         VGG19Features(("block1_conv1",), weights=bad)
+
+
+def test_one_lookup_for_training_evaluation_and_tests(tmp_path, monkeypatch):
+    """find_local is the lookup: resolve (training), lpips_backbone (evaluate) and the tests' VGG19 fixture
+    use it, so each finds a file where the others do and names the same setting when it is missing."""
+    from ddnsr.datasets.pretrained import ALEXNET_TORCHVISION, find_local
+    from ddnsr.evaluation.scoring import lpips_backbone
+
+    monkeypatch.setenv("DDNSR_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("DDNSR_OFFLINE", "1")
+    monkeypatch.delenv("DDNSR_ALEXNET", raising=False)
+    path, why = find_local(ALEXNET_TORCHVISION)
+    assert path is None and why.startswith("alexnet-owt-7be5be79.pth not found: set DDNSR_ALEXNET=PATH")
+    assert lpips_backbone() == (None, f"{why} (evaluate never downloads it)")
+    with pytest.raises(DownloadError, match="set DDNSR_ALEXNET=PATH"):
+        resolve(ALEXNET_TORCHVISION)
+    cached = tmp_path / "cache" / ALEXNET_TORCHVISION.filename
+    cached.parent.mkdir()
+    cached.write_bytes(b"weights")
+    assert find_local(ALEXNET_TORCHVISION) == (cached, "") == lpips_backbone()
+    assert resolve(ALEXNET_TORCHVISION) == cached
+    monkeypatch.setenv("DDNSR_ALEXNET", str(tmp_path / "gone.pth"))  # a named file that is missing wins
+    assert find_local(ALEXNET_TORCHVISION)[1] == f"{tmp_path / 'gone.pth'}: no such file (set by DDNSR_ALEXNET)"

@@ -31,6 +31,7 @@ __all__ = [
     "ALEXNET_TORCHVISION",
     "cache_dir",
     "download",
+    "find_local",
     "resolve",
 ]
 
@@ -132,31 +133,39 @@ def download(spec: RemoteFile, dest: Path, *, url: str | None = None, timeout: f
     return dest
 
 
+def find_local(spec: RemoteFile, path: str | os.PathLike | None = None) -> tuple[Path | None, str]:
+    """Where ``spec`` is on this machine (steps 1-3 of the module's order), never downloading.
+
+    Returns:
+        ``(path, "")``, or ``(None, one-line reason)`` that names the setting to use.
+    """
+    if path is not None:
+        p = Path(path).expanduser()
+        return (p, "") if p.is_file() else (None, f"{p}: no such file (given for {spec.filename})")
+    env = os.environ.get(spec.env_var)
+    if env:
+        p = Path(env).expanduser()
+        return (p, "") if p.is_file() else (None, f"{p}: no such file (set by {spec.env_var})")
+    cached = cache_dir() / spec.filename
+    if cached.is_file():
+        return cached, ""
+    return None, f"{spec.filename} not found: set {spec.env_var}=PATH or put it in {cache_dir()}"
+
+
 def resolve(spec: RemoteFile, path: str | os.PathLike | None = None, *, url: str | None = None) -> Path:
-    """Find ``spec`` locally (argument, environment variable, cache) or download it into the cache.
+    """Find ``spec`` locally (:func:`find_local`) or download it into the cache.
 
     Raises :class:`DownloadError` with a one-line reason that names the setting to use when the file
     is missing and downloads are disabled (``DDNSR_OFFLINE=1``) or impossible.
     """
-    if path is not None:
-        p = Path(path).expanduser()
-        if not p.is_file():
-            raise DownloadError(f"{p}: no such file (given for {spec.filename})")
-        return p
-    env = os.environ.get(spec.env_var)
-    if env:
-        p = Path(env).expanduser()
-        if not p.is_file():
-            raise DownloadError(f"{p}: no such file (set by {spec.env_var})")
-        return p
-    cached = cache_dir() / spec.filename
-    if cached.is_file():
-        return cached
+    found, why = find_local(spec, path)
+    if found is not None:
+        return found
+    if path is not None or os.environ.get(spec.env_var):  # a named file that is not there: never a download
+        raise DownloadError(why)
     if offline():
-        raise DownloadError(
-            f"{spec.filename} not found: set {spec.env_var}=PATH or put it in {cache_dir()} "
-            "(downloads are disabled by DDNSR_OFFLINE)"
-        )
+        raise DownloadError(f"{why} (downloads are disabled by DDNSR_OFFLINE)")
+    cached = cache_dir() / spec.filename
     try:
         return download(spec, cached, url=url)
     except ChecksumError:

@@ -178,18 +178,10 @@ def lpips_backbone() -> tuple[Path | None, str]:
 
     Returns ``(path, "")`` or ``(None, one-line reason)``.
     """
-    from ddnsr.datasets.pretrained import ALEXNET_TORCHVISION, cache_dir
+    from ddnsr.datasets.pretrained import ALEXNET_TORCHVISION, find_local
 
-    spec = ALEXNET_TORCHVISION
-    env = os.environ.get(spec.env_var)
-    if env:
-        p = Path(env).expanduser()
-        return (p, "") if p.is_file() else (None, f"{spec.env_var}={env} is not a file")
-    cached = cache_dir() / spec.filename
-    if cached.is_file():
-        return cached, ""
-    return None, (f"the AlexNet backbone ({spec.filename}) is not present: set {spec.env_var}=PATH or put it "
-                  f"in {cache_dir()} (evaluate never downloads it)")
+    path, why = find_local(ALEXNET_TORCHVISION)
+    return path, (f"{why} (evaluate never downloads it)" if path is None else "")
 
 
 def load_lpips(settings: Settings, has_hr: bool) -> tuple[Any | None, str]:
