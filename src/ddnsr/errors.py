@@ -16,7 +16,18 @@ __all__ = ["BusyError", "DataError", "DdnsrError", "DownloadError", "ImageError"
 
 
 class DdnsrError(Exception):
-    """Base of every error whose one-line message is all the user needs to see."""
+    """Base of every error whose one-line message is all the user needs to see.
+
+    A library error names a setting by its library name (``codec``, ``crf``, ``output_dir``) and lists
+    those names in :attr:`settings` (see :meth:`named`); the command line shows each as its flag.
+    """
+
+    settings: tuple[str, ...] = ()
+
+    def named(self, *settings: str) -> DdnsrError:
+        """This error, recording the settings its message names (returned, for ``raise Error(...).named(...)``)."""
+        self.settings = settings
+        return self
 
 
 class SettingError(DdnsrError, ValueError):
@@ -59,7 +70,18 @@ class BusyError(DdnsrError, ValueError):
     """Too much work waiting already (``ddnsr serve``'s queue is full); the page answers HTTP 429."""
 
 
-def one_line(exc: BaseException) -> str:
-    """The first line of an exception's message, or its type name when the message is empty."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+def one_line(exc: BaseException, *, typed: bool = False, limit: int | None = None) -> str:
+    """An exception as one line: the first line of its message, whitespace folded (its type name when empty).
+
+    Args:
+        typed: put ``"<Type>: "`` before the message (for exceptions that are not a :class:`DdnsrError`,
+            whose message alone may not say what went wrong).
+        limit: cut the message to at most this many characters (ending in ``...``).
+    """
+    lines = str(exc).strip().splitlines()
+    text = " ".join(lines[0].split()) if lines else ""
+    if limit is not None and len(text) > limit:
+        text = text[: max(limit - 3, 0)] + "..."
+    if not text:
+        return type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if typed else text

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ddnsr.defaults import DECODE_MAX_PIXELS, IMAGE_EXTENSIONS
+from ddnsr.errors import one_line
+
 __all__ = [
     "DEFAULT_MAX_PIXELS", "FORMAT_BY_EXTENSION", "GRAY_MODES", "IMAGE_EXTENSIONS", "LUMA", "READ_FORMATS",
     "ImageWarning", "describe_exception",
@@ -12,11 +15,12 @@ __all__ = [
 #: Largest image :func:`read_image` decodes by default: 256 megapixels. That is above any camera or
 #: flatbed scan in common use, yet bounds what a tiny crafted file can make us allocate to ~3 GB as a
 #: float32 RGB array (plus ~0.8 GB while decoding). Callers with tighter memory pass a smaller limit.
-DEFAULT_MAX_PIXELS = 16_000 * 16_000
+#: (:data:`ddnsr.defaults.DECODE_MAX_PIXELS`).
+DEFAULT_MAX_PIXELS = DECODE_MAX_PIXELS
 
-#: Input extensions :func:`list_images` picks up (files named explicitly are recognised by content).
-#: GIF is read (its first frame) but not written: outputs use :data:`FORMAT_BY_EXTENSION`.
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+#: Input extensions :func:`list_images` picks up (files named explicitly are recognised by content), from
+#: :data:`ddnsr.defaults.IMAGE_EXTENSIONS`. GIF is read (its first frame) but not written: outputs use
+#: :data:`FORMAT_BY_EXTENSION`.
 
 FORMAT_BY_EXTENSION = {
     ".png": "PNG",
@@ -37,6 +41,5 @@ class ImageWarning(UserWarning):
 
 
 def describe_exception(exc: BaseException) -> str:
-    """``"<Type>: <message>"`` on one line (the message's whitespace folded)."""
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    """``"<Type>: <message>"`` on one line (:func:`ddnsr.errors.one_line` with its type)."""
+    return one_line(exc, typed=True)

@@ -52,7 +52,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ddnsr.errors import ImageError, SettingError
+from ddnsr.errors import ImageError, SettingError, one_line
 from ddnsr.files import atomic_write, publish, temporary_name
 from ddnsr.imageio.video import VideoInfo, display_rgb, open_video, probe_video, sws_colorspace
 
@@ -274,8 +274,7 @@ def _check_muxable(info: VideoInfo, settings: VideoSettings, encoder: str) -> No
 
 
 def _reason(exc: BaseException) -> str:
-    text = getattr(exc, "strerror", None) or str(exc)
-    return " ".join(str(text).split())[:200] or type(exc).__name__
+    return getattr(exc, "strerror", None) or one_line(exc, limit=200)
 
 
 # ------------------------------------------------------------------------------------------ scan and plan
