@@ -16,6 +16,7 @@ from conftest import DATA, gate_worker, need
 
 pytest.importorskip("flask")
 
+from ddnsr import defaults  # noqa: E402
 from ddnsr.serve.app import ServeConfig, create_app  # noqa: E402
 from ddnsr.serve.jobs import PID_FILE  # noqa: E402
 
@@ -69,11 +70,12 @@ def test_info_lists_every_bundled_model_with_note_and_speed(served):
     info = client.get("/api/info").get_json()
     ids = {m["id"]: m for m in info["models"]}
     assert set(ids) == {f"bundled:{n}" for n in bundled_models()}
-    assert info["default_model"] == "bundled:track1"
+    assert info["default_model"] == f"bundled:{defaults.DEFAULT_MODEL}" == "bundled:track1-ft"  # as ddnsr upscale
     assert ids["bundled:track1"]["note"].startswith("DDNSR") and ids["bundled:track1"]["speed"] == "fast"
     assert ids["bundled:track1-ft"]["speed"] == "slow"  # full-size RRDBNet: ESRGAN's work per pixel
     assert ids["bundled:track1-ft"]["gmac_per_mp"] > 10 * ids["bundled:track1"]["gmac_per_mp"]
-    assert info["precisions"][0] == "fp32" and "fp16" not in info["precisions"]  # the CPU here
+    assert info["precisions"] == ["auto", "fp32", "bf16"]  # the command line's default first; no fp16 on the CPU
+    assert info["limits"]["max_pixels"] == defaults.MAX_PIXELS and ".gif" in info["image_extensions"]
     assert info["formats"] == ["png", "jpg", "webp", "tif"]
 
 
@@ -91,9 +93,8 @@ def test_result_is_bit_identical_to_ddnsr_upscale(photo, tmp_path):
         assert got.headers["Content-Disposition"].startswith("attachment")
         assert f"camera_photo_x4.{fmt}" in got.headers["Content-Disposition"]
         out = tmp_path / f"cli-{fmt}"
-        # the page's default precision is fp32; the command line's auto is bf16 on CPUs that compute it natively
-        assert main(["upscale", str(photo), "-o", str(out), "--ext", fmt, "--model", "track1", "--precision", "fp32",
-                     "-q"]) == 0
+        # no precision on either side: both take auto (bf16 on CPUs that compute it natively, else fp32)
+        assert main(["upscale", str(photo), "-o", str(out), "--ext", fmt, "--model", "track1", "-q"]) == 0
         assert got.data == (out / f"camera photo.{fmt}").read_bytes()
         before = Image.open(io.BytesIO(client.get(f"/api/jobs/{job['id']}/before").data))
         assert before.size == (48, 40)
@@ -105,6 +106,30 @@ def test_result_is_bit_identical_to_ddnsr_upscale(photo, tmp_path):
     archive = zipfile.ZipFile(io.BytesIO(client.get("/api/results.zip", headers=H).data))
     assert sorted(archive.namelist()) == ["camera_photo_x4.jpg", "camera_photo_x4.png", "camera_photo_x4.tif"]
     app.extensions["ddnsr"].close()
+
+
+def test_every_default_left_alone_gives_the_bytes_of_ddnsr_upscale(photo, tmp_path):
+    """No model, precision, format or tile on either side: the page's file is ddnsr upscale's, byte for byte,
+    on the precision path this machine gets (auto: bf16 on CPUs that compute it natively, else fp32)."""
+    from ddnsr.cli import main
+    from ddnsr.inference.device import inference_precision, resolve_device
+
+    app = create_app(ServeConfig(workdir=str(tmp_path)))
+    client = app.test_client()
+    client.get(f"/?token={app.extensions['ddnsr'].token}")
+    try:
+        r = client.post("/api/jobs", data={"image": (io.BytesIO(photo.read_bytes()), photo.name)}, headers=H,
+                        content_type="multipart/form-data")  # the image alone
+        assert r.status_code == 201, r.get_json()
+        job = wait(client, r.get_json()["id"], timeout=300)
+        assert job["state"] == "done" and job["model"] == "bundled:track1-ft" and job["precision"] == "auto", job
+        got = client.get(f"/api/jobs/{job['id']}/result").data
+    finally:
+        app.extensions["ddnsr"].close()
+    assert main(["upscale", str(photo), "-o", str(tmp_path / "cli"), "-q"]) == 0
+    assert got == (tmp_path / "cli" / "camera photo.png").read_bytes()
+    path = inference_precision(resolve_device("auto"))
+    print(f"compared on the {path} path")  # bf16 on this project's native-bf16 CPU
 
 
 def test_bad_files_get_one_line_messages_and_leave_nothing(served, photo):
@@ -359,3 +384,22 @@ def test_speed_figure_is_the_networks_multiply_adds():
     with torch.no_grad():
         net(torch.rand(1, 3, 16, 16))
     assert _macs_per_pixel(cfg) == total[0] / 256
+
+
+def test_degradation_view_is_ddnsr_degrades_path(served, photo, tmp_path):
+    """The page degrades with Degrader.degrade_file, as ddnsr degrade: a 16-bit HR gives the same 16-bit PNG."""
+    import ddnsr.imageio as dio
+    from ddnsr.inference.upscaler import Degrader
+
+    hr_file = sorted(need(DATA / "track1-valid" / "HR").glob("*.png"))[0]
+    hr = tmp_path / "hr16.png"
+    Image.fromarray(np.asarray(Image.open(hr_file).convert("L").crop((0, 0, 64, 64)), np.uint16) * 257).save(hr)
+    _, client = served
+    form = {"hr": (io.BytesIO(hr.read_bytes()), "hr16.png"), "lr": (io.BytesIO(photo.read_bytes()), "real.png"),
+            "model": "bundled:track1"}
+    job = wait(client, client.post("/api/degrade", data=form, headers=H).get_json()["id"])
+    assert job["state"] == "done", job
+    got = client.get(f"/api/jobs/{job['id']}/result").data
+    deg = Degrader.load("track1", tile=16)
+    want = deg.degrade_file(hr, tmp_path / "want.png", dio.read_image(photo).rgb, seed=0)
+    assert want.dtype == np.uint16 and got == (tmp_path / "want.png").read_bytes()

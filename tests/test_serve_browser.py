@@ -119,7 +119,7 @@ def test_the_page_end_to_end(server, browser, files, tmp_path):
     target = browser.downloads / "photo_x4.png"
     WebDriverWait(browser, 30).until(lambda d: target.exists() and not list(d.downloads.glob("*.crdownload")))
     cli = ["upscale", str(files["photo"]), "-o", str(tmp_path / "cli"), "--model", "track1", "-q"]
-    assert main([*cli, "--precision", "fp32"]) == 0  # the page's default precision
+    assert main(cli) == 0  # no precision on either side: both take auto
     assert target.read_bytes() == (tmp_path / "cli" / "photo.png").read_bytes()
 
     # "Download all": fetched with the page's header, saved from a blob

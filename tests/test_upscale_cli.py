@@ -517,3 +517,28 @@ def test_video_settings_out_of_range_are_refused_by_the_library():
     for bad in ({"start": float("inf")}, {"duration": 1e308}, {"segment_seconds": float("inf")}):
         with pytest.raises(SettingError):
             check_settings(VideoSettings(**bad))
+
+
+def test_the_batch_planner_is_a_library_module(tmp_path: Path, capsys, models) -> None:
+    """ddnsr.inference.batch plans for the command line (and names the page's downloads): its errors name the
+    setting (output_dir), which the command line shows as its flag (-o)."""
+    from ddnsr.errors import SettingError
+    from ddnsr.inference.batch import output_name, plan_batch, take_shard, unique_name
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a.png", "b.jpg", "b.png"):
+        Image.fromarray(rgb8(6, 6)).save(src / name)
+    plan = plan_batch([str(src), str(src / "a.png")], tmp_path / "out", recursive=False, ext="png", suffix="_x4")
+    assert sorted(job.dest.name for job in plan.jobs) == ["a_x4.png", "b_x4.png"]  # a.png once; b.png collides
+    assert len(plan.failures) == 1 and "is also the output of" in plan.failures[0]
+    assert [len(take_shard(plan_batch([str(src)], tmp_path / "o", recursive=False, ext="png", suffix=""),
+                           (k, 2)).jobs) for k in (1, 2)] == [1, 1]
+    with pytest.raises(SettingError, match=r"^output_dir .* is also an input folder") as err:
+        plan_batch([str(src)], src, recursive=False, ext="png", suffix="")
+    assert err.value.settings == ("output_dir",)
+    code, _, stderr = up(capsys, models, src, "-o", src)
+    assert code == 1 and f"error: -o {src} is also an input folder" in stderr
+    used: set[str] = set()
+    assert [unique_name(output_name("a", "_x4", "png"), used) for _ in range(3)] == ["a_x4.png", "a_x4-2.png",
+                                                                                      "a_x4-3.png"]

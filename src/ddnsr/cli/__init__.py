@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 
 from ddnsr.errors import DdnsrError, one_line
@@ -23,6 +24,21 @@ COMMAND_MODULES = (
     "ddnsr.cli.cleanup",
     "ddnsr.cli.data",
 )
+
+
+#: Library setting names (:attr:`ddnsr.errors.DdnsrError.settings`) whose flag is not ``--`` + the name
+#: with ``_`` as ``-``.
+FLAGS = {"output_dir": "-o", "pairs_dir": "--pairs", "container": "--video-ext", "segment_seconds": "--segment",
+         "frames_dir": "--frames"}
+
+
+def flag_message(exc: BaseException) -> str:
+    """The one-line message of ``exc`` with each setting it names written as its command-line flag."""
+    text = one_line(exc)
+    for name in getattr(exc, "settings", ()):
+        flag = FLAGS.get(name, "--" + name.replace("_", "-"))
+        text = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", flag, text)
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         print("ddnsr: interrupted", file=sys.stderr)
         return 130
     except (DdnsrError, OSError) as exc:  # a user can fix these; anything else is a bug: traceback
-        print(f"ddnsr {args.command}: error: {one_line(exc)}", file=sys.stderr)
+        print(f"ddnsr {args.command}: error: {flag_message(exc)}", file=sys.stderr)
         return 1
 
 

@@ -19,22 +19,18 @@ import sys
 import threading
 from pathlib import Path
 
-from ddnsr.cli.upscale import _non_negative, _positive, _quality
+from ddnsr import defaults
+from ddnsr.cli import types as t
 from ddnsr.errors import SettingError
 
 __all__ = ["register", "run_serve"]
 
 
-def _port(text: str) -> int:
-    value = _non_negative(text)
-    if value > 65535:
-        raise argparse.ArgumentTypeError(f"must be 0..65535, got {value}")
-    return value
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``serve`` to the ``ddnsr`` sub-commands."""
-    from ddnsr.inference.upscaler import DEFAULT_MODEL, DEVICES
+    from ddnsr.inference.device import DEVICES
+
+    model, max_pixels = defaults.DEFAULT_MODEL, defaults.MAX_PIXELS
 
     p = sub.add_parser(
         "serve", help="a local web page for upscaling photos (in the browser, on this machine)",
@@ -44,21 +40,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default: 127.0.0.1, this machine only; another address warns)")
-    p.add_argument("--port", type=_port, default=8000, help="port (default: 8000; 0: any free port)")
+    p.add_argument("--port", type=t.port, default=8000, help="port (default: 8000; 0: any free port)")
     p.add_argument("--open", action="store_true", help="open the page in the default browser")
-    p.add_argument("--model", default=DEFAULT_MODEL,
-                   help=f"model selected first: a bundled name or a model file (default: {DEFAULT_MODEL})")
+    p.add_argument("--model", default=model,
+                   help=f"model selected first: a bundled name or a model file (default: {model})")
     p.add_argument("--run", action="append", type=Path, default=[], metavar="RUN_DIR",
                    help="a 'ddnsr train' run folder whose models the page offers (repeatable)")
-    p.add_argument("--max-pixels", type=_non_negative, default=16_000_000,
-                   help="refuse images with more pixels (default: 16_000_000; 0: no limit)")
-    p.add_argument("--max-upload-mb", type=_positive, default=100, help="largest image upload (default: 100 MB)")
-    p.add_argument("--max-model-mb", type=_positive, default=500, help="largest model upload (default: 500 MB)")
-    p.add_argument("--device", choices=DEVICES, default="auto", help="default: auto (cuda, mps, else cpu)")
-    p.add_argument("--tile", type=_non_negative, default=None, metavar="PX",
-                   help="tile size in input pixels (default: automatic, bounded memory)")
-    p.add_argument("--threads", type=_positive, default=None, help="CPU threads for torch (default: torch's)")
-    p.add_argument("--quality", type=_quality, default=95, help="JPEG / WebP quality (default: 95)")
+    p.add_argument("--max-pixels", type=t.non_negative, default=max_pixels,
+                   help=f"refuse images with more pixels (default: {max_pixels:_}, as ddnsr upscale; 0: no limit)")
+    p.add_argument("--max-upload-mb", type=t.positive, default=100, help="largest image upload (default: 100 MB)")
+    p.add_argument("--max-model-mb", type=t.positive, default=500, help="largest model upload (default: 500 MB)")
+    p.add_argument("--device", choices=DEVICES, default=defaults.DEVICE, help="default: auto (cuda, mps, else cpu)")
+    p.add_argument("--tile", type=t.tile, default=None, metavar="PX",
+                   help="tile size in input pixels; 0: whole image (default: automatic, bounded memory)")
+    p.add_argument("--threads", type=t.positive, default=None, help="CPU threads for torch (default: torch's)")
+    p.add_argument("--quality", type=t.quality, default=defaults.QUALITY,
+                   help=f"JPEG / WebP quality (default: {defaults.QUALITY})")
     p.set_defaults(func=run_serve)
 
 

@@ -38,114 +38,56 @@ import warnings
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 import ddnsr.imageio as dio
-from ddnsr.errors import DdnsrError, SettingError
+from ddnsr import defaults
+from ddnsr.cli import flag_message
+from ddnsr.cli import types as t
+from ddnsr.errors import DdnsrError, SettingError, one_line
+from ddnsr.inference.batch import BatchJob, Plan, check_output_folders, plan_batch, take_shard
 from ddnsr.inference.tiling import DEFAULT_OVERLAP
 
-#: Default input size limit for ``upscale``: 64 megapixels in, about a gigapixel (3 GB as 8-bit RGB) out.
-UPSCALE_MAX_PIXELS = 64_000_000
-OUTPUT_EXTENSIONS = ("png", "jpg", "webp", "tif")
+OUTPUT_EXTENSIONS = defaults.OUTPUT_FORMATS
 #: A small synthetic photo shipped with the package, for ``ddnsr upscale --demo``.
 DEMO_IMAGE = Path(__file__).resolve().parent.parent / "assets" / "demo.png"
 
-__all__ = ["OUTPUT_EXTENSIONS", "UPSCALE_MAX_PIXELS", "register", "run_degrade", "run_upscale"]
+__all__ = ["OUTPUT_EXTENSIONS", "register", "run_degrade", "run_upscale"]
 
 
 # ------------------------------------------------------------------------------------------- arguments
 
 
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
-def _positive(text: str) -> int:
-    value = _non_negative(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
-#: Smallest tile and tile overlap the command accepts (the library takes any): a 1-pixel tile is all
-#: overlap and makes a 40x32 image take minutes; no overlap leaves seams of up to 200/255.
-MIN_TILE = 16
-MIN_OVERLAP = 8
-
-
-def _tile(text: str) -> int:
-    value = _non_negative(text)
-    if 0 < value < MIN_TILE:
-        raise argparse.ArgumentTypeError(f"must be 0 (whole image) or at least {MIN_TILE}, got {value}")
-    return value
-
-
-def _overlap(text: str) -> int:
-    value = _non_negative(text)
-    if value < MIN_OVERLAP:
-        raise argparse.ArgumentTypeError(f"must be at least {MIN_OVERLAP} (less leaves seams), got {value}")
-    return value
-
-
-def _shard(text: str) -> tuple[int, int]:
-    k, sep, n = text.partition("/")
-    if not sep or not k.isdigit() or not n.isdigit() or not 1 <= int(k) <= int(n):
-        raise argparse.ArgumentTypeError(f"expected K/N with 1 <= K <= N (e.g. 2/8), got {text!r}")
-    return int(k), int(n)
-
-
-def _take_shard(plan: _Plan, shard: tuple[int, int] | None) -> _Plan:
-    """Keep the K-th of N parts of the jobs: every N-th job by sorted output path, so that N machines
-    given the same inputs share them out without overlap and without talking to each other."""
-    if shard is None:
-        return plan
-    k, n = shard
-    jobs = sorted(plan.jobs, key=lambda job: job.dest.as_posix())
-    plan.jobs = [job for i, job in enumerate(jobs) if i % n == k - 1]
-    return plan
-
-
-def _quality(text: str) -> int:
-    value = _positive(text)
-    if value > 100:
-        raise argparse.ArgumentTypeError(f"must be 1..100, got {value}")
-    return value
-
-
 def _common(p: argparse.ArgumentParser, *, overlap: int, max_pixels: int, tile_unit: str) -> None:
-    from ddnsr.inference.upscaler import DEFAULT_MODEL, DEVICES, PRECISIONS
+    from ddnsr.inference.upscaler import DEVICES
 
+    model, precision = defaults.DEFAULT_MODEL, defaults.PRECISION["inference"]
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files and folders")
     p.add_argument("-o", "--output-dir", required=True, type=Path, help="output folder (created)")
-    p.add_argument("--model", default=DEFAULT_MODEL,
-                   help=f"bundled model name or model file (default: {DEFAULT_MODEL})")
+    p.add_argument("--model", default=model, help=f"bundled model name or model file (default: {model})")
     p.add_argument("-r", "--recursive", action="store_true", help="descend into sub-folders of folder inputs")
-    p.add_argument("--ext", choices=OUTPUT_EXTENSIONS, default="png", help="output format (default: png)")
+    p.add_argument("--ext", choices=OUTPUT_EXTENSIONS, default=OUTPUT_EXTENSIONS[0],
+                   help=f"output format (default: {OUTPUT_EXTENSIONS[0]})")
     p.add_argument("--suffix", default="", help="appended to each output's stem (default: none)")
-    p.add_argument("--quality", type=_quality, default=95, help="JPEG / WebP quality (default: 95; WebP 100: lossless)")
-    p.add_argument("--tile", type=_tile, default=None, metavar="PX",
+    p.add_argument("--quality", type=t.quality, default=defaults.QUALITY,
+                   help=f"JPEG / WebP quality (default: {defaults.QUALITY}; WebP 100: lossless)")
+    p.add_argument("--tile", type=t.tile, default=None, metavar="PX",
                    help=f"tile size in {tile_unit} pixels; 0: whole image (default: automatic, bounded memory)")
-    p.add_argument("--tile-overlap", type=_overlap, default=overlap, metavar="PX",
+    p.add_argument("--tile-overlap", type=t.overlap, default=overlap, metavar="PX",
                    help=f"context pixels around each tile (default: {overlap})")
-    p.add_argument("--device", choices=DEVICES, default="auto", help="default: auto (cuda, mps, else cpu)")
-    p.add_argument("--precision", choices=("auto", *PRECISIONS), default="auto",
-                   help="default: auto (the fastest path within 40 dB of fp32 on this device; ddnsr info shows it)")
-    p.add_argument("--threads", type=_positive, default=None, help="CPU threads for torch (default: torch's)")
+    p.add_argument("--device", choices=DEVICES, default=defaults.DEVICE, help="default: auto (cuda, mps, else cpu)")
+    p.add_argument("--precision", choices=("auto", *defaults.PRECISIONS), default=precision,
+                   help=f"default: {precision} (the fastest path within 40 dB of fp32 on this device; "
+                   "ddnsr info shows it)")
+    p.add_argument("--threads", type=t.positive, default=None, help="CPU threads for torch (default: torch's)")
     p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
                    help="torch (default) or onnxruntime (CPU, fp32; pip install 'ddnsr[export]')")
-    p.add_argument("--max-pixels", type=_non_negative, default=max_pixels,
+    p.add_argument("--max-pixels", type=t.non_negative, default=max_pixels,
                    help=f"refuse inputs with more pixels (default: {max_pixels:_}; 0: no limit)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip them)")
-    p.add_argument("--shard", type=_shard, default=None, metavar="K/N",
+    p.add_argument("--shard", type=t.shard, default=None, metavar="K/N",
                    help="do only the K-th of N disjoint parts of the inputs (1 <= K <= N; for job arrays)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings or summary")
     p.add_argument("-v", "--verbose", action="store_true", help="print the model, device and precision path")
@@ -162,7 +104,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--recursive). Existing outputs are skipped, so a rerun continues a batch. Exit status 1 if any input "
         "failed (one line each on stderr), 2 for usage errors.",
     )
-    _common(p, overlap=DEFAULT_OVERLAP, max_pixels=UPSCALE_MAX_PIXELS, tile_unit="input")
+    _common(p, overlap=DEFAULT_OVERLAP, max_pixels=defaults.MAX_PIXELS, tile_unit="input")
     p.add_argument("--demo", action="store_true", help=f"also upscale the bundled demo photo ({DEMO_IMAGE.name})")
     _video_arguments(p)
     p.set_defaults(func=run_upscale)
@@ -173,119 +115,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "target camera (--reference). HR sides are cropped (bottom / right) to multiples of 4. --pairs also "
         "writes the matching cropped HR under the same name: a paired training set.",
     )
-    _common(d, overlap=DEFAULT_DEGRADE_OVERLAP, max_pixels=dio.DEFAULT_MAX_PIXELS, tile_unit="HR")
+    _common(d, overlap=DEFAULT_DEGRADE_OVERLAP, max_pixels=defaults.DECODE_MAX_PIXELS, tile_unit="HR")
     d.add_argument("--reference", default=None, metavar="LR",
                    help="real LR photo, or folder of them (needed unless D is a single-input model)")
     d.add_argument("--pairs", type=Path, default=None, metavar="HRDIR",
                    help="also write each HR image, cropped to multiples of 4, into this folder")
     d.add_argument("--seed", type=int, default=0, help="picks references and crops (default: 0)")
     d.set_defaults(func=run_degrade)
-
-
-# --------------------------------------------------------------------------------------------- planning
-
-
-@dataclass
-class _Job:
-    source: Path
-    dest: Path
-    key: str  # the input's name relative to its folder input: seeds the reference choice
-    pair: Path | None = None
-    video: bool = False  # a video file (ddnsr.inference.video)
-
-
-@dataclass
-class _Plan:
-    jobs: list[_Job] = field(default_factory=list)
-    failures: list[str] = field(default_factory=list)  # one line each: "<path>: <reason>"
-
-
-def _inside(path: Path, folder: Path | None) -> bool:
-    if folder is None:
-        return False
-    try:
-        path.resolve().relative_to(folder.resolve())
-    except ValueError:
-        return False
-    return True
-
-
-def _output_folder_problem(inputs: list[str], out_dir: Path, pairs_dir: Path | None) -> str | None:
-    """Why the output folders cannot be used with these inputs (None when they can).
-
-    An output folder that is also a folder input is refused: its outputs would be read back as inputs
-    by the next run (``a_x4_x4.png``). ``--pairs`` must differ from ``-o`` (each HR copy would replace
-    the LR of the same name).
-    """
-    if pairs_dir is not None and pairs_dir.resolve() == out_dir.resolve():
-        return f"--pairs {pairs_dir} is the output folder: each HR copy would replace its LR; choose another folder"
-    for item in inputs:
-        root = Path(item)
-        for flag, folder in (("-o", out_dir), ("--pairs", pairs_dir)):
-            if folder is not None and root.is_dir() and folder.resolve() == root.resolve():
-                return (f"{flag} {folder} is also an input folder: the next run would read its outputs as "
-                        "inputs; choose another output folder")
-    return None
-
-
-def _plan(inputs: list[str], out_dir: Path, *, recursive: bool, ext: str, suffix: str,
-          pairs_dir: Path | None = None, video_ext: str | None = None) -> _Plan:
-    """Inputs -> jobs (source, destination), with the inputs that fail already here."""
-    plan = _Plan()
-    found: list[tuple[Path, Path]] = []  # (file, output path relative to the output folder, no extension)
-    problem = _output_folder_problem(inputs, out_dir, pairs_dir)
-    if problem:
-        raise SettingError(problem)
-    for item in inputs:
-        root = Path(item)
-        try:
-            files = dio.list_images([root], recursive=recursive)
-            if video_ext and root.is_dir():
-                files = _with_videos(root, files, recursive)
-        except dio.ImageError as exc:
-            plan.failures.append(str(exc))
-            continue
-        except OSError as exc:
-            plan.failures.append(f"{root}: cannot list: {exc.strerror or exc}")
-            continue
-        if root.is_dir():
-            # our own outputs in a sub-folder of a folder input are not inputs (a rerun would take them)
-            own = [d for d in (out_dir, pairs_dir) if d is not None and d.resolve() != root.resolve()]
-            files = [f for f in files if not any(_inside(f, d) for d in own)]
-            if not files:
-                plan.failures.append(f"{root}: no image files ({', '.join(dio.IMAGE_EXTENSIONS)})")
-            found.extend((f, f.relative_to(root).with_suffix("")) for f in files)
-        else:
-            found.extend((f, Path(f.stem)) for f in files)
-
-    found = list({f.resolve(): (f, rel) for f, rel in reversed(found)}.values())[::-1]  # an input given twice
-    inputs_resolved = {f.resolve() for f, _ in found}
-    taken: dict[Path, Path] = {}
-    for source, rel in found:
-        video = bool(video_ext) and _is_video(source)
-        name = f"{rel.name}{suffix}.{video_ext if video else ext}"
-        dest = out_dir / rel.parent / name
-        pair = None if pairs_dir is None else pairs_dir / rel.parent / name
-        problem = None
-        for target in (dest, pair):
-            if target is None:
-                continue
-            resolved = target.resolve()
-            if resolved in inputs_resolved:
-                problem = (f"output {target} would replace an input file; refused "
-                           "(choose another output folder, --suffix or --ext)")
-            elif resolved in taken:
-                problem = f"output {target} is also the output of {taken[resolved]}; skipped (rename one of them)"
-            if problem:
-                break
-        if problem:
-            plan.failures.append(f"{source}: {problem}")
-            continue
-        taken[dest.resolve()] = source
-        if pair is not None:
-            taken[pair.resolve()] = source
-        plan.jobs.append(_Job(source, dest, rel.as_posix(), pair, video))
-    return plan
 
 
 # ---------------------------------------------------------------------------------------------- running
@@ -316,7 +152,7 @@ class _Reporter:
         else:
             print(text, file=sys.stderr, flush=True)
 
-    def files(self, jobs: list[_Job]) -> Iterator[_Job]:
+    def files(self, jobs: list[BatchJob]) -> Iterator[BatchJob]:
         from tqdm import tqdm
 
         with tqdm(jobs, desc=self.command, unit="img", disable=self.quiet or not jobs, dynamic_ncols=True,
@@ -352,12 +188,12 @@ class _Reporter:
 
 
 def _reason(exc: BaseException) -> str:
+    """A failed input's line: an image error as it is, a setting named as its flag, anything else with its type."""
     if isinstance(exc, dio.ImageError):
         return str(exc)
-    text = " ".join(str(exc).split())
-    if len(text) > 300:
-        text = text[:297] + "..."
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    if isinstance(exc, DdnsrError) and exc.settings:
+        return flag_message(exc)
+    return one_line(exc, typed=True, limit=300)
 
 
 #: Failures of one input that do not stop the batch (a bug still gives a traceback).
@@ -369,8 +205,9 @@ def _is_input_error(exc: BaseException) -> bool:
     return isinstance(exc, _INPUT_ERRORS) or (isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
 
 
-def _run_batch(command: str, args: argparse.Namespace, plan: _Plan,
-               process: Callable[[_Job, Callable[[int, int], None]], None], skip: Callable[[_Job], bool]) -> int:
+def _run_batch(command: str, args: argparse.Namespace, plan: Plan,
+               process: Callable[[BatchJob, Callable[[int, int], None]], None],
+               skip: Callable[[BatchJob], bool]) -> int:
     report = _Reporter(command, args.quiet)
     for line in plan.failures:
         report.error(line)
@@ -402,17 +239,6 @@ def _run_batch(command: str, args: argparse.Namespace, plan: _Plan,
     return 1 if report.failed else 0
 
 
-def _check_output_dirs(*folders: Path | None) -> None:
-    for folder in folders:
-        if folder is not None and folder.exists() and not folder.is_dir():
-            raise SettingError(f"{folder}: exists and is not a folder")
-
-
-def _output_depth(loaded: dio.LoadedImage, dest: Path) -> type:
-
-    return np.uint16 if loaded.bit_depth == 16 and dio.output_format(dest) in ("PNG", "TIFF") else np.uint8
-
-
 def _require_inputs(args: argparse.Namespace) -> bool:
     if args.inputs:
         return True
@@ -436,13 +262,12 @@ def run_upscale(args: argparse.Namespace) -> int:
         from ddnsr.inference.device import describe
 
         print(f"ddnsr upscale: {up.name} on {describe(up.device, up.precision)}, backend {up.backend}", file=sys.stderr)
-    plan = _take_shard(_plan(args.inputs, args.output_dir, recursive=args.recursive, ext=args.ext,
-                             suffix=args.suffix, video_ext=args.video_ext), args.shard)
-    _check_output_dirs(args.output_dir)
+    plan = take_shard(plan_batch(args.inputs, args.output_dir, recursive=args.recursive, ext=args.ext,
+                                 suffix=args.suffix, video_ext=args.video_ext), args.shard)
     max_pixels = args.max_pixels or None
     video = _video_runner(up, args) if any(job.video for job in plan.jobs) else None
 
-    def process(job: _Job, progress: Callable[[int, int], None]) -> None:
+    def process(job: BatchJob, progress: Callable[[int, int], None]) -> None:
         if job.video and video is not None:
             return video(job)
         up.upscale_file(job.source, job.dest, quality=args.quality, max_pixels=max_pixels, progress=progress)
@@ -478,13 +303,13 @@ class _References:
 
 def run_degrade(args: argparse.Namespace) -> int:
     """``ddnsr degrade``: returns the exit status (model and setting errors raise DdnsrError)."""
-    from ddnsr.inference.upscaler import Degrader, crop_to_multiple
+    from ddnsr.inference.upscaler import Degrader
 
     if not _require_inputs(args):
         return 2
     deg = Degrader.load(args.model, device=args.device, precision=args.precision, tile=args.tile,
                         threads=args.threads, overlap=args.tile_overlap, backend=args.backend)
-    _check_output_dirs(args.output_dir, args.pairs)
+    check_output_folders(args.inputs, args.output_dir, args.pairs)
     max_pixels = args.max_pixels or None
     references = None
     if deg.needs_reference:
@@ -495,61 +320,21 @@ def run_degrade(args: argparse.Namespace) -> int:
     elif args.reference is not None and not args.quiet:
         print("ddnsr degrade: warning: --reference is ignored: this degradation model is single-input",
               file=sys.stderr)
-    plan = _take_shard(_plan(args.inputs, args.output_dir, recursive=args.recursive, ext=args.ext,
-                             suffix=args.suffix, pairs_dir=args.pairs), args.shard)
+    plan = take_shard(plan_batch(args.inputs, args.output_dir, recursive=args.recursive, ext=args.ext,
+                                 suffix=args.suffix, pairs_dir=args.pairs), args.shard)
 
-    def process(job: _Job, progress: Callable[[int, int], None]) -> None:
-        loaded = dio.read_image(job.source, max_pixels=max_pixels)
-        if loaded.height < 4 or loaded.width < 4:
-            raise dio.ImageError(job.source, f"too small: {loaded.width}x{loaded.height} (4x4 at least)")
+    def process(job: BatchJob, progress: Callable[[int, int], None]) -> None:
         reference, seed = (None, args.seed) if references is None else references.pick(job.key, args.seed)
-        depth = _output_depth(loaded, job.dest)
-        data = deg.degrade_planes(loaded.rgb, reference, loaded.alpha, seed=seed, gray=loaded.is_gray,
-                                  dtype=depth, progress=progress)
-        dio.write_planes(job.dest, data, icc_profile=loaded.icc_profile, quality=args.quality)
-        if job.pair is not None:
-            alpha = None if loaded.alpha is None else crop_to_multiple(loaded.alpha)
-            dio.write_image(job.pair, crop_to_multiple(loaded.rgb), alpha=alpha, is_gray=loaded.is_gray,
-                            bit_depth=16 if depth == np.uint16 else 8, icc_profile=loaded.icc_profile,
-                            quality=args.quality)
+        deg.degrade_file(job.source, job.dest, reference, seed=seed, pair=job.pair, quality=args.quality,
+                         max_pixels=max_pixels, progress=progress)
 
-    def done(job: _Job) -> bool:
+    def done(job: BatchJob) -> bool:
         return job.dest.exists() and (job.pair is None or job.pair.exists())
 
     return _run_batch("degrade", args, plan, process, skip=done)
 
 
 # ------------------------------------------------------------------ videos (the work is in ddnsr.inference.video)
-
-
-def _is_video(path: Path) -> bool:
-    from ddnsr.imageio.video import is_video
-
-    return is_video(path)
-
-
-def _with_videos(root: Path, files: list[Path], recursive: bool) -> list[Path]:
-    """A folder's image files and its video files, sorted by path."""
-    from ddnsr.imageio.video import list_videos
-
-    return sorted([*files, *list_videos(root, recursive)], key=lambda f: f.relative_to(root).parts)
-
-
-def _seconds(text: str) -> float:
-    """``12.5``, ``1:30`` or ``0:01:30.5`` -> seconds (>= 0 and at most :data:`MAX_SECONDS`)."""
-    from ddnsr.inference.video import MAX_SECONDS
-
-    try:
-        value = 0.0
-        for part in text.split(":"):
-            value = value * 60 + float(part)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds or [HH:]MM:SS, got {text!r}") from None
-    if value < 0 or value != value:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
-    if value > MAX_SECONDS:
-        raise argparse.ArgumentTypeError(f"must be at most {MAX_SECONDS:.0f} seconds (a year), got {text!r}")
-    return value
 
 
 def _video_arguments(p: argparse.ArgumentParser) -> None:
@@ -563,30 +348,30 @@ def _video_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--video-ext", choices=tuple(CONTAINERS), default="mp4", help="video container (default: mp4)")
     g.add_argument("--codec", choices=tuple(CODECS), default="h264",
                    help="video codec (default: h264; ffv1 is lossless RGB, in mkv)")
-    g.add_argument("--crf", type=_non_negative, default=None,
+    g.add_argument("--crf", type=t.non_negative, default=None,
                    help="constant quality, lower is better (default: h264 18, h265 20, vp9 31, av1 32)")
     g.add_argument("--frames", action="store_true",
                    help="also write the frames as PNG into OUTDIR/<stem><suffix>.frames/")
-    g.add_argument("--start", type=_seconds, default=0.0, metavar="T", help="begin at T seconds ([HH:]MM:SS too)")
-    g.add_argument("--duration", type=_seconds, default=None, metavar="T", help="do only T seconds")
-    g.add_argument("--segment", type=_seconds, default=10.0, metavar="T",
+    g.add_argument("--start", type=t.seconds, default=0.0, metavar="T", help="begin at T seconds ([HH:]MM:SS too)")
+    g.add_argument("--duration", type=t.seconds, default=None, metavar="T", help="do only T seconds")
+    g.add_argument("--segment", type=t.seconds, default=10.0, metavar="T",
                    help="segment length for resuming, cut at key frames (default: 10 seconds)")
 
 
-def _video_runner(up: object, args: argparse.Namespace) -> Callable[[_Job], None]:
+def _video_runner(up: object, args: argparse.Namespace) -> Callable[[BatchJob], None]:
     """``run(job)``: one video through :func:`ddnsr.inference.video.upscale_video` with a frames bar."""
     from tqdm import tqdm
 
     from ddnsr.inference.video import VideoSettings, check_settings, frames_folder, upscale_video
 
-    def settings(job: _Job) -> VideoSettings:
+    def settings(job: BatchJob) -> VideoSettings:
         return VideoSettings(codec=args.codec, crf=args.crf, container=args.video_ext, segment_seconds=args.segment,
                              start=args.start, duration=args.duration, max_pixels=args.max_pixels or None,
                              frames_dir=frames_folder(job.dest) if args.frames else None)
 
-    check_settings(settings(_Job(Path("-"), Path("-"), "-")))  # bad settings fail once, before any input
+    check_settings(settings(BatchJob(Path("-"), Path("-"), "-")))  # bad settings fail once, before any input
 
-    def run(job: _Job) -> None:
+    def run(job: BatchJob) -> None:
         bar = None
 
         def progress(done: int, total: int) -> None:

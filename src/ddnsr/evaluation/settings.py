@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from ddnsr import defaults
 from ddnsr.errors import SettingError
 
 __all__ = ["DEFAULT", "NIQE_CHANNELS", "Settings"]
@@ -20,24 +21,24 @@ class Settings:
         crop_size: the crop's size in HR pixels (at least 8).
         niqe_channel: ``"gray"`` (MATLAB ``niqe_release``'s ``rgb2gray``) or ``"y"`` (BT.601 Y, BasicSR).
         use_lpips: compute LPIPS when its AlexNet backbone is present locally (it is never downloaded).
-        device, precision, tile: how models are run (``Upscaler.load`` / ``Degrader.load``; tile 0: whole image).
+        device, precision, tile: how models are run (``Upscaler.load`` / ``Degrader.load``; tile 0: whole image);
+            precision is fp32 by default (:data:`ddnsr.defaults.PRECISION`: scores are of the network itself).
         seed: the seed given to degradation models.
         progress: show progress bars on stderr.
         max_pixels: images (LR, HR or reference) with more pixels are skipped, refused from their header
-            before decoding (None: no limit). Scoring one pair takes about 140 bytes per HR pixel, so the
-            default (25 M pixels, e.g. 5000x5000) stays near 3.5 GB.
+            before decoding (None: no limit; default :data:`ddnsr.defaults.EVALUATE_MAX_PIXELS`).
     """
 
     crops: int = 3
     crop_size: int = 128
     niqe_channel: str = "gray"
     use_lpips: bool = True
-    device: str = "auto"
-    precision: str = "fp32"
+    device: str = defaults.DEVICE
+    precision: str = defaults.PRECISION["evaluation"]
     tile: int | None = None
     seed: int = 0
     progress: bool = True
-    max_pixels: int | None = 25_000_000
+    max_pixels: int | None = defaults.EVALUATE_MAX_PIXELS
 
     def __post_init__(self) -> None:
         if self.max_pixels is not None and (isinstance(self.max_pixels, bool) or not isinstance(self.max_pixels, int)

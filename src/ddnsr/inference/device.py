@@ -15,6 +15,7 @@ import platform
 
 import torch
 
+from ddnsr.defaults import PRECISIONS, precision_rule
 from ddnsr.errors import SettingError
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "autocast_dtype",
     "cpu_flags",
     "cpu_has_native_bf16",
+    "auto_precision",
     "default_precision",
     "inference_precision",
     "describe",
@@ -31,7 +33,6 @@ __all__ = [
 ]
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 def _mps_available() -> bool:
@@ -100,33 +101,26 @@ def cpu_has_native_bf16() -> bool:
     return False
 
 
+def auto_precision(purpose: str, device: torch.device) -> str:
+    """What ``precision="auto"`` means for ``purpose`` on ``device``: :func:`ddnsr.defaults.precision_rule`
+    given what this machine offers (native bf16 on the CPU, bf16 on the GPU)."""
+    cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    native = device.type == "cpu" and cpu_has_native_bf16()
+    return precision_rule(purpose, device.type, native_bf16=native, cuda_bf16=cuda_bf16)
+
+
 def default_precision(device: torch.device) -> str:
-    """The precision ``auto`` means on ``device``: bf16 on CUDA and on native-bf16 CPUs, else fp32."""
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if device.type == "cpu" and cpu_has_native_bf16():
-        return "bf16"
-    return "fp32"
-
-
-#: Whether bf16 autocast keeps the upscaler's output within 40 dB PSNR of fp32 on real photos. Measured
-#: (docs/speed.md): track1 on 10 real LR crops, bf16 against fp32 after 8-bit rounding, PSNR 48.0 dB at
-#: the worst, 50.9 on average, at most 6 levels apart; bf16 is 2.2-2.7x faster where it is native.
-CPU_BF16_KEEPS_40DB = True
+    """The precision ``auto`` means for training on ``device``: bf16 on CUDA and on native-bf16 CPUs, else fp32."""
+    return auto_precision("training", device)
 
 
 def inference_precision(device: torch.device) -> str:
     """What ``precision="auto"`` means for inference: the fastest path within 40 dB PSNR of fp32.
 
-    CUDA: fp16 autocast (as Real-ESRGAN; fp16 keeps 3 more mantissa bits than bf16). CPU: bf16 only
-    where the CPU computes it natively *and* bf16 keeps 40 dB (see :data:`CPU_BF16_KEEPS_40DB`), else
-    fp32 with channels_last. MPS: fp32.
+    CUDA: fp16 autocast (as Real-ESRGAN). CPU: bf16 where the CPU computes it natively (measured in
+    docs/speed.md: 48.0 dB at the worst on real photos), else fp32 with channels_last. MPS: fp32.
     """
-    if device.type == "cuda":
-        return "fp16"
-    if device.type == "cpu" and cpu_has_native_bf16() and CPU_BF16_KEEPS_40DB:
-        return "bf16"
-    return "fp32"
+    return auto_precision("inference", device)
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:

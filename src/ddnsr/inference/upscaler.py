@@ -15,10 +15,11 @@ than the tile overlap, a difference well below 1/255; see :mod:`ddnsr.inference.
 Defaults and why (measured by ``benchmarks/infer.py``; numbers in its docstring):
 
 * ``device="auto"``: CUDA, else Apple's MPS, else the CPU.
-* ``precision="fp32"``: bf16 autocast is faster on CPUs with native bf16, but on RRDBNet its error
-  exceeds 1/255 of fp32 (several levels at the 8-bit output), so it is opt-in everywhere. ``fp16`` is
-  refused on the CPU with a SettingError (a choice: CPU half-precision convolutions are no fast path and
-  lose precision; bf16 is the CPU's reduced precision); on CUDA and MPS it runs under autocast.
+* ``precision="auto"``: :func:`ddnsr.defaults.precision_rule` for inference: fp16 autocast on CUDA,
+  bf16 on CPUs that compute it natively (within 40 dB PSNR of fp32 on real photos, at most a few levels
+  apart at the 8-bit output), else fp32. ``fp16`` is refused on the CPU with a SettingError (a choice:
+  CPU half-precision convolutions are no fast path and lose precision; bf16 is the CPU's reduced
+  precision); on CUDA and MPS it runs under autocast.
 * the fast path is always on: ``torch.inference_mode()``, the network and each tile in
   ``channels_last`` memory format (same result within float rounding, markedly faster with oneDNN on
   the CPU), one tile at a time (batching equal tiles gave no gain on the CPU and multiplies memory).
@@ -51,6 +52,7 @@ from PIL import Image
 from torch import nn
 
 import ddnsr.imageio as dio
+from ddnsr import defaults
 from ddnsr.errors import ModelFileError, SettingError
 from ddnsr.formats.modelfile import bundled_models, load_model
 from ddnsr.inference.device import DEVICES, PRECISIONS, inference_precision, resolve_device, set_threads
@@ -70,13 +72,10 @@ __all__ = [
     "resolve_device",
 ]
 
-#: The model used when none is named: a bundled name (``src/ddnsr/models/<name>-reconstruction.safetensors``
-#: and ``<name>-degradation.safetensors``).
-#: The bundled model ``ddnsr upscale`` uses: the full-size R (Real-ESRGAN x4plus fine-tuned with DDNSR),
-#: the best on real photos it was not trained on (README "Models and results"; docs/demo.png).
-DEFAULT_MODEL = "track1-ft"
-#: The small bundled model, about 13 times less arithmetic per pixel (``--model track1``).
-FAST_MODEL = "track1"
+#: The model used when none is named (:data:`ddnsr.defaults.DEFAULT_MODEL`, a bundled name:
+#: ``src/ddnsr/models/<name>-reconstruction.safetensors`` and ``<name>-degradation.safetensors``), and the
+#: small fast one (:data:`ddnsr.defaults.FAST_MODEL`).
+DEFAULT_MODEL, FAST_MODEL = defaults.DEFAULT_MODEL, defaults.FAST_MODEL
 
 
 #: HR pixels of context around each degradation tile (16 LR pixels): D's reach is wider than the
@@ -497,7 +496,7 @@ class Upscaler(_TiledNetwork):
             ImageError: the input cannot be read or the output cannot be written.
         """
         loaded = dio.read_image(source, max_pixels=max_pixels)
-        depth = np.uint16 if loaded.bit_depth == 16 and dio.output_format(dest) in ("PNG", "TIFF") else np.uint8
+        depth = _file_depth(loaded, dest)
         data = self.upscale_planes(loaded.rgb, loaded.alpha, gray=loaded.is_gray, dtype=depth, progress=progress)
         icc = loaded.icc_profile
         del loaded  # the decoded input is not needed while encoding
@@ -521,6 +520,11 @@ class Upscaler(_TiledNetwork):
     def __repr__(self) -> str:
         return (f"Upscaler({self.name!r}, device={self.device.type!r}, precision={self.precision!r}, "
                 f"tile={self.tile!r})")
+
+
+def _file_depth(loaded: dio.LoadedImage, dest: str | os.PathLike) -> type:
+    """uint16 for a 16-bit input written as PNG or TIFF (the formats with 16 bits), else uint8."""
+    return np.uint16 if loaded.bit_depth == 16 and dio.output_format(dest) in ("PNG", "TIFF") else np.uint8
 
 
 def _check_rgb(rgb: np.ndarray) -> np.ndarray:
@@ -621,6 +625,39 @@ class Degrader(_TiledNetwork):
                          alpha=alpha is not None and keep_alpha, dtype=np.dtype(dtype))
         return _render(self._runner(reference, seed), np.ascontiguousarray(hr_rgb), alpha, layout, up=False,
                        tile=self.tile_for(*hr_rgb.shape[:2]), overlap=self.overlap, progress=progress)
+
+    def degrade_file(self, source: str | os.PathLike, dest: str | os.PathLike, reference: np.ndarray | None = None,
+                     *, seed: int = 0, pair: str | os.PathLike | None = None, quality: int = defaults.QUALITY,
+                     max_pixels: int | None = dio.DEFAULT_MAX_PIXELS, progress: Progress | None = None
+                     ) -> np.ndarray:
+        """Read the HR photo ``source``, degrade it and write ``dest`` atomically: the path of ``ddnsr degrade``
+        and of the page's degradation view.
+
+        Args:
+            reference: HxWx3 float32 in [0, 1] real LR photo (ignored by single-input D models).
+            seed: picks the reference crops.
+            pair: also write the HR, cropped to multiples of 4 (bottom / right), here (a paired training set).
+            quality, max_pixels, progress: as for :meth:`Upscaler.upscale_file`.
+
+        Returns:
+            The written (H//4)x(W//4)xC array (uint8, or uint16 for 16-bit inputs written as PNG / TIFF).
+
+        Raises:
+            ImageError: the input cannot be read, is smaller than 4x4, or an output cannot be written.
+        """
+        loaded = dio.read_image(source, max_pixels=max_pixels)
+        if loaded.height < 4 or loaded.width < 4:
+            raise dio.ImageError(source, f"too small: {loaded.width}x{loaded.height} (4x4 at least)")
+        depth = _file_depth(loaded, dest)
+        data = self.degrade_planes(loaded.rgb, reference if self.needs_reference else None, loaded.alpha, seed=seed,
+                                   gray=loaded.is_gray, dtype=depth, progress=progress)
+        dio.write_planes(dest, data, icc_profile=loaded.icc_profile, quality=quality)
+        if pair is not None:
+            alpha = None if loaded.alpha is None else crop_to_multiple(loaded.alpha)
+            dio.write_image(pair, crop_to_multiple(loaded.rgb), alpha=alpha, is_gray=loaded.is_gray,
+                            bit_depth=16 if depth == np.uint16 else 8, icc_profile=loaded.icc_profile,
+                            quality=quality)
+        return data
 
     def degrade_array(self, hr_rgb: np.ndarray, ref_rgb: np.ndarray | None, *, seed: int = 0) -> np.ndarray:
         """HxWx3 float [0, 1] HR + a real LR reference (any size) -> (H//4)x(W//4)x3 float32 in [0, 1]."""

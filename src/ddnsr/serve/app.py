@@ -40,6 +40,7 @@ from typing import BinaryIO
 from flask import Flask, Response, abort, jsonify, redirect, request, send_file
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from ddnsr import defaults
 from ddnsr.errors import (
     BusyError,
     DdnsrError,
@@ -50,12 +51,13 @@ from ddnsr.errors import (
     SettingError,
     one_line,
 )
+from ddnsr.inference.batch import unique_name
 from ddnsr.serve.jobs import FORMATS, Job, Models, Worker, Workspace, safe_name
 
 __all__ = ["ServeConfig", "create_app", "is_loopback"]
 
 STATIC = Path(__file__).resolve().parent / "static"
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+IMAGE_EXTENSIONS = defaults.IMAGE_EXTENSIONS
 MODEL_EXTENSIONS = (".safetensors", ".pth", ".pt")
 FORM_SLACK = 64 * 1024  # bytes of a request beyond its files: multipart headers and the small fields
 MAX_FORM_PARTS = 100  # files and fields in one request (the page sends at most six)
@@ -66,14 +68,14 @@ class ServeConfig:
     """Settings of one server (the ``ddnsr serve`` flags)."""
 
     host: str = "127.0.0.1"
-    model: str = "track1"  # the model selected first: a bundled name or a model file
-    device: str = "auto"
-    max_pixels: int | None = 16_000_000
+    model: str = defaults.DEFAULT_MODEL  # the model selected first: a bundled name or a model file
+    device: str = defaults.DEVICE
+    max_pixels: int | None = defaults.MAX_PIXELS
     max_upload_bytes: int = 100 * 10**6  # one image
     max_model_bytes: int = 500 * 10**6  # one model file
     max_jobs: int = 200
-    quality: int = 95
-    tile: int | None = None
+    quality: int = defaults.QUALITY
+    tile: int | None = None  # 0: whole image; else at least defaults.MIN_TILE
     runs: list[Path] = field(default_factory=list)
     workdir: str | None = None  # parent of the private folder (default: the system's temp folder)
 
@@ -88,9 +90,11 @@ def is_loopback(host: str) -> bool:
 
 
 def _precisions(device: str) -> list[str]:
+    """The precisions the page offers, the command line's default (``auto``) first."""
     from ddnsr.inference.device import resolve_device
 
-    return ["fp32", "bf16"] if resolve_device(device).type == "cpu" else ["fp32", "bf16", "fp16"]
+    offered = [p for p in defaults.PRECISIONS if p != "fp16" or resolve_device(device).type != "cpu"]
+    return [defaults.PRECISION["inference"], *offered]
 
 
 def create_app(config: ServeConfig | None = None) -> Flask:
@@ -100,6 +104,9 @@ def create_app(config: ServeConfig | None = None) -> Flask:
     private folder.
     """
     config = config or ServeConfig()
+    problem = defaults.check_tile(config.tile)
+    if problem:
+        raise SettingError(f"tile {problem}").named("tile")
     models = Models(config.runs)
     if Path(config.model).is_file():  # a model file named on the command line: checked like an upload
         name = Path(config.model).name
@@ -322,8 +329,9 @@ class _Api:
         with _job_folder(state.workspace) as (job_id, folder):
             model = _choice(request.form.get("model"), models.entries, "model", state.default_model)
             models.path(model, model_kind)
-            precision = _choice(request.form.get("precision"), state.precisions, "precision", "fp32")
-            fmt = _choice(request.form.get("format"), FORMATS, "format", "png") if kind == "upscale" else "png"
+            precision = _choice(request.form.get("precision"), state.precisions, "precision", state.precisions[0])
+            fmt = _choice(request.form.get("format"), FORMATS, "format", defaults.OUTPUT_FORMATS[0]) \
+                if kind == "upscale" else "png"
             inputs, names, sizes = {}, {}, {}
             for key, what in files.items():
                 path, name = _save_upload(request.files.get(key), folder, key, IMAGE_EXTENSIONS,
@@ -355,7 +363,7 @@ class _Api:
             names = {"hr": safe_name(hr_file.name), "lr": safe_name(lr_file.name)}
             job = Job(id=job_id, kind="degrade", name=names["hr"], folder=folder, inputs=inputs, input_names=names,
                       model=model, precision=_choice(request.form.get("precision"), state.precisions, "precision",
-                                                     "fp32"))
+                                                     state.precisions[0]))
             self.worker.submit(job)
         return jsonify(job.public()), 201
 
@@ -401,12 +409,7 @@ class _Api:
                 handle = open(job.outputs["result"], "rb")  # noqa: SIM115  (closed by _zip_stream)
             except (OSError, KeyError):  # removed since the listing
                 continue
-            stem, suffix = Path(job.download_name()).stem, Path(job.download_name()).suffix
-            name, n = f"{stem}{suffix}", 1
-            while name in used:
-                n += 1
-                name = f"{stem}-{n}{suffix}"
-            used.add(name)
+            name = unique_name(job.download_name(), used)
             entries.append((name, handle))
         if not entries:
             return _error("no finished results yet", 404)

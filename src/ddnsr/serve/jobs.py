@@ -2,10 +2,10 @@
 
 One :class:`Worker` thread takes jobs from a FIFO queue and runs the network for one job at a time, so
 memory stays bounded by one image (plus the one loaded model) however many files are dropped. A job is
-an upscale (the exact path of ``ddnsr upscale``: :func:`ddnsr.imageio.read_image` ->
-:meth:`ddnsr.inference.upscaler.Upscaler.upscale_planes` -> :func:`ddnsr.inference.upscaler.write_planes`,
-so the bytes equal the command line's for the same model, precision and format) or a degradation view
-(clean HR -> D's LR, next to a real LR photo). A job is cancelled between tiles (the progress callback
+an upscale (the exact path of ``ddnsr upscale``: :meth:`ddnsr.inference.upscaler.Upscaler.upscale_file`, with
+the defaults of :mod:`ddnsr.defaults`, so the bytes equal the command line's for the same model, precision and
+format) or a degradation view (clean HR -> D's LR next to a real LR photo, by ``ddnsr degrade``'s
+:meth:`~ddnsr.inference.upscaler.Degrader.degrade_file`). A job is cancelled between tiles (the progress callback
 raises once its flag is set) and between the network's blocks (a forward pre-hook raises); a queued job
 is simply skipped.
 
@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ddnsr import defaults
 from ddnsr.errors import (
     BusyError,
     DataError,
@@ -47,7 +48,7 @@ _IMAGE_ERRORS = (ImageError,)
 __all__ = ["Cancelled", "Job", "Models", "Worker", "Workspace", "model_entry", "safe_name"]
 
 #: Output formats offered in the page (``ddnsr upscale --ext``) and their file extensions.
-FORMATS = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tif": ".tif"}
+FORMATS = {name: f".{name}" for name in defaults.OUTPUT_FORMATS}
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
 FINISHED = (DONE, FAILED, CANCELLED)
 
@@ -234,8 +235,8 @@ class Job:
     inputs: dict[str, Path]  # "image" (upscale) or "hr" and "lr" (degrade)
     input_names: dict[str, str]  # the same keys -> the sanitised upload names
     model: str
-    precision: str = "fp32"
-    fmt: str = "png"
+    precision: str = defaults.PRECISION["inference"]
+    fmt: str = defaults.OUTPUT_FORMATS[0]
     state: str = QUEUED
     tiles_done: int = 0
     tiles_total: int = 0
@@ -268,7 +269,12 @@ class Job:
         }
 
     def download_name(self) -> str:
-        return f"{Path(self.name).stem}_x4{FORMATS[self.fmt]}" if self.kind == "upscale" else f"{self.name}_lr.png"
+        """``<stem>_x4.<format>`` (the name ``ddnsr upscale --suffix _x4`` gives) or ``<name>_lr.png``."""
+        from ddnsr.inference.batch import output_name
+
+        if self.kind == "upscale":
+            return output_name(Path(self.name).stem, "_x4", self.fmt)
+        return f"{self.name}_lr.png"
 
 
 PID_FILE = "server.pid"  # in each workspace: "<pid> <host name>" of the server that owns it
@@ -481,19 +487,16 @@ class Worker:
         return dest
 
     def _degrade(self, job: Job) -> None:
-        """Clean HR -> D's LR (PNG), with 8-bit previews of the HR and the real LR."""
+        """Clean HR -> D's LR (PNG; ``ddnsr degrade``'s path, Degrader.degrade_file), with 8-bit previews of
+        the HR and the real LR."""
         import ddnsr.imageio as dio
-        from ddnsr.imageio import write_planes
 
         deg = self._network("Degrader", job.model, job.precision)
-        hr = dio.read_image(job.inputs["hr"], max_pixels=self.max_pixels)
-        lr = dio.read_image(job.inputs["lr"], max_pixels=self.max_pixels)
-        if hr.height < 4 or hr.width < 4:
-            raise ImageError(job.inputs["hr"], f"too small: {hr.width}x{hr.height} (4x4 at least)")
-        job.size_in = (hr.width, hr.height)
-        data = deg.degrade_planes(hr.rgb, lr.rgb if deg.needs_reference else None, hr.alpha, seed=0,
-                                  gray=hr.is_gray, dtype=np.uint8, progress=self._progress(job))
-        job.outputs["result"] = write_planes(job.folder / "degraded.png", data, icc_profile=hr.icc_profile)
+        reference = dio.read_image(job.inputs["lr"], max_pixels=self.max_pixels).rgb if deg.needs_reference else None
+        job.size_in = dio.image_size(job.inputs["hr"])
+        data = deg.degrade_file(job.inputs["hr"], job.folder / "degraded.png", reference, seed=0,
+                                max_pixels=self.max_pixels, progress=self._progress(job))
+        job.outputs["result"] = job.folder / "degraded.png"
         job.size_out = (int(data.shape[1]), int(data.shape[0]))
         job.outputs["hr"] = self._preview(job.inputs["hr"], job.folder / "hr.png")
         job.outputs["lr"] = self._preview(job.inputs["lr"], job.folder / "lr.png")

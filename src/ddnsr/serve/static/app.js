@@ -54,7 +54,9 @@ async function loadInfo(selectId) {
   fill($("format"), info.formats);
   const l = info.limits;
   $("limits").textContent = `Up to ${megabytes(l.max_upload_bytes)} per photo` +
-    (l.max_pixels ? `, ${(l.max_pixels / 1e6).toFixed(1)} megapixels` : "") + "; PNG, JPEG, WebP, BMP, TIFF.";
+    (l.max_pixels ? `, ${(l.max_pixels / 1e6).toFixed(1)} megapixels` : "") +
+    `; ${info.image_extensions.join(" ")}.`;
+  $("files").accept = info.image_extensions.join(",");
   showNote();
   showRunButton();
 }
