@@ -71,3 +71,23 @@ def test_library_errors_name_the_setting_and_the_command_line_its_flag():
     assert flag_message(exc) == "--video-ext avi: choose from mp4, mkv"
     assert flag_message(SettingError("output_dir x: exists").named("output_dir")) == "-o x: exists"
     assert flag_message(SettingError("codec x")) == "codec x"  # names no setting: left as it is
+
+
+def test_video_settings_errors_name_the_setting_and_upscale_names_the_flag(tmp_path, capsys):
+    pytest.importorskip("av")
+    from ddnsr.cli import main
+    from ddnsr.inference.video import VideoSettings, check_settings
+
+    cases = [(VideoSettings(crf=99), "crf 99: h264 takes 0..51", "--crf 99: h264 takes 0..51"),
+             (VideoSettings(codec="ffv1", crf=3), "crf: ffv1 is lossless", "--crf: ffv1 is lossless"),
+             (VideoSettings(segment_seconds=0), "segment_seconds must be above 0", "--segment must be above 0")]
+    for settings, library, _ in cases:
+        with pytest.raises(SettingError, match=f"^{library}"):
+            check_settings(settings)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "clip.mp4").write_bytes(b"")  # any video input makes upscale check the settings
+    for argv, (_, _, flag) in zip((["--crf", "99"], ["--codec", "ffv1", "--crf", "3"], ["--segment", "0"]), cases,
+                                  strict=True):
+        assert main(["upscale", str(tmp_path / "in" / "clip.mp4"), "-o", str(tmp_path / "out"), "--model", "track1",
+                     "-q", *argv]) == 1
+        assert f"error: {flag}" in capsys.readouterr().err

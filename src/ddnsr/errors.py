@@ -10,9 +10,13 @@ traceback. Each kind also keeps the standard base it had before (``ValueError`` 
 from __future__ import annotations
 
 import os
+from typing import TypeVar
 
 __all__ = ["BusyError", "DataError", "DdnsrError", "DownloadError", "ImageError", "LimitError", "ModelFileError",
            "RequestError", "SettingError", "one_line"]
+
+
+_Error = TypeVar("_Error", bound="DdnsrError")
 
 
 class DdnsrError(Exception):
@@ -24,7 +28,7 @@ class DdnsrError(Exception):
 
     settings: tuple[str, ...] = ()
 
-    def named(self, *settings: str) -> DdnsrError:
+    def named(self: _Error, *settings: str) -> _Error:
         """This error, recording the settings its message names (returned, for ``raise Error(...).named(...)``)."""
         self.settings = settings
         return self

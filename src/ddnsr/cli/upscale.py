@@ -189,10 +189,10 @@ class _Reporter:
 
 def _reason(exc: BaseException) -> str:
     """A failed input's line: an image error as it is, a setting named as its flag, anything else with its type."""
-    if isinstance(exc, dio.ImageError):
-        return str(exc)
     if isinstance(exc, DdnsrError) and exc.settings:
         return flag_message(exc)
+    if isinstance(exc, dio.ImageError):
+        return str(exc)
     return one_line(exc, typed=True, limit=300)
 
 

@@ -151,7 +151,8 @@ def evaluate(
     lr_dir = Path(lr_dir)
     hr_dir = None if hr_dir is None else Path(hr_dir)
     if degraders and hr_dir is None:
-        raise SettingError("--degrader needs --hr: the degradation table compares D(HR) with the real LR")
+        raise SettingError("degrader needs hr: the degradation table compares D(HR) with the real LR"
+                           ).named("degrader", "hr")
     if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise SettingError(f"{out_dir}: exists and is not a folder")
     pairing = pairs_from_folders(lr_dir, hr_dir)

@@ -58,7 +58,8 @@ def check_exportable(net: nn.Module, label: str, fmt: str) -> None:
     if isinstance(net, DegradationNet):
         if fmt == "ncnn":
             raise ModelFileError(f"{label}: is a degradation network (D); ncnn export is for upscalers (R) only, "
-                                 "as Upscayl and realesrgan-ncnn-vulkan run single-input x4 models: use --format onnx")
+                                 "as Upscayl and realesrgan-ncnn-vulkan run single-input x4 models: use format onnx"
+                                 ).named("format")
         return
     raise ModelFileError(f"{label}: a {type(net).__name__} cannot be exported (only R and D)")
 

@@ -152,7 +152,7 @@ def _check_pixels(path: Path, size: tuple[int, int], max_pixels: int | None) -> 
             path,
             f"too many pixels: {width}x{height} = {width * height} > limit {max_pixels} "
             "(refused before decoding; raise max_pixels if the image is genuine)",
-        )
+        ).named("max_pixels")
 
 
 @dataclass

@@ -175,7 +175,7 @@ def probe_video(path: str | os.PathLike, *, max_pixels: int | None = None) -> Vi
             raise ImageError(path, "unknown video codec: FFmpeg has no decoder for it")
         if ctx.width and ctx.height and max_pixels and ctx.width * ctx.height > max_pixels:
             raise ImageError(path, f"frame of {ctx.width}x{ctx.height} = {ctx.width * ctx.height:_} pixels is over "
-                             f"--max-pixels {max_pixels:_}")
+                             f"max_pixels {max_pixels:_}").named("max_pixels")
         try:
             first = next(container.decode(stream), None)
         except av.error.FFmpegError as exc:
@@ -184,7 +184,7 @@ def probe_video(path: str | os.PathLike, *, max_pixels: int | None = None) -> Vi
             raise ImageError(path, f"no decodable video frame ({ctx.name})")
         if max_pixels and first.width * first.height > max_pixels:
             raise ImageError(path, f"frame of {first.width}x{first.height} = {first.width * first.height:_} pixels "
-                             f"is over --max-pixels {max_pixels:_}")
+                             f"is over max_pixels {max_pixels:_}").named("max_pixels")
         rotation = int(round((first.rotation or 0) / 90.0)) * 90 % 360
         other = [s.index for s in container.streams if s.type in ("audio", "subtitle")]
         return VideoInfo(

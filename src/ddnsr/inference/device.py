@@ -57,14 +57,16 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         return torch.device("cpu")
     kind, _, index = name.partition(":")
     if kind not in DEVICES or (index and not index.isdigit()):
-        raise SettingError(f"device must be one of {', '.join(DEVICES)} (or cuda:N), got {device!r}")
+        raise SettingError(f"device must be one of {', '.join(DEVICES)} (or cuda:N), got {device!r}").named("device")
     if kind == "cuda":
         if not torch.cuda.is_available():
-            raise SettingError(f"device {name}: CUDA is not available on this machine (use --device cpu or auto)")
+            raise SettingError(f"device {name}: CUDA is not available on this machine (use device cpu or auto)"
+                              ).named("device")
         if index and int(index) >= torch.cuda.device_count():
             raise SettingError(f"device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     if kind == "mps" and not _mps_available():
-        raise SettingError(f"device {name}: Apple MPS is not available on this machine (use --device cpu or auto)")
+        raise SettingError(f"device {name}: Apple MPS is not available on this machine (use device cpu or auto)"
+                          ).named("device")
     return device if isinstance(device, torch.device) else torch.device(name)
 
 

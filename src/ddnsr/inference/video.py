@@ -167,7 +167,7 @@ def _output_lock(dest: Path) -> Iterator[None]:
 
 
 def frames_folder(dest: Path) -> Path:
-    """Where ``--frames`` writes the PNG frames of ``dest``: ``<dest without extension>.frames``."""
+    """The ``frames_dir`` (``--frames``) for the PNG frames of ``dest``: ``<dest without extension>.frames``."""
     return dest.with_name(f"{dest.stem}.frames")
 
 
@@ -179,14 +179,15 @@ def _encoder_for(codec: str) -> str:
 
     spec = CODECS.get(codec)
     if spec is None:
-        raise SettingError(f"--codec {codec}: unknown (choose from {', '.join(CODECS)})")
+        raise SettingError(f"codec {codec}: unknown (choose from {', '.join(CODECS)})").named("codec")
     for name in spec.encoders:
         try:
             av.codec.Codec(name, "w")
         except (av.error.FFmpegError, ValueError):
             continue
         return name
-    raise SettingError(f"--codec {codec}: the installed FFmpeg has no encoder for it ({', '.join(spec.encoders)})")
+    raise SettingError(f"codec {codec}: the installed FFmpeg has no encoder for it "
+                       f"({', '.join(spec.encoders)})").named("codec")
 
 
 def check_settings(settings: VideoSettings) -> str:
@@ -194,17 +195,18 @@ def check_settings(settings: VideoSettings) -> str:
     encoder = _encoder_for(settings.codec)
     spec = CODECS[settings.codec]
     if settings.container not in CONTAINERS:
-        raise SettingError(f"--video-ext {settings.container}: choose from {', '.join(CONTAINERS)}")
+        raise SettingError(f"container {settings.container}: choose from {', '.join(CONTAINERS)}").named("container")
     if settings.crf is not None and spec.crf is None:
-        raise SettingError(f"--crf: {settings.codec} is lossless and has no quality setting")
+        raise SettingError(f"crf: {settings.codec} is lossless and has no quality setting").named("crf")
     if settings.crf is not None and not 0 <= settings.crf <= spec.crf_max:
-        raise SettingError(f"--crf {settings.crf}: {settings.codec} takes 0..{spec.crf_max}")
+        raise SettingError(f"crf {settings.crf}: {settings.codec} takes 0..{spec.crf_max}").named("crf")
     if not 0 < settings.segment_seconds <= MAX_SECONDS:
-        raise SettingError(f"segment length must be above 0 and at most {MAX_SECONDS:.0f} s, "
-                           f"got {settings.segment_seconds}")
+        raise SettingError(f"segment_seconds must be above 0 and at most {MAX_SECONDS:.0f} s, "
+                           f"got {settings.segment_seconds}").named("segment_seconds")
     if not 0 <= settings.start <= MAX_SECONDS or (
             settings.duration is not None and not 0 < settings.duration <= MAX_SECONDS):
-        raise SettingError(f"--start must be in 0..{MAX_SECONDS:.0f} s and --duration above 0 and at most that")
+        raise SettingError(f"start must be in 0..{MAX_SECONDS:.0f} s and duration above 0 and at most that"
+                           ).named("start", "duration")
     return encoder
 
 
@@ -244,7 +246,7 @@ def _check_output_size(info: VideoInfo, settings: VideoSettings, encoder: str) -
     most = _MAX_FRAME.get(encoder)
     if most is not None and (width > most[0] or height > most[1]):
         raise ImageError(info.path, f"its x4 frames, {width}x{height}, are larger than {settings.codec} "
-                         f"({encoder}) takes ({most[0]}x{most[1]}); choose --codec h265 or ffv1")
+                         f"({encoder}) takes ({most[0]}x{most[1]}); choose codec h265 or ffv1").named("codec")
 
 
 def _check_muxable(info: VideoInfo, settings: VideoSettings, encoder: str) -> None:
@@ -268,7 +270,7 @@ def _check_muxable(info: VideoInfo, settings: VideoSettings, encoder: str) -> No
                         source.streams[i].codec_context is not None})
         what = f"{settings.codec}" + (f" with the source's {', '.join(kinds)} streams" if kinds else "")
         raise ImageError(info.path, f"a .{settings.container} file cannot hold {what} ({_reason(exc)}); "
-                         "try --video-ext mkv") from exc
+                         "try container mkv").named("container") from exc
     finally:
         source.close()
 
