@@ -126,7 +126,7 @@ def test_training_step(official, vgg, golden, mode):
     out64, g64 = _step(official, vgg, golden, mode, torch.float64)
     for name, ref in facts["losses"].items():
         assert out32.losses[name].item() == pytest.approx(ref, rel=1e-4), name
-    # the totals weigh TensorFlow's terms as METHOD.md states: R's gradient alone would not show its
+    # the totals weigh TensorFlow's terms as docs/method.md states: R's gradient alone would not show its
     # adversarial weight 10% off (the content term dominates it and R is held to 1e-3 only)
     tf = facts["losses"]
     totals = {"loss_D": 0.1 * tf["content_down"] + 1.0 * tf["adv_down"] + 10.0 * tf["cycle_down"],

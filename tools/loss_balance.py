@@ -7,7 +7,7 @@ RUN_OR_MODEL is a run folder (or a bundled model name) holding ``reconstruction.
 ``degradation.safetensors``. On a few training batches it prints, for every term of loss_R and loss_D
 (with its weight), the loss value and the norm of its gradient with respect to the network it trains.
 A term whose gradient is a hundredth of the others' does not steer training: this is how we found that
-R's official L1 weight (0.01) leaves R's colours to the colour-blind VGG54 content term (README,
+R's official L1 weight (0.01) leaves R's colours to the colour-blind VGG54 content term (docs/results.md,
 "Colour drift"). Discriminator terms are left out (discriminators are not saved with the models).
 """
 

@@ -36,7 +36,7 @@ OFFICIAL = ["--color-weight", "0", "--loss-weights-up", "1,0.005,0.01", "--color
 NO_CU = ["--color-weight-up", "0"]
 T1 = ["--source", "track1", "--target", "div2k"]
 MODELS: dict[str, list[str]] = {
-    # track1, track1-single and track1-bicubic: the cpu preset as it is (README, "Colour drift"); the bicubic
+    # track1, track1-single and track1-bicubic: the cpu preset as it is (docs/results.md, "Colour drift"); the bicubic
     # baseline cannot have R's colour term (R never sees real LR there)
     "track1": [*T1],
     "track1-single": [*T1, "--input", "single"],

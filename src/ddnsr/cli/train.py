@@ -1,4 +1,4 @@
-"""``ddnsr train``: D and R trained together on unpaired real LR and clean HR photos (METHOD.md).
+"""``ddnsr train``: D and R trained together on unpaired real LR and clean HR photos (docs/method.md).
 
 Every option left out takes the preset's value (``--preset``, default ``paper``: the official
 configuration; ``cpu``: about an hour on 2 CPU cores; ``smoke``: seconds, for tests), so a flag given
@@ -162,10 +162,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vgg-preprocess", choices=CHOICES["vgg_preprocess"], help=_default("vgg_preprocess"))
     p.add_argument("--color-weight", type=non_negative_float,
                    help="add W x (L1 of D's local mean colours against the HR's) to loss_D; not in the official "
-                        f"code ({_default('color_weight')}; see README, 'Colour drift')")
+                        f"code ({_default('color_weight')}; see docs/results.md, 'Colour drift')")
     p.add_argument("--color-weight-up", type=non_negative_float,
                    help="add W x (L1 of R(real LR)'s local mean colours against the real LR's) to loss_R; not in "
-                        f"the official code ({_default('color_weight_up')}; see README, 'Colour drift')")
+                        f"the official code ({_default('color_weight_up')}; see docs/results.md, 'Colour drift')")
     p.add_argument("--degradation", choices=CHOICES["degradation"],
                    help="R's training input: D(y, x) (the method) or the bicubic x4 downscale of y (baseline)")
     p.add_argument("--vgg-weights", help="Keras VGG19 notop .h5 (default: $DDNSR_VGG19 or the cache)")
