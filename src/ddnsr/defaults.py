@@ -14,7 +14,6 @@ __all__ = [
     "EVALUATE_MAX_PIXELS",
     "FAST_MODEL",
     "IMAGE_EXTENSIONS",
-    "MAX_OUTSCALE",
     "MAX_PIXELS",
     "MIN_OVERLAP",
     "MIN_TILE",
@@ -64,9 +63,6 @@ QUALITY = 95
 #: to 200/255.
 MIN_TILE = 16
 MIN_OVERLAP = 8
-
-#: The largest ``outscale`` (the network's own factor; smaller ones downscale its output).
-MAX_OUTSCALE = 4.0
 
 
 def precision_rule(purpose: str, device_type: str, *, native_bf16: bool = False,

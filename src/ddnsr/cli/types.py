@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import argparse
 
-from ddnsr.defaults import MAX_OUTSCALE, MIN_OVERLAP, check_tile
+from ddnsr.defaults import MIN_OVERLAP, check_tile
 
-__all__ = ["non_negative", "outscale", "overlap", "port", "positive", "quality", "seconds", "shard", "tile"]
+__all__ = ["non_negative", "overlap", "port", "positive", "quality", "seconds", "shard", "tile"]
 
 
 def non_negative(text: str) -> int:
@@ -70,17 +70,6 @@ def port(text: str) -> int:
     value = non_negative(text)
     if value > 65535:
         raise argparse.ArgumentTypeError(f"must be 0..65535, got {value}")
-    return value
-
-
-def outscale(text: str) -> float:
-    """A final scale factor in (0, :data:`ddnsr.defaults.MAX_OUTSCALE`]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 < value <= MAX_OUTSCALE:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"must be above 0 and at most {MAX_OUTSCALE:g}, got {text!r}")
     return value
 
 

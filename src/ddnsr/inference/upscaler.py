@@ -116,8 +116,8 @@ def _cpu_budget(input_pixels: int) -> int:
 def _no_bundled_model_error(kind: str) -> ModelFileError:
     return ModelFileError(
         f"no bundled model is installed (the default {DEFAULT_MODEL!r} has no {kind} network yet); "
-        "pass model PATH (a .safetensors from 'ddnsr train' or ESRGAN-family RRDBNet x4 weights)"
-    ).named("model")
+        "pass --model PATH (a .safetensors from 'ddnsr train' or ESRGAN-family RRDBNet x4 weights)"
+    )
 
 
 def _load_network(model: str | os.PathLike | nn.Module, kind: str) -> tuple[nn.Module, str]:
