@@ -122,6 +122,7 @@ def _quality(text: str) -> int:
 
 
 def _common(p: argparse.ArgumentParser, *, overlap: int, max_pixels: int, tile_unit: str) -> None:
+    from ddnsr.inference.backends import BACKENDS
     from ddnsr.inference.upscaler import DEFAULT_MODEL, DEVICES, PRECISIONS
 
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files and folders")
@@ -140,8 +141,9 @@ def _common(p: argparse.ArgumentParser, *, overlap: int, max_pixels: int, tile_u
     p.add_argument("--precision", choices=("auto", *PRECISIONS), default="auto",
                    help="default: auto (the fastest path within 40 dB of fp32 on this device; ddnsr info shows it)")
     p.add_argument("--threads", type=_positive, default=None, help="CPU threads for torch (default: torch's)")
-    p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
-                   help="torch (default) or onnxruntime (CPU, fp32; pip install 'ddnsr[export]')")
+    p.add_argument("--backend", choices=BACKENDS, default="auto",
+                   help="default: auto (the fastest runtime within 40 dB of fp32 here; ddnsr info shows it); "
+                   "torch, onnxruntime (CPU, fp32) or openvino (CPU)")
     p.add_argument("--max-pixels", type=_non_negative, default=max_pixels,
                    help=f"refuse inputs with more pixels (default: {max_pixels:_}; 0: no limit)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip them)")
