@@ -439,7 +439,9 @@ class Worker:
         if self._loaded is None or self._loaded[0] != key:
             self._loaded = None  # free the previous network first
             cls = getattr(upscaler, cls_name)
-            net = cls.load(self.models.path(model_id, kind), device=self.device, precision=precision, tile=self.tile)
+            # torch: its RRDB blocks are the cancel points inside a tile (another runtime stops between tiles only)
+            net = cls.load(self.models.path(model_id, kind), device=self.device, precision=precision, tile=self.tile,
+                           backend="torch")
             add_cancel_points(net, self._check_cancel)
             self._loaded = (key, net)
         return self._loaded[1]
