@@ -1,13 +1,26 @@
-"""Inference speed and memory: a plain eager fp32 whole-image baseline against the fast path, in one run.
+"""Inference speed and memory: a plain eager fp32 whole-image baseline against the fast paths, in one run.
 
-    python benchmarks/infer.py [--models cpu,paper] [--device cpu|cuda] [--repeats N]
+    python benchmarks/infer.py [--models track1,track1-ft] [--sizes 128,96] [--repeats N] [--threads N]
+                               [--variants torch,onnxruntime,openvino,openvino-bf16] [--image PHOTO]
+    python benchmarks/infer.py --paths [--configs cpu,paper] [--device cpu|cuda] [--repeats N]
     python benchmarks/infer.py --big [--big-model cpu|paper|tiny] [--big-size 4000x3000]
     python benchmarks/infer.py --video      (benchmarks/video.py: video frames/s, time outside the network)
 
-Networks: R at the bundled size (the ``cpu`` training preset: 6 blocks x 32 features, growth 16) and at the
-paper size (23 x 64, growth 32), random weights (ESRGAN init, the last layer scaled so that outputs look like
-an image: mean 0.5, std 0.2, so that errors in 1/255 mean what they mean on photos). Input: a smooth random
-"photo" (low-pass noise plus edges), 128x128 for the bundled size and 64x64 for the paper size on the CPU.
+The default (CPU) is the runtime table of issue 29: the bundled R at both sizes (``track1``, ``track1-ft``) on
+a crop of a real photo (the bundled demo photo, mirrored where smaller; ``--image``), each runtime through the
+same ``Upscaler`` path (padding, tiles, output): eager fp32 (NCHW, whole image: the baseline and the fp32
+reference), the torch default (channels_last; bf16 where the CPU has native bf16), ONNX Runtime fp32, OpenVINO
+fp32 and OpenVINO's bf16 hint (only where the CPU has native bf16). Printed per variant: output MP/s, the ratio
+to eager, PSNR to the eager output after rounding both to 8 bits (the 40 dB rule), and the first call (building
+the engine: export, compile; plus one upscale) with an empty cache and, for OpenVINO, with the cache filled
+(the cache lives in a temporary folder for the run). ``<- auto`` marks what ``--backend auto`` runs here. The
+header states the CPU's model name and its avx512_bf16 / amx flags. Numbers: docs/speed.md.
+
+``--paths``, the earlier fast-path table: R at the bundled size (the ``cpu`` training preset: 6 blocks x 32
+features, growth 16) and at the paper size (23 x 64, growth 32), random weights (ESRGAN init, the last layer
+scaled so that outputs look like an image: mean 0.5, std 0.2, so that errors in 1/255 mean what they mean on
+photos). Input: a smooth random "photo" (low-pass noise plus edges), 128x128 for the bundled size and 64x64
+for the paper size on the CPU.
 
 Variants, each timed after a warm-up as the best of ``--repeats`` round-robin rounds:
 
@@ -25,7 +38,7 @@ allocated) and the largest difference to the baseline output in 1/255 steps (aft
 ``--big`` runs ``ddnsr upscale`` in a child process on a generated 4000x3000 PNG with automatic tiles and
 reports its peak RSS against the bound "8-bit output array + 1.5 GB" (the output file is not kept).
 
-Measured with ``python benchmarks/infer.py`` (50 s) on an AMD EPYC VM, 2 cores with avx512_bf16,
+Measured with ``python benchmarks/infer.py --paths`` (50 s) on an AMD EPYC VM, 2 cores with avx512_bf16,
 torch 2.13.0+cpu, 2 threads (output MP/s, ratio to the eager fp32 baseline, max |diff| / 99.9th percentile
 in 1/255 steps):
 
@@ -44,7 +57,7 @@ faster but differs from fp32 by up to 10-14 levels of 255 (5-7 at the 99.9th per
 costs 3x the memory, so tiles run one at a time. The timings vary by +-30% when other jobs share the
 machine; the ratios within one run (round-robin) are steadier.
 
-ONNX Runtime against the PyTorch default, measured side by side in one run (``python benchmarks/infer.py --threads 2``,
+ONNX Runtime against the PyTorch default, measured side by side in one run (``benchmarks/infer.py --paths --threads 2``,
 2-core AMD EPYC, AVX2, no AVX-512 and no native bf16, torch 2.13.0+cpu, onnxruntime 1.32.0; the machine was shared
 with other jobs at a load of 8-11, so absolute speeds are 10-30x below the table above and only the ratios count):
 
@@ -91,6 +104,10 @@ CONFIGS = {
     "tiny": dict(num_feat=8, num_block=1, num_grow_ch=4),
 }
 CPU_SIZES = {"cpu": 128, "paper": 64, "tiny": 128}
+RUNTIME_VARIANTS = ("torch", "onnxruntime", "openvino", "openvino-bf16")
+RUNTIME_LABELS = {"eager": "eager fp32 (baseline)", "torch": "torch default ({precision} + channels_last)",
+                  "onnxruntime": "ONNX Runtime fp32", "openvino": "OpenVINO fp32",
+                  "openvino-bf16": "OpenVINO bf16 hint"}
 
 
 # ---------------------------------------------------------------------------------------------- memory
@@ -297,6 +314,124 @@ def bench_config(config: str, device: torch.device, size: int, repeats: int) -> 
               f"max |diff| {diff.max():6.3f}/255 (99.9%: {np.quantile(diff, 0.999):5.3f})")
 
 
+# ------------------------------------------------------------------------------------ the runtime table
+
+
+def cpu_header() -> str:
+    """The CPU's model name and the flags that decide the path (lscpu's 'Model name' and 'Flags')."""
+    from ddnsr.inference.device import cpu_flags, cpu_has_native_bf16
+
+    shown = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16") if f in cpu_flags()]
+    return (f"CPU: {_cpu_name()}; flags: {' '.join(shown) or 'none of avx2/avx512'}; native bf16: "
+            f"{'yes' if cpu_has_native_bf16() else 'no'}; {torch.get_num_threads()} threads")
+
+
+def _versions() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = [f"torch {torch.__version__}"]
+    for package in ("onnxruntime", "openvino"):
+        try:
+            found.append(f"{package} {version(package)}")
+        except PackageNotFoundError:
+            found.append(f"{package} not installed")
+    return ", ".join(found)
+
+
+def photo_input(size: int, image: str | None) -> np.ndarray:
+    """A size x size crop of a real photo (default: the bundled demo photo), mirrored where it is smaller."""
+    import ddnsr.imageio as dio
+    from ddnsr.cli.upscale import DEMO_IMAGE
+
+    rgb = dio.read_image(image or DEMO_IMAGE).rgb
+    h, w = rgb.shape[:2]
+    rgb = np.pad(rgb, ((0, max(0, size - h)), (0, max(0, size - w)), (0, 0)), mode="symmetric")
+    top, left = (rgb.shape[0] - size) // 2, (rgb.shape[1] - size) // 2
+    return np.ascontiguousarray(rgb[top:top + size, left:left + size])
+
+
+def _build(net: torch.nn.Module, variant: str) -> Upscaler:
+    """The Upscaler of a variant (eager: the exact path in plain NCHW, whole image)."""
+    if variant == "eager":
+        return Upscaler(net, device=torch.device("cpu"), precision="fp32", tile=0, channels_last=False)
+    backend, _, precision = variant.partition("-")
+    return Upscaler.load(net, device="cpu", backend=backend, precision=precision or ("auto" if backend == "torch"
+                                                                                    else "fp32"))
+
+
+def first_call(net: torch.nn.Module, variant: str, rgb: np.ndarray) -> tuple[Upscaler, float, float | None]:
+    """(upscaler, seconds to the first result with an empty cache, the same with the cache filled or None)."""
+    times = []
+    for _ in range(2 if variant.startswith("openvino") else 1):
+        start = time.perf_counter()
+        up = _build(net, variant)
+        up.upscale_array(rgb)
+        times.append(time.perf_counter() - start)
+    return up, times[0], times[1] if len(times) > 1 else None
+
+
+def _psnr8(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR (dB) of two [0, 1] images after rounding both to 8 bits (inf when equal)."""
+    diff = np.round(a * 255).astype(np.float64) - np.round(b * 255)
+    mse = float(np.mean(diff**2))
+    return math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
+
+
+def _variants(wanted: str) -> list[str]:
+    """eager first, then the asked variants this machine can run (the reason printed for each one left out)."""
+    from ddnsr.inference.backends import installed
+    from ddnsr.inference.device import cpu_has_native_bf16
+
+    chosen = ["eager"]
+    for v in (x.strip() for x in wanted.split(",") if x.strip()):
+        if v not in RUNTIME_VARIANTS:
+            raise SystemExit(f"--variants: unknown {v!r} (known: {', '.join(RUNTIME_VARIANTS)})")
+        runtime = v.partition("-")[0]
+        if runtime != "torch" and not installed(runtime):
+            print(f"({v} left out: {runtime} is not installed)")
+        elif v == "openvino-bf16" and not cpu_has_native_bf16():
+            print("(openvino-bf16 left out: this CPU has no native bf16)")
+        else:
+            chosen.append(v)
+    return chosen
+
+
+def bench_runtimes(model: str, size: int, args: argparse.Namespace) -> None:
+    """One model's table: every variant timed round-robin, against eager fp32, with PSNR and first-call cost."""
+    from ddnsr.formats.modelfile import load_model
+    from ddnsr.inference.backends import auto_choice
+
+    net = load_model(model, kind="reconstruction")
+    rgb = photo_input(size, args.image)
+    out_mp = (4 * size) ** 2 / 1e6
+    auto = auto_choice(torch.device("cpu"), net)[:2]
+    print(f"\n{model}: input {size}x{size} -> {4 * size}x{4 * size} ({out_mp:.3f} MP), best of {args.repeats}")
+    built = {v: first_call(net, v, rgb) for v in _variants(args.variants)}
+    names = list(built)
+    results = measure([(v, lambda up=built[v][0]: up.upscale_array(rgb)) for v in names], torch.device("cpu"),
+                      args.repeats)
+    base_time, base_out, _ = results[0]
+    for v, (seconds, out, _peak) in zip(names, results, strict=True):
+        up, cold, warm = built[v]
+        label = RUNTIME_LABELS[v].format(precision=up.precision)
+        mark = "  <- auto" if v != "eager" and (up.backend, up.precision) == auto else ""
+        cached = f" / cached {warm:5.2f} s" if warm is not None else ""
+        print(f"  {label:36s} {out_mp / seconds:7.3f} MP/s  x{base_time / seconds:5.2f}  "
+              f"{_psnr8(out, base_out):6.1f} dB  first call {cold:5.2f} s{cached}{mark}")
+
+
+def runtime_table(args: argparse.Namespace) -> None:
+    """The runtime comparison on this CPU for each of ``--models`` (the cache in a fresh temporary folder)."""
+    print(cpu_header())
+    print(_versions())
+    sizes = [int(x) for x in args.sizes.split(",")]
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    with tempfile.TemporaryDirectory(prefix="ddnsr-bench-cache-") as cache:
+        os.environ["DDNSR_CACHE"] = cache  # first calls start from an empty cache
+        for i, model in enumerate(models):
+            bench_runtimes(model, sizes[min(i, len(sizes) - 1)], args)
+
+
 # --------------------------------------------------------------------------------------------- big run
 
 
@@ -331,9 +466,16 @@ def big_run(model: str, size: tuple[int, int], threads: int | None, device: str 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", default="cpu,paper", help="comma-separated: cpu, paper, tiny (default: cpu,paper)")
+    ap.add_argument("--models", default="track1,track1-ft",
+                    help="bundled models or model files for the runtime table (default: track1,track1-ft)")
+    ap.add_argument("--sizes", default="128,96", help="input side per model, the last one repeated (default: 128,96)")
+    ap.add_argument("--variants", default=",".join(RUNTIME_VARIANTS),
+                    help=f"comma-separated, of {', '.join(RUNTIME_VARIANTS)} (default: all; eager always runs)")
+    ap.add_argument("--image", default=None, help="the input photo (default: the bundled demo photo, mirrored to size)")
+    ap.add_argument("--paths", action="store_true", help="the fast-path table on random R (--configs) instead")
+    ap.add_argument("--configs", default="cpu,paper", help="--paths: comma-separated cpu, paper, tiny")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--size", type=int, default=None, help="input side (default: 128 / 96 on the CPU, 512 on CUDA)")
+    ap.add_argument("--size", type=int, default=None, help="--paths: input side (default: 128 / 64 on the CPU)")
     ap.add_argument("--repeats", type=int, default=3, help="timed rounds (default: 3)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--big", action="store_true", help="only the big-image peak-RSS run of ddnsr upscale")
@@ -353,6 +495,9 @@ def main() -> None:
         big_run(args.big_model, (w, h), args.threads, args.device)
         return
     device = torch.device(args.device)
+    if not args.paths and device.type == "cpu":
+        runtime_table(args)
+        return
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
         torch.backends.cudnn.benchmark = True
@@ -360,7 +505,7 @@ def main() -> None:
         name = f"CPU ({_cpu_name()}), {torch.get_num_threads()} threads, native bf16: " \
                f"{'yes' if torch.ops.mkldnn._is_mkldnn_bf16_supported() else 'no'}"
     print(f"device: {name}; torch {torch.__version__}")
-    for config in args.models.split(","):
+    for config in args.configs.split(","):
         size = args.size or (512 if device.type == "cuda" else CPU_SIZES[config])
         bench_config(config.strip(), device, size, args.repeats)
 

@@ -350,12 +350,16 @@ def test_write_planes_formats(tmp_path: Path) -> None:
 
 
 def test_precision_auto_follows_the_cpu(monkeypatch, model_dir: Path) -> None:
-    """auto: bf16 only where the CPU computes it natively (emulated bf16 is ~6x slower than fp32)."""
+    """auto: bf16 only where the CPU computes it natively (emulated bf16 is ~6x slower than fp32), on the
+    torch path and on whatever runtime --backend auto picks (tests/test_backends.py tests that choice)."""
     monkeypatch.setenv("DDNSR_CPU_BF16", "0")
     assert Upscaler.load(model_dir / "r.safetensors", device="cpu").precision == "fp32"
+    assert Upscaler.load(model_dir / "r.safetensors", device="cpu", backend="torch").precision == "fp32"
     monkeypatch.setenv("DDNSR_CPU_BF16", "1")
-    up = Upscaler.load(model_dir / "r.safetensors", device="cpu")
+    up = Upscaler.load(model_dir / "r.safetensors", device="cpu", backend="torch")
     assert up.precision == "bf16" and up._engine.autocast == torch.bfloat16
+    # the default runtime (OpenVINO) reports what it computes in: fp32 where it finds no native bf16
+    assert Upscaler.load(model_dir / "r.safetensors", device="cpu").precision in ("bf16", "fp32")
     assert Upscaler.load(model_dir / "r.safetensors", device="cpu", precision="fp32").precision == "fp32"
 
 
@@ -370,7 +374,9 @@ def test_the_default_path_keeps_40_db_of_fp32() -> None:
     exact = Upscaler.load("track1", device="cpu", precision="fp32")
     a = np.round(auto.upscale_array(rgb) * 255).astype(np.uint8)
     b = np.round(exact.upscale_array(rgb) * 255).astype(np.uint8)
-    if auto.precision == "fp32":
+    if auto.precision == "fp32" and auto.backend == "torch":
         assert np.array_equal(a, b)
+    elif auto.precision == "fp32":  # another runtime's fp32: exact within float rounding
+        assert np.abs(a.astype(int) - b).max() <= 1
     else:
         assert psnr(a, b, channel="rgb", crop_border=0) >= 40.0

@@ -60,6 +60,7 @@ def run_info(args: argparse.Namespace) -> int:
     device = resolve_device("auto")
     print(f"upscaling runs on {describe(device, inference_precision(device))}; "
           f"training on {describe(device, default_precision(device))} (--precision auto)")
+    print(_backend_line(device))
     print("networks at the official defaults (parameters):")
     nets = {
         "R  reconstruction, RRDBNet x4 (23 blocks, 64 features, growth 32)": RRDBNet(init="torch"),
@@ -85,6 +86,22 @@ def run_info(args: argparse.Namespace) -> int:
         default = {DEFAULT_MODEL: " (default)", FAST_MODEL: " (fast: --model " + FAST_MODEL + ")"}.get(name, "")
         print(f"  {name}{default}: {' + '.join(sorted(kinds))}; {facts}; {meta.get('note', '')}".rstrip("; "))
     return 0
+
+
+def _backend_line(device) -> str:
+    """Which runtime ``ddnsr upscale --backend auto`` picks here, in what precision, why, and the versions."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from ddnsr.inference.backends import auto_choice
+
+    backend, precision, why = auto_choice(device)
+    found = []
+    for package in ("openvino", "onnxruntime"):
+        try:
+            found.append(f"{package} {version(package)}")
+        except PackageNotFoundError:
+            found.append(f"{package} not installed")
+    return f"--backend auto runs {backend} {precision} here ({why}; {', '.join(found)})"
 
 
 def run_convert(args: argparse.Namespace) -> int:

@@ -5,7 +5,8 @@ The network is exported in memory with :func:`ddnsr.formats.onnx_export.onnx_byt
 sizes; a few seconds for the full-size R) and run by ONNX Runtime's CPU execution provider with as many
 threads as torch uses. Everything else (tiling, formats, alpha, 8/16-bit output) stays the same: the
 engine only replaces the network call. It is offered because it is faster than the PyTorch path on the
-CPU (``benchmarks/infer.py`` measures both in one run; numbers in its docstring); fp32 only, CPU only.
+CPU (``benchmarks/infer.py`` measures both in one run); fp32 only, CPU only. The checks of the backend
+setting live in :mod:`ddnsr.inference.backends`.
 """
 
 from __future__ import annotations
@@ -15,25 +16,7 @@ import threading
 import torch
 from torch import nn
 
-from ddnsr.errors import SettingError
-
-BACKENDS = ("torch", "onnxruntime")
-
-__all__ = ["BACKENDS", "OnnxRuntimeEngine", "check_backend"]
-
-
-def check_backend(backend: str, device: torch.device, precision: str) -> None:
-    """Refuse (one-line ``SettingError``) a backend this device, precision or installation cannot run."""
-    if backend not in BACKENDS:
-        raise SettingError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    if backend == "torch":
-        return
-    if device.type != "cpu" or precision != "fp32":
-        raise SettingError(f"--backend onnxruntime runs on the CPU in fp32 only (asked: {device.type}, {precision})")
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        raise SettingError("--backend onnxruntime needs ONNX Runtime: pip install 'ddnsr[export]'") from None
+__all__ = ["OnnxRuntimeEngine"]
 
 
 class OnnxRuntimeEngine:

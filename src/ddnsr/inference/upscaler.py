@@ -55,7 +55,9 @@ import ddnsr.imageio as dio
 from ddnsr import defaults
 from ddnsr.errors import ModelFileError, SettingError
 from ddnsr.formats.modelfile import bundled_models, load_model
-from ddnsr.inference.device import DEVICES, PRECISIONS, inference_precision, resolve_device, set_threads
+from ddnsr.inference.backends import choose as choose_backend
+from ddnsr.inference.backends import make_engine
+from ddnsr.inference.device import DEVICES, PRECISIONS, resolve_device, set_threads
 from ddnsr.inference.device import autocast_dtype as _autocast_dtype
 from ddnsr.inference.tiling import DEFAULT_BYTES_PER_PIXEL, DEFAULT_OVERLAP, auto_tile, tiled_apply
 from ddnsr.nets import DegradationNet, RRDBNet
@@ -384,25 +386,21 @@ class _TiledNetwork:
         if overlap < 0:
             raise SettingError(f"tile overlap must be >= 0, got {overlap}")
         self.device = device
-        self.precision = inference_precision(device) if precision == "auto" else precision
         self.tile = tile
         self.overlap = overlap
         self.name = name
-        self.backend = backend
-        if backend == "torch":
+        # the runtime and its precision (ddnsr.inference.backends: auto, torch, onnxruntime, openvino)
+        self.backend, self.precision = choose_backend(backend, device, precision, net)
+        if self.backend == "torch":
             self._engine = _Engine(net, device, _autocast_dtype(self.precision, device), channels_last)
-        else:  # ONNX Runtime on the CPU (ddnsr.inference.onnxruntime_backend), same tiling and formats
-            from ddnsr.inference.onnxruntime_backend import OnnxRuntimeEngine, check_backend
-
-            if precision == "auto":
-                self.precision = "fp32"
-            check_backend(backend, device, self.precision)
-            self._engine = OnnxRuntimeEngine(net)
+        else:  # OpenVINO / ONNX Runtime on the CPU: the same tiling and formats, another network call
+            self._engine = make_engine(self.backend, net, self.precision)
+            self.precision = getattr(self._engine, "precision", self.precision)
 
     @classmethod
     def load(cls, model: str | os.PathLike | nn.Module = DEFAULT_MODEL, *, device: str | torch.device = "auto",
              precision: str = "auto", tile: int | None = None, threads: int | None = None,
-             overlap: int | None = None, backend: str = "torch"):
+             overlap: int | None = None, backend: str = "auto"):
         """Load the network from a bundled name, a model file (see :func:`ddnsr.load_model`) or a module.
 
         Args:
@@ -415,7 +413,8 @@ class _TiledNetwork:
                 (bounded memory); 0: whole image.
             threads: CPU threads for torch (process-wide); None leaves the setting alone.
             overlap: pixels of context around each tile (None: the class default).
-            backend: ``torch`` (default) or ``onnxruntime`` (CPU, fp32; see :mod:`ddnsr.inference.onnxruntime_backend`).
+            backend: ``auto`` (default: the fastest runtime within 40 dB of fp32 on this machine), ``torch``,
+                ``onnxruntime`` or ``openvino`` (CPU; see :mod:`ddnsr.inference.backends`).
 
         Raises:
             ModelFileError, SettingError: no such model, a network of the wrong kind or scale, an unusable

@@ -445,6 +445,7 @@ class Worker:
         if self._loaded is None or self._loaded[0] != key:
             self._loaded = None  # free the previous network first
             cls = getattr(upscaler, cls_name)
+            # the command line's defaults (backend too), so the page writes the bytes ddnsr upscale writes
             net = cls.load(self.models.path(model_id, kind), device=self.device, precision=precision, tile=self.tile)
             add_cancel_points(net, self._check_cancel)
             self._loaded = (key, net)
@@ -505,10 +506,15 @@ class Worker:
 def add_cancel_points(runner: object, check: Callable[[], None]) -> int:
     """Call ``check`` before each block of the network's ``nn.Sequential`` stacks (RRDBNet's RRDB blocks,
     D's layers), so that a cancel stops a job within one block rather than one tile. ``runner`` is an
-    :class:`~ddnsr.inference.upscaler.Upscaler` / ``Degrader`` (its torch engine); returns the block count."""
+    :class:`~ddnsr.inference.upscaler.Upscaler` / ``Degrader``; returns the block count. OpenVINO's engine
+    calls ``check`` every 50 ms of a tile instead (and cancels its request); returns 1 then."""
     from torch import nn
 
-    net = getattr(getattr(runner, "_engine", None), "net", None)
+    engine = getattr(runner, "_engine", None)
+    if hasattr(engine, "while_running"):  # OpenVINO
+        engine.while_running = check
+        return 1
+    net = getattr(engine, "net", None)
     if not isinstance(net, nn.Module):  # another backend: tiles only
         return 0
     blocks = [block for stack in net.modules() if isinstance(stack, nn.Sequential) for block in stack.children()]

@@ -1,0 +1,101 @@
+"""Which runtime runs the network: ``--backend auto|torch|onnxruntime|openvino`` (one home for the choice).
+
+``auto`` (the default) with ``--precision auto`` picks the fastest path that keeps the output within 40 dB
+PSNR of fp32 on this machine (measured by ``benchmarks/infer.py``; docs/speed.md):
+
+* CUDA, MPS: torch (fp16 autocast on CUDA, fp32 on MPS);
+* a CPU with native bf16 (AVX512-BF16, AMX): OpenVINO with its bf16 hint where installed and measured to
+  keep 40 dB (:data:`OPENVINO_BF16_KEEPS_40DB`), else torch bf16 autocast + channels_last;
+* any other CPU: OpenVINO fp32 where installed, else ONNX Runtime fp32, else torch fp32 + channels_last.
+
+Naming a precision (``--precision fp32`` / ``bf16``) with ``auto`` keeps the torch path, the exact
+reference (fp32) or the precision asked for; naming a backend runs that backend. OpenVINO and ONNX Runtime
+run R and D as exported to ONNX (:mod:`ddnsr.formats.onnx_export`); ``auto`` keeps torch for any other
+network.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import torch
+from torch import nn
+
+from ddnsr.errors import SettingError
+from ddnsr.inference.device import cpu_has_native_bf16, inference_precision
+
+__all__ = ["BACKENDS", "OPENVINO_BF16_KEEPS_40DB", "auto_choice", "choose", "installed", "make_engine"]
+
+BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
+_INSTALL = {"onnxruntime": "pip install 'ddnsr[export]'", "openvino": "pip install openvino"}
+
+#: Whether OpenVINO's bf16 hint keeps the upscaler's output within 40 dB PSNR of fp32 on real photos.
+#: Measured on an AVX512-BF16/AMX Xeon (docs/speed.md; benchmarks/agreement.py): 10 real LR crops, 8-bit outputs
+#: against torch fp32, worst / mean PSNR: track1 48.4 / 51.2 dB, track1-ft 40.8 / 49.8 dB (torch bf16: 40.1 / 49.4).
+OPENVINO_BF16_KEEPS_40DB = True
+
+
+def installed(runtime: str) -> bool:
+    """Whether the Python package of ``runtime`` (onnxruntime / openvino) can be imported."""
+    return importlib.util.find_spec(runtime) is not None
+
+
+def exportable(net: nn.Module | None) -> bool:
+    """Whether ``net`` is one the ONNX exporter takes (R or D); None (unknown) counts as yes."""
+    from ddnsr.nets import DegradationNet, RRDBNet
+
+    return net is None or isinstance(net, (RRDBNet, DegradationNet))
+
+
+def auto_choice(device: torch.device, net: nn.Module | None = None) -> tuple[str, str, str]:
+    """(backend, precision, why) that ``--backend auto --precision auto`` runs on ``device``."""
+    if device.type != "cpu":
+        return "torch", inference_precision(device), f"{device.type}: the torch path is the GPU path"
+    if not exportable(net):
+        return "torch", inference_precision(device), f"a {type(net).__name__} is run by torch only"
+    if cpu_has_native_bf16():
+        if installed("openvino") and OPENVINO_BF16_KEEPS_40DB:
+            return "openvino", "bf16", "CPU with native bf16: OpenVINO's bf16 hint is the fastest within 40 dB"
+        return "torch", inference_precision(device), "CPU with native bf16, OpenVINO not installed: torch bf16"
+    for runtime in ("openvino", "onnxruntime"):
+        if installed(runtime):
+            return runtime, "fp32", f"CPU without native bf16: {runtime} fp32 is faster than torch fp32"
+    return "torch", "fp32", "CPU without native bf16, neither OpenVINO nor ONNX Runtime installed: torch fp32"
+
+
+def choose(backend: str, device: torch.device, precision: str, net: nn.Module | None = None) -> tuple[str, str]:
+    """(backend, precision) to run: ``auto`` resolved, the backend checked against device, precision, install.
+
+    Raises:
+        SettingError: an unknown backend, or one this device, precision or installation cannot run.
+    """
+    if backend not in BACKENDS:
+        raise SettingError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "auto":
+        if precision != "auto":
+            return "torch", precision
+        return auto_choice(device, net)[:2]
+    if backend == "torch":
+        return backend, inference_precision(device) if precision == "auto" else precision
+    if device.type != "cpu":
+        raise SettingError(f"--backend {backend} runs on the CPU only (asked: {device.type})")
+    if backend == "onnxruntime" and precision not in ("auto", "fp32"):
+        raise SettingError(f"--backend onnxruntime runs on the CPU in fp32 only (asked: {device.type}, {precision})")
+    if backend == "openvino" and precision not in ("auto", "fp32", "bf16"):
+        raise SettingError(f"--backend openvino runs in fp32 or bf16 (asked: {precision})")
+    if not installed(backend):
+        raise SettingError(f"--backend {backend} needs {backend}: {_INSTALL[backend]}")
+    if precision == "auto":
+        precision = "bf16" if backend == "openvino" and cpu_has_native_bf16() else "fp32"
+    return backend, precision
+
+
+def make_engine(backend: str, net: nn.Module, precision: str):
+    """The engine of a resolved, checked (backend, precision) on the CPU: ``engine(*inputs)`` -> float32 tensor."""
+    if backend == "openvino":
+        from ddnsr.inference.openvino_backend import OpenVinoEngine
+
+        return OpenVinoEngine(net, precision)
+    from ddnsr.inference.onnxruntime_backend import OnnxRuntimeEngine
+
+    return OnnxRuntimeEngine(net)
