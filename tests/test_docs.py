@@ -11,9 +11,6 @@ DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 #: A repository path: a top-level folder of the repository, then a file name with an extension.
 PATH = re.compile(r"(?<![\w./-])((?:src|docs|tests|tools|benchmarks)/[\w./-]*\w\.(?:py|md|json|png|sh|toml|txt))")
-#: Files that still cite the method page by its old name, outside this change's reach (src/ddnsr/training
-#: belongs to another developer; reported for them to change to docs/method.md).
-STALE_ELSEWHERE = {"src/ddnsr/training/loop.py", "src/ddnsr/training/losses.py", "src/ddnsr/training/config.py"}
 
 
 def sources() -> list[Path]:
@@ -44,7 +41,7 @@ def test_every_repository_path_named_in_code_and_docs_exists():
 def test_the_method_page_is_in_the_repository_and_cited_by_its_path():
     assert (REPO / "docs" / "method.md").is_file()
     old = [str(p.relative_to(REPO)) for p in sources() if re.search(r"(?<!docs/)METHOD\.md", p.read_text("utf-8"))]
-    assert sorted(set(old) - STALE_ELSEWHERE) == []
+    assert sorted(old) == []
     assert "docs/method.md" in (REPO / "src" / "ddnsr" / "cli" / "train.py").read_text("utf-8")
 
 
@@ -52,7 +49,7 @@ def test_colour_drift_is_cited_where_it_is():
     assert "## Colour drift" in (REPO / "docs" / "results.md").read_text("utf-8")
     old = [str(p.relative_to(REPO)) for p in sources()
            if re.search(r"README,\s*[\"']Colour drift", p.read_text("utf-8"))]
-    assert sorted(set(old) - STALE_ELSEWHERE) == []
+    assert sorted(old) == []
 
 
 def test_paths_are_found_at_all():

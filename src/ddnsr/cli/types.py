@@ -7,6 +7,7 @@ prints the flag and the reason and exits with 2). The limits come from :mod:`ddn
 from __future__ import annotations
 
 import argparse
+import math
 
 from ddnsr.defaults import MIN_OVERLAP, check_tile
 
@@ -87,4 +88,15 @@ def seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
     if value > MAX_SECONDS:
         raise argparse.ArgumentTypeError(f"must be at most {MAX_SECONDS:.0f} seconds (a year), got {text!r}")
+    return value
+
+
+def outscale(text: str) -> float:
+    """``--outscale``: a number above 0 and at most 4 (the model is x4)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and 0 < value <= 4):
+        raise argparse.ArgumentTypeError(f"must be above 0 and at most 4 (the model is x4), got {text}")
     return value

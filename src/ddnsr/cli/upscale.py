@@ -48,6 +48,7 @@ from ddnsr.cli import flag_message
 from ddnsr.cli import types as t
 from ddnsr.errors import DdnsrError, SettingError, one_line
 from ddnsr.inference.batch import BatchJob, Plan, check_output_folders, plan_batch, take_shard
+from ddnsr.inference.outscale import OutputSize
 from ddnsr.inference.tiling import DEFAULT_OVERLAP
 
 OUTPUT_EXTENSIONS = defaults.OUTPUT_FORMATS
@@ -108,6 +109,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     _common(p, overlap=DEFAULT_OVERLAP, max_pixels=defaults.MAX_PIXELS, tile_unit="input")
     p.add_argument("--demo", action="store_true", help=f"also upscale the bundled demo photo ({DEMO_IMAGE.name})")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--outscale", type=t.outscale, default=None, metavar="S",
+                      help="final scale in (0, 4]: the x4 result downscaled (Lanczos), as Real-ESRGAN's --outscale")
+    size.add_argument("--width", type=t.positive, default=None, metavar="PX",
+                      help="final width (the height keeps the aspect), at most 4x the input's")
+    size.add_argument("--height", type=t.positive, default=None, metavar="PX",
+                      help="final height (the width keeps the aspect), at most 4x the input's")
     _video_arguments(p)
     p.set_defaults(func=run_upscale)
 
@@ -267,12 +275,14 @@ def run_upscale(args: argparse.Namespace) -> int:
     plan = take_shard(plan_batch(args.inputs, args.output_dir, recursive=args.recursive, ext=args.ext,
                                  suffix=args.suffix, video_ext=args.video_ext), args.shard)
     max_pixels = args.max_pixels or None
+    size = OutputSize(args.outscale, args.width, args.height)
     video = _video_runner(up, args) if any(job.video for job in plan.jobs) else None
 
     def process(job: BatchJob, progress: Callable[[int, int], None]) -> None:
         if job.video and video is not None:
             return video(job)
-        up.upscale_file(job.source, job.dest, quality=args.quality, max_pixels=max_pixels, progress=progress)
+        up.upscale_file(job.source, job.dest, quality=args.quality, max_pixels=max_pixels, progress=progress,
+                        size=size)
 
     return _run_batch("upscale", args, plan, process, skip=lambda job: job.dest.exists())
 
@@ -369,7 +379,8 @@ def _video_runner(up: object, args: argparse.Namespace) -> Callable[[BatchJob], 
     def settings(job: BatchJob) -> VideoSettings:
         return VideoSettings(codec=args.codec, crf=args.crf, container=args.video_ext, segment_seconds=args.segment,
                              start=args.start, duration=args.duration, max_pixels=args.max_pixels or None,
-                             frames_dir=frames_folder(job.dest) if args.frames else None)
+                             frames_dir=frames_folder(job.dest) if args.frames else None,
+                             size=OutputSize(args.outscale, args.width, args.height))
 
     check_settings(settings(BatchJob(Path("-"), Path("-"), "-")))  # bad settings fail once, before any input
 

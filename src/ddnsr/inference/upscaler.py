@@ -59,6 +59,7 @@ from ddnsr.inference.backends import choose as choose_backend
 from ddnsr.inference.backends import make_engine
 from ddnsr.inference.device import DEVICES, PRECISIONS, resolve_device, set_threads
 from ddnsr.inference.device import autocast_dtype as _autocast_dtype
+from ddnsr.inference.outscale import OutputSize, resize_planes
 from ddnsr.inference.tiling import DEFAULT_BYTES_PER_PIXEL, DEFAULT_OVERLAP, auto_tile, tiled_apply
 from ddnsr.nets import DegradationNet, RRDBNet
 
@@ -484,19 +485,31 @@ class Upscaler(_TiledNetwork):
                        overlap=self.overlap, progress=progress, border=self.border)
 
     def upscale_file(self, source: str | os.PathLike, dest: str | os.PathLike, *, quality: int = 95,
-                     max_pixels: int | None = dio.DEFAULT_MAX_PIXELS, progress: Progress | None = None
-                     ) -> np.ndarray:
+                     max_pixels: int | None = dio.DEFAULT_MAX_PIXELS, progress: Progress | None = None,
+                     size: OutputSize | None = None) -> np.ndarray:
         """Read ``source``, upscale it and write ``dest`` atomically: the path of ``ddnsr upscale``.
 
         16-bit inputs give 16-bit outputs where the format has them (PNG, TIFF); gray stays gray, alpha
-        is kept, the ICC profile is carried. Returns the written 4Hx4WxC array (uint8 or uint16).
+        is kept, the ICC profile is carried. ``size`` (``--outscale``/``--width``/``--height``): the x4
+        result downscaled to that size (:mod:`ddnsr.inference.outscale`). Returns the written HxWxC array
+        (uint8 or uint16; 4x the input's size by default).
 
         Raises:
-            ImageError: the input cannot be read or the output cannot be written.
+            ImageError: the input cannot be read or the output cannot be written, or ``size`` does not
+                fit it (more than x4).
         """
         loaded = dio.read_image(source, max_pixels=max_pixels)
+        out_size = None
+        if size is not None and not size.is_x4:
+            h, w = loaded.rgb.shape[:2]
+            try:
+                out_size = size.for_input(w, h)
+            except SettingError as exc:
+                raise dio.ImageError(source, str(exc)) from None
         depth = _file_depth(loaded, dest)
         data = self.upscale_planes(loaded.rgb, loaded.alpha, gray=loaded.is_gray, dtype=depth, progress=progress)
+        if out_size is not None:
+            data = resize_planes(data, out_size)
         icc = loaded.icc_profile
         del loaded  # the decoded input is not needed while encoding
         dio.write_planes(dest, data, icc_profile=icc, quality=quality)

@@ -5,7 +5,7 @@ API (JSON unless said). Every ``/api/`` request needs this start's token (the co
 ``X-DDNSR: 1``, which a cross-site form, link or simple cross-origin request cannot send::
 
     GET    /api/info                 models, precisions, formats, limits
-    POST   /api/jobs                 multipart: file, model, precision, format -> the queued job (one file)
+    POST   /api/jobs                 multipart: file, model, precision, format, outscale -> the queued job
     GET    /api/jobs                 every job with its state and progress (the page polls this)
     POST   /api/jobs/<id>/cancel     cancel (queued: at once; running: at the next tile)
     DELETE /api/jobs/<id>            forget a finished job and delete its files
@@ -52,6 +52,7 @@ from ddnsr.errors import (
     one_line,
 )
 from ddnsr.inference.batch import unique_name
+from ddnsr.inference.outscale import OutputSize
 from ddnsr.serve.jobs import FORMATS, Job, Models, Worker, Workspace, safe_name
 
 __all__ = ["ServeConfig", "create_app", "is_loopback"]
@@ -203,6 +204,17 @@ def _check_image_header(path: Path, name: str, max_pixels: int | None) -> tuple[
     return width, height
 
 
+def _outscale() -> float:
+    """The form's ``outscale`` (the page's Size; default 4): a number in (0, 4], else a RequestError."""
+    text = request.form.get("outscale") or "4"
+    try:
+        value = float(text)
+        OutputSize(value)
+    except (ValueError, SettingError):
+        raise RequestError(f"outscale {text!r} must be a number above 0 and at most 4") from None
+    return value
+
+
 def _choice(value: str | None, allowed, what: str, default: str) -> str:
     value = value or default
     if value not in allowed:
@@ -340,7 +352,7 @@ class _Api:
                 inputs[key], names[key] = path, name
             first = "image" if kind == "upscale" else "hr"
             job = Job(id=job_id, kind=kind, name=names[first], folder=folder, inputs=inputs, input_names=names,
-                      model=model, precision=precision, fmt=fmt, size_in=sizes[first])
+                      model=model, precision=precision, fmt=fmt, size_in=sizes[first], outscale=_outscale())
             self.worker.submit(job)
         return jsonify(job.public()), 201
 

@@ -41,6 +41,7 @@ from ddnsr.errors import (
     SettingError,
     one_line,
 )
+from ddnsr.inference.outscale import OutputSize
 
 #: An image that cannot be read.
 _IMAGE_ERRORS = (ImageError,)
@@ -237,6 +238,7 @@ class Job:
     model: str
     precision: str = defaults.PRECISION["inference"]
     fmt: str = defaults.OUTPUT_FORMATS[0]
+    outscale: float = 4.0  # the page's Size: the x4 result downscaled (ddnsr upscale --outscale)
     state: str = QUEUED
     tiles_done: int = 0
     tiles_total: int = 0
@@ -467,7 +469,7 @@ class Worker:
         # the command line's path: Upscaler.upscale_file, as ddnsr upscale calls it
         job.size_in = image_size(source)
         data = up.upscale_file(source, dest, quality=self.quality, max_pixels=self.max_pixels,
-                               progress=self._progress(job))
+                               progress=self._progress(job), size=OutputSize(job.outscale))
         job.size_out = (int(data.shape[1]), int(data.shape[0]))
         job.outputs["result"] = dest
         job.outputs["view"] = dest

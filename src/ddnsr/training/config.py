@@ -23,7 +23,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                   dhr_filters=64, dlr_filters=128, save_every=5 * 1024, sample_every=5 * 1024, log_every=100,
                   num_workers=4),
     # about an hour on 2 CPU cores: measured 1.0 s/step in the PSNR warm-up, 2.25 s/step after (README)
-    # and three anchors of colour that the official losses lack (README, "Colour drift"): R's L1 weight 0.2
+    # and three anchors of colour that the official losses lack (docs/results.md, "Colour drift"): R's L1 weight 0.2
     # instead of 0.01, D's colour term at weight 50, and R's colour term on the real LR at weight 20.
     # precision 'auto': bf16 autocast only where the CPU computes bf16 natively (else it is ~6x slower)
     "cpu": dict(steps=2100, psnr_warmup=700, batch_size=8, r_blocks=6, r_feat=32, r_grow=16, d_filters=32,

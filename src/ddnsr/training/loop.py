@@ -1,4 +1,4 @@
-"""The training loop: D and R trained together on unpaired real LR and clean HR (METHOD.md).
+"""The training loop: D and R trained together on unpaired real LR and clean HR (docs/method.md).
 
 A run folder holds ``config.json``, ``checkpoints/ckpt-<step>.pt`` (the last two; checkpoint.py),
 ``tb/``, ``samples/step-<step>.png``, ``losses.csv`` and at the end ``loss_curves.png`` (runlog.py),

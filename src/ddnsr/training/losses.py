@@ -1,4 +1,4 @@
-"""DDNSR's losses and its training step (METHOD.md, "One training step").
+"""DDNSR's losses and its training step (docs/method.md, "One training step").
 
 One forward pass gives every loss; each network then gets the gradient of *its own* loss with
 respect to its own weights only: loss_R -> R, loss_D -> D, d_up -> Dhr, d_lr -> Dlr (so R's loss

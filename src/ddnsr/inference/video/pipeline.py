@@ -17,6 +17,7 @@ import numpy as np
 from ddnsr.errors import ImageError
 from ddnsr.files import publish
 from ddnsr.imageio.video import VideoInfo, display_rgb, open_video, sws_colorspace
+from ddnsr.inference.outscale import resize_planes
 from ddnsr.inference.video.plan import _SEGMENT, _Manifest
 from ddnsr.inference.video.settings import (
     _RGB_FORMATS,
@@ -260,14 +261,14 @@ def _run_segments(info: VideoInfo, settings: VideoSettings, upscaler, encoder: s
         return
     if settings.frames_dir is not None:
         settings.frames_dir.mkdir(parents=True, exist_ok=True)
-    width, height = info.display_size
+    size = settings.frame_size(info)
     stop = threading.Event()
     decoded, upscaled = _Pipe(settings.queue_frames, stop), _Pipe(settings.queue_frames, stop)
     errors: list[BaseException] = []
     workers = [
         threading.Thread(target=_decoder, args=(info, todo, decoded), name="ddnsr-decode", daemon=True),
         threading.Thread(target=_encoder, args=(upscaled, part, manifest, encoder, settings, info,
-                                                (width * 4, height * 4), done, errors, stop),
+                                                size, done, errors, stop),
                          name="ddnsr-encode", daemon=True),
     ]
     for worker in workers:
@@ -284,6 +285,8 @@ def _run_segments(info: VideoInfo, settings: VideoSettings, upscaler, encoder: s
                 continue
             began = time.perf_counter()
             out = upscaler.upscale_planes(_to_float(item.rgb), dtype=np.uint8)
+            if out.shape[1::-1] != size:
+                out = resize_planes(out, size)
             result.network_seconds += time.perf_counter() - began
             upscaled.put(Frame(item.pts, out))
             result.frames += 1

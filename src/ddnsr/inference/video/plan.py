@@ -164,7 +164,7 @@ def _fingerprint(info: VideoInfo, settings: VideoSettings, upscaler) -> dict:
         "tile": getattr(upscaler, "tile", None), "overlap": getattr(upscaler, "overlap", None),
         "codec": settings.codec, "crf": settings.crf, "container": settings.container,
         "segment_seconds": settings.segment_seconds, "start": settings.start, "duration": settings.duration,
-        "frames": settings.frames_dir is not None,
+        "frames": settings.frames_dir is not None, "frame_size": list(settings.frame_size(info)),
     }
 
 

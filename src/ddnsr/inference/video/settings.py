@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ddnsr.errors import ImageError, SettingError, one_line
 from ddnsr.imageio.video import VideoInfo, open_video
+from ddnsr.inference.outscale import OutputSize
 
 #: Containers by output extension (FFmpeg muxer names).
 CONTAINERS = {"mp4": "mp4", "mkv": "matroska", "webm": "webm", "mov": "mov"}
@@ -55,6 +56,16 @@ class VideoSettings:
     frames_dir: Path | None = None
     max_pixels: int | None = None
     queue_frames: int = 4
+    size: OutputSize | None = None  # --outscale / --width / --height (None: x4)
+
+    def frame_size(self, info: VideoInfo) -> tuple[int, int]:
+        """(width, height) of the output frames: x4 of the displayed size, or ``size`` of it (made even,
+        as 4:2:0 encoders need)."""
+        width, height = info.display_size
+        if self.size is None or self.size.is_x4:
+            return 4 * width, 4 * height
+        w, h = self.size.for_input(width, height)
+        return max(2, w - w % 2), max(2, h - h % 2)
 
 
 @dataclass
@@ -141,10 +152,10 @@ _MAX_FRAME = {"libx264": (16384, 16384), "libsvtav1": (16384, 8704)}
 
 def _check_output_size(info: VideoInfo, settings: VideoSettings, encoder: str) -> None:
     """Refuse (before any work) a source whose x4 frames are larger than the encoder takes."""
-    width, height = (4 * side for side in info.display_size)
+    width, height = settings.frame_size(info)
     most = _MAX_FRAME.get(encoder)
     if most is not None and (width > most[0] or height > most[1]):
-        raise ImageError(info.path, f"its x4 frames, {width}x{height}, are larger than {settings.codec} "
+        raise ImageError(info.path, f"its output frames, {width}x{height}, are larger than {settings.codec} "
                          f"({encoder}) takes ({most[0]}x{most[1]}); choose codec h265 or ffv1").named("codec")
 
 

@@ -95,6 +95,7 @@ async function addFiles(files) {
     form.append("model", $("model").value);
     form.append("precision", $("precision").value);
     form.append("format", $("format").value);
+    form.append("outscale", $("outscale").value);
     try {
       const job = await api("POST", "/api/jobs", form);
       state.jobs.set(job.id, job);
