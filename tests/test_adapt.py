@@ -96,19 +96,20 @@ def test_from_file_takes_its_architecture(tmp_path, vgg19_path, data):
     src = save_model(tiny, tmp_path / "tiny.safetensors")
     res = train(tmp_path / "run", vgg19_path, *folders(data), "--from", str(src), "--steps", "2")
     assert res.returncode == 0, res.stderr
-    out = load_model(tmp_path / "run" / "reconstruction.safetensors")
+    out = load_model(tmp_path / "run" / "last-reconstruction.safetensors")
     assert out.config == tiny.config
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
     # fine-tuning defaults over the preset; no D in a plain file: fresh D, R held at first
     assert (cfg["lr"], cfg["schedule"], cfg["ema"], cfg["psnr_warmup"]) == (1e-4, "constant", 0.99, 0)
     assert cfg["loss_weights_up"] == [1.0, 0.005, 1.0] and cfg["r_start"] >= 1
     assert cfg["init_r"] == str(src) and cfg["init_d"] is None
-    # the closing report: bicubic, the start model and the adapted one on the validation crops
+    # the closing report: the verdict, then bicubic, the start, the last and the exported model
     report = (tmp_path / "run" / "report.md").read_text()
+    assert report.startswith("Verdict: ")
     rows = [line for line in report.splitlines() if line.startswith("| ") and "---" not in line]
-    assert [r.split("|")[1].strip() for r in rows[1:]] == ["bicubic", f"start ({src})", "adapted"]
+    assert [r.split("|")[1].strip() for r in rows[1:]] == ["bicubic", f"start ({src})", "last", "exported"]
     assert rows[0].startswith("| model | niqe") and report in res.stdout
-    assert Image.open(tmp_path / "run" / "report.png").size == (3 * 4 * 64, 4 * 64)
+    assert Image.open(tmp_path / "run" / "report.png").size == (4 * 4 * 64, 4 * 64)
     # R was held at step 0 (r_start 1 of 2), so the EMA (started at the source) moved by (1 - 0.99) of R's change
     assert cfg["r_start"] == 1
     r2 = torch.load(tmp_path / "run" / "checkpoints" / "ckpt-00000002.pt", weights_only=True)["nets"]["R"]
@@ -268,25 +269,38 @@ def paired_validation(tmp_path: Path) -> list[str]:
 def test_a_run_that_gets_worse_exports_its_start(tmp_path, vgg19_path, data):
     # do no harm: the start model is validation round 0, and a run made to get worse (a learning rate
     # 10,000 times too large) exports the start unchanged, says so in one line and in report.md's first line
-    start = tmp_path / "start.safetensors"
-    save_model(RRDBNet(num_feat=8, num_block=1, num_grow_ch=4, init="torch").eval(), start)
+    from ddnsr.formats.modelfile import resolve_model_path
+
+    start = resolve_model_path("track1")  # a trained R (and D): any learning rate of 1 ruins it
     run_dir = tmp_path / "run"
-    res = train(run_dir, vgg19_path, *folders(data), *paired_validation(tmp_path), "--from", str(start),
-                "--steps", "3", "--val-every", "1", "--lr", "1", "--ema", "0")
+    res = train(run_dir, vgg19_path, *folders(data), *paired_validation(tmp_path), "--from", "track1",
+                "--steps", "2", "--val-every", "1", "--lr", "1", "--ema", "0")
     assert res.returncode == 0, res.stderr
     rows = (run_dir / "validation.csv").read_text().splitlines()
-    assert [r.split(",")[0] for r in rows[1:]] == ["0", "1", "2", "3"]  # R is held at step 1 (no D to start from)
     psnr = [float(r.split(",")[1]) for r in rows[1:]]
-    assert max(psnr[1:]) <= psnr[0] and psnr[-1] < psnr[0] - 1  # it did get worse
+    assert rows[1].startswith("0,") and len(psnr) >= 2 and max(psnr[1:]) < psnr[0] - 1  # it did get worse
     first = load_model(start).state_dict()
     exported = load_model(run_dir / "reconstruction.safetensors").state_dict()
     assert all(torch.equal(exported[k], first[k]) for k in first)
     assert read_metadata(run_dir / "reconstruction.safetensors")["training_steps"] == "0"
-    last = load_model(run_dir / "last-reconstruction.safetensors").state_dict()
-    assert any(not torch.equal(last[k], first[k]) for k in first)
+    if "a loss is not finite, training stops" in res.stdout:  # diverged to NaN: no last model to keep
+        assert not (run_dir / "last-reconstruction.safetensors").exists()
+    else:
+        last = load_model(run_dir / "last-reconstruction.safetensors").state_dict()
+        assert any(not torch.equal(last[k], first[k]) for k in first)
     report = (run_dir / "report.md").read_text().splitlines()
     assert report[0].startswith("Verdict: no round beat the start model on psnr_y")
     assert report[0] in res.stdout.splitlines()
+
+
+def test_a_run_that_diverges_stops_and_exports_its_start(tmp_path, vgg19_path, data):
+    # a loss that is not finite stops the run at once (no traceback); its last weights are not exported
+    res = train(tmp_path / "run", vgg19_path, "--real-lr", str(data["lr"]), "--clean-hr", str(data["hr"]),
+                "--from", "track1", "--steps", "6", "--lr", "1e6", "--ema", "0", "--val-lr", str(data["lr"]),
+                "--val-every", "100")
+    assert res.returncode == 0 and "a loss is not finite, training stops" in res.stdout, res.stderr
+    assert (tmp_path / "run" / "reconstruction.safetensors").is_file()  # round 0: the start
+    assert not (tmp_path / "run" / "last-reconstruction.safetensors").exists()
 
 
 def test_a_run_that_gets_better_exports_its_best_round(tmp_path, vgg19_path, data):

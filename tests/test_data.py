@@ -302,7 +302,8 @@ def test_worker_sharding_reads_each_image_once_in_order(tmp_path):
     w0 = list(itertools.islice(stream.reads(0, 2), 5))
     w1 = list(itertools.islice(stream.reads(1, 2), 5))
     assert w0 == [2, 9, 12, 14, 16] and w1 == [5, 11, 13, 15, 17]
-    loader = DataLoader(CropStream(images, 16, 2, seed=0), batch_size=None, num_workers=2)
+    loader = DataLoader(CropStream(images, 16, 2, seed=0), batch_size=None, num_workers=2,
+                        multiprocessing_context="forkserver")  # as CropLoader (a forked worker can crash)
     got = [(n, crops.clone()) for n, crops in itertools.islice(loader, 8)]
     assert [n for n, _ in got] == list(range(8))  # each read once, in order, from alternating workers
     single = CropStream(images, 16, 2, seed=0)

@@ -29,7 +29,7 @@ def bicubic_x4(lr: np.ndarray) -> np.ndarray:
     return (np.clip(up, 0, 1) * 255).round().astype(np.uint8)
 
 
-def verdict(validator: Validator, has_start: bool) -> str:
+def verdict(validator: Validator, has_start: bool, has_last: bool = True) -> str:
     """One line: what ``reconstruction.safetensors`` is, and how it compares with the start (round 0)."""
     metric, step = validator.select, validator.best_step
     if step is None:
@@ -40,9 +40,10 @@ def verdict(validator: Validator, has_start: bool) -> str:
     start = validator.rounds[0]
     if step == 0:
         last = max(validator.rounds)
+        where = "last-reconstruction.safetensors" if has_last else "not exported: the run diverged"
         return (f"Verdict: no round beat the start model on {metric} (start {start:.4g}, last round "
                 f"{validator.rounds[last]:.4g} at step {last}); reconstruction.safetensors is the start model, "
-                "unchanged (the last model is last-reconstruction.safetensors).")
+                f"unchanged (the last model: {where}).")
     return (f"Verdict: the adapted model beats the start on {metric}: {value:.4g} against {start:.4g}; "
             f"reconstruction.safetensors is the round of step {step}.")
 
@@ -65,7 +66,7 @@ def write_report(validator: Validator, run_dir: Path, models: dict[str, nn.Modul
     metrics = list(next(iter(means.values())))
     arrows = {k: "↑" if HIGHER_IS_BETTER[k] else "↓" for k in metrics}
     rounds = ", ".join(f"{s}: {v:.4g}" for s, v in sorted(validator.rounds.items()))
-    lines = [verdict(validator, has_start), "", f"# Run report: {run_dir}", "",
+    lines = [verdict(validator, has_start, "last" in models), "", f"# Run report: {run_dir}", "",
              f"{len(validator.images)} validation images, centre crops (validation.py). Rounds by "
              f"{validator.select} (step: value; 0 is the start model): {rounds}.", "",
              "| model | " + " | ".join(f"{k} {arrows[k]}" for k in metrics) + " |",

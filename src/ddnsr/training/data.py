@@ -432,6 +432,15 @@ def buffer_state(seed: int, rank: int, size: int, steps: int) -> np.ndarray:
 # the loader
 
 
+def _safe_start_method() -> str | None:
+    """``forkserver`` where the platform has it: workers forked from a process whose native libraries
+    run threads (OpenVINO's, once ``ddnsr.Upscaler`` ran in it) can crash the parent; Python 3.14 makes
+    it the default on Linux for the same reason. None elsewhere (the platform's default)."""
+    import multiprocessing
+
+    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else None
+
+
 class CropLoader(DataLoader):
     """A DataLoader of the official stream: it yields ``B x 3 x crop x crop`` float32 in [0, 1], forever.
 
@@ -480,7 +489,7 @@ class CropLoader(DataLoader):
         super().__init__(
             dataset, batch_size=None, num_workers=num_workers,
             prefetch_factor=prefetch_factor if num_workers else None,
-            multiprocessing_context=multiprocessing_context if num_workers else None,
+            multiprocessing_context=(multiprocessing_context or _safe_start_method()) if num_workers else None,
         )
         self.crop = crop
         self.crop_batch_size = batch_size

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -68,13 +69,15 @@ def train(cfg: TrainConfig) -> dict[str, Path]:
         bar = progress_bar(cfg, start, procs.main)
         if validator and start == 0 and cfg.init_r:  # round 0: the start model is a candidate too
             validate(validator, t, cfg, 0, log, bar)
-        step = start
+        step, failed = start, False
         try:
             while step < cfg.steps:
                 lr = set_learning_rate(t.opts, cfg, step)
                 out = t.step(*next(batches), step)
                 step += 1
                 bar.update(1)
+                if (failed := diverged(out, step, procs)):
+                    break
                 if (fitted := budget.after_step(cfg, step)) is not None:
                     cfg = t.cfg = fit_on_every_rank(fitted, procs)
                     bar.total = cfg.steps
@@ -108,9 +111,8 @@ def train(cfg: TrainConfig) -> dict[str, Path]:
         result: dict[str, Path] = {}
         if procs.main:
             log.finish()
-            result = export_models(run_dir, t.exported(), cfg, step, last=validator is not None)
+            result = export_run(validator, t, run_dir, cfg, step, failed)
             if validator is not None:
-                result["reconstruction"] = export_best(validator, run_dir, result["last"])
                 print(closing_report(validator, run_dir, cfg, result, procs), flush=True)
         procs.barrier()
     return result
@@ -242,7 +244,34 @@ def validate(validator, t: Trainer, cfg: TrainConfig, step: int, log: RunLog, ba
         print(f"step {step}: validation {line}", flush=True)
 
 
-def export_best(validator, run_dir: Path, last: Path) -> Path:
+def diverged(out: StepOutput, step: int, procs: Processes) -> bool:
+    """True (on every rank, with one line) when a loss of this step is not finite: the weights are lost."""
+    bad = not all(math.isfinite(v) for v in detach_losses(out.losses).values())
+    if not procs.broadcast_int(bad):
+        return False
+    if procs.main:
+        print(f"\nstep {step}: a loss is not finite, training stops (it diverged: a smaller --lr?)", flush=True)
+    return True
+
+
+def export_run(validator, t: Trainer, run_dir: Path, cfg: TrainConfig, step: int, failed: bool) -> dict[str, Path]:
+    """The run's model files: R and D of the last step (R as ``last-reconstruction`` when validating) and,
+    with validation, the best round as ``reconstruction.safetensors``. A diverged run exports only its best
+    round (its last weights are not numbers); without validation it has nothing to export.
+
+    Raises:
+        SettingError: a diverged run without validation (one line; its earlier checkpoints are kept).
+    """
+    if failed and validator is None:
+        raise SettingError(f"training diverged at step {step} (a loss is not finite): nothing exported; the "
+                           f"checkpoints before it are kept in {run_dir / 'checkpoints'} (resume with a smaller --lr)")
+    result = {} if failed else export_models(run_dir, t.exported(), cfg, step, last=validator is not None)
+    if validator is not None:
+        result["reconstruction"] = export_best(validator, run_dir, result.get("last"))
+    return result
+
+
+def export_best(validator, run_dir: Path, last: Path | None) -> Path:
     """``RUN/reconstruction.safetensors`` := the best validation round (round 0 is the start model), so a run
     never exports a model its own validation scored worse than its start; ``last`` stays beside it.
 
@@ -258,6 +287,8 @@ def export_best(validator, run_dir: Path, last: Path) -> Path:
         publish(best, final)
     elif final.is_file() and read_metadata(final).get("training_steps") == str(validator.best_step):
         pass  # the best round is older than this part of a resumed run, and was exported at its end
+    elif last is None:
+        raise SettingError(f"{best} is missing and the run has no last model to export")
     else:
         print(f"{best} is missing: exporting the last model as {final.name}", flush=True)
         atomic_write(final, last.read_bytes())
@@ -273,7 +304,8 @@ def closing_report(validator, run_dir: Path, cfg: TrainConfig, files: dict[str, 
     models = {}
     if cfg.init_r:
         models[f"start ({cfg.from_model or cfg.init_r})"] = load_model(cfg.init_r)
-    models["last"] = load_model(files["last"])
+    if "last" in files:
+        models["last"] = load_model(files["last"])
     models["exported"] = load_model(files["reconstruction"])
     models = {name: m.to(procs.device).eval() for name, m in models.items()}
     return write_report(validator, run_dir, models, has_start=bool(cfg.init_r), device=procs.device)

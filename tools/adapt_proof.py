@@ -1,0 +1,113 @@
+"""The adaptation proof in one command: for each camera, the README's command, its oracle bound, and scores.
+
+    python tools/adapt_proof.py --cameras gauss,phone-a,phone-b,compact --minutes 20 --out /tmp/proof \\
+        [--flags "--mode psnr"] [--oracle] [--clean ../shared/data/clean-hr]
+
+For each camera of tools/make_camera.py: makes the camera (40 clean photos: 32 to adapt on, 8 held out
+with ground truth), then runs
+
+    ddnsr train --real-lr CAM/lr --clean-hr CLEAN --from track1 --minutes M --run-dir OUT/CAM-run [FLAGS]
+
+where CLEAN is the clean photos the camera was *not* made from; with ``--oracle`` also
+``tools/finetune_bound.py`` with the same flags (R taught by the camera's true pipeline: the bound any D
+could give it); then ``ddnsr evaluate`` of bicubic, track1 (the start), the adapted model (and the
+oracle) on the 8 held-out pairs, whole images. Prints one markdown table with the CPU, the steps each
+run made and PSNR-Y / SSIM-Y / NIQE / PIQE; writes it to OUT/proof.md. Run it alone on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SHARED = HERE.parent.parent / "shared" / "data" / "clean-hr"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def run(cmd: list[str], log: Path) -> None:
+    print("$", " ".join(shlex.quote(c) for c in cmd), flush=True)
+    with open(log, "w") as f:
+        subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, check=True)
+
+
+def steps_of(run_dir: Path) -> int:
+    return int(json.loads((run_dir / "config.json").read_text())["steps"])
+
+
+def scores(report: Path) -> dict[str, list[str]]:
+    """``ddnsr evaluate``'s report.md table: method -> [PSNR-Y, SSIM-Y, NIQE, PIQE] as printed."""
+    rows = {}
+    for line in report.read_text().splitlines():
+        cells = [c.strip().strip("*") for c in line.strip().strip("|").split("|")]
+        if len(cells) == 5 and cells[0] not in ("method", "---") and not cells[0].startswith("-"):
+            rows.setdefault(cells[0], cells[1:])
+    return rows
+
+
+def prove(camera: str, args: argparse.Namespace, clean_dir: Path) -> list[str]:
+    out = args.out / camera
+    out.mkdir(parents=True, exist_ok=True)
+    run([sys.executable, str(HERE / "make_camera.py"), "--camera", camera, "--clean", str(args.clean),
+         "--out", str(out), "--count", "40", "--held-out", "8"], out / "make.log")
+    flags = shlex.split(args.flags)
+    base = ["--real-lr", str(out / "lr"), "--clean-hr", str(clean_dir), "--from", "track1",
+            "--minutes", str(args.minutes), "--quiet", *flags]
+    runs = {"adapted": out / "run"}
+    run([sys.executable, "-m", "ddnsr.cli", "train", *base, "--run-dir", str(runs["adapted"])], out / "train.log")
+    if args.oracle:
+        runs["oracle"] = out / "oracle"
+        run([sys.executable, str(HERE / "finetune_bound.py"), "--camera", camera, *base, "--color-weight-up", "0",
+             "--color-weight", "0", "--run-dir", str(runs["oracle"])], out / "oracle.log")
+    models = ["--model", "track1", "--label", "track1"]
+    for name, run_dir in runs.items():
+        models += ["--model", str(run_dir / "reconstruction.safetensors"), "--label", name]
+    run([sys.executable, "-m", "ddnsr.cli", "evaluate", *models, "--lr", str(out / "test-lr"), "--hr",
+         str(out / "test-hr"), "-o", str(out / "eval"), "--no-lpips"], out / "evaluate.log")
+    table = scores(out / "eval" / "report.md")
+    lines = []
+    for name in ("bicubic", "track1", *runs):
+        steps = steps_of(runs[name]) if name in runs else (0 if name == "track1" else "")
+        lines.append(f"| {camera} | {name} | {steps} | " + " | ".join(table.get(name, ["?"] * 4)) + " |")
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cameras", default="gauss,phone-a,phone-b,compact")
+    ap.add_argument("--minutes", type=float, default=20)
+    ap.add_argument("--flags", default="", help="more ddnsr train flags, one string")
+    ap.add_argument("--oracle", action="store_true")
+    ap.add_argument("--clean", type=Path, default=SHARED)
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+    clean_dir = args.out / "clean"  # the clean photos the cameras were not made from (41st on)
+    clean_dir.mkdir(parents=True, exist_ok=True)
+    for f in sorted(p for p in args.clean.iterdir() if p.is_file())[40:]:
+        link = clean_dir / f.name
+        if not link.exists():
+            link.symlink_to(f.resolve())
+    lines = [f"CPU: {cpu_model()}; `ddnsr train ... --minutes {args.minutes:g} {args.flags}`", "",
+             "| camera | model | steps | PSNR-Y ↑ | SSIM-Y ↑ | NIQE ↓ | PIQE ↓ |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for camera in args.cameras.split(","):
+        lines += prove(camera, args, clean_dir)
+        print("\n".join(lines), flush=True)
+    (args.out / "proof.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
