@@ -100,7 +100,8 @@ def test_from_file_takes_its_architecture(tmp_path, vgg19_path, data):
     assert out.config == tiny.config
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
     # fine-tuning defaults over the preset; no D in a plain file: fresh D, R held at first
-    assert (cfg["lr"], cfg["schedule"], cfg["ema"], cfg["psnr_warmup"]) == (1e-4, "constant", 0.99, 0)
+    assert (cfg["lr"], cfg["schedule"], cfg["ema"], cfg["psnr_warmup"], cfg["mode"]) == (1e-4, "constant", 0.99, 0,
+                                                                                         "psnr")
     assert cfg["loss_weights_up"] == [1.0, 0.005, 1.0] and cfg["r_start"] >= 1
     assert cfg["init_r"] == str(src) and cfg["init_d"] is None
     # the closing report: the verdict, then bicubic, the start, the last and the exported model

@@ -37,7 +37,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 # fine-tuning (--from): over any preset, these unless given (docs/adapt.md says why)
-FINETUNE: dict[str, Any] = dict(lr=1e-4, schedule="constant", psnr_warmup=0, ema=0.99,
+# mode psnr: R learns by MSE alone (no HR discriminator, no VGG term): measured on the camera's exact pairs
+# (tools/finetune_bound.py), esrgan mode lost PSNR in every short fine-tune while psnr mode gained on the
+# start and on bicubic (docs/adapt.md, "2026-12-06"); a step is also cheaper (docs/speed.md)
+FINETUNE: dict[str, Any] = dict(lr=1e-4, schedule="constant", psnr_warmup=0, ema=0.99, mode="psnr",
                                 loss_weights_up=(1.0, 0.005, 1.0))
 # --from without --preset: the 'finetune' preset, sized so that 20 minutes on 2 CPU cores do a few
 # hundred steps (small discriminators as the cpu preset, batch 4 of 32 px LR crops)
