@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import os
+import signal
 import threading
 from pathlib import Path
 
 import pytest
 import torch
+
+
+@pytest.fixture(autouse=True)
+def _default_sigchld():
+    """Give SIGCHLD back its default action after each test. PyTorch's DataLoader installs a Python handler
+    for it and never removes it; on a CPU with AMX, once bf16 work has run on the main thread, a later child
+    exit (a subprocess of another test) delivered that handler on pytest's small alternate signal stack and
+    the kernel killed the test process (SIGSEGV, si_code SI_KERNEL, seen in gdb inside poll())."""
+    yield
+    if signal.getsignal(signal.SIGCHLD) not in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("DDNSR_SHARED", REPO.parent / "shared"))

@@ -66,13 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def _pixel_limit(text: str) -> int | None:
     """``--max-pixels``: a whole number of at least 0; 0 means no limit (None)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 (no limit) or more, got {text!r}")
-    return value or None
+    from ddnsr.cli.types import non_negative
+
+    return non_negative(text) or None
 
 
 def settings_from(args: argparse.Namespace) -> Settings:

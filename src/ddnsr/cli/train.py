@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -48,13 +47,9 @@ def int_at_least(low: int) -> Callable[[str], int]:
 
 
 def _finite(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-    return value
+    from ddnsr.cli.types import finite
+
+    return finite(text)
 
 
 def positive_float(text: str) -> float:

@@ -91,12 +91,20 @@ def seconds(text: str) -> float:
     return value
 
 
-def outscale(text: str) -> float:
-    """``--outscale``: a number above 0 and at most 4 (the model is x4)."""
+def finite(text: str) -> float:
+    """A finite number."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(value) and 0 < value <= 4):
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def outscale(text: str) -> float:
+    """``--outscale``: a number above 0 and at most 4 (the model is x4)."""
+    value = finite(text)
+    if not 0 < value <= 4:
         raise argparse.ArgumentTypeError(f"must be above 0 and at most 4 (the model is x4), got {text}")
     return value
