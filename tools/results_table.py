@@ -4,8 +4,8 @@
         [--pictures docs/results] [--realesrgan PATH] [--extra LABEL=R.safetensors[,D.safetensors] ...]
         [--models all|none|NAME,...] [--limit N] [--device auto] [--no-progress]
 
-Rows, in this order when present: the bundled models ``track1-bicubic``, ``track1-single``, ``track1``,
-then Real-ESRGAN x4plus, ``track1-ft``, ``track2-div2k``, ``track2-cleanup``, ``track2-mixed``, then
+Rows, in this order when present: the bundled models ``track1-single``, ``track1``, then Real-ESRGAN
+x4plus, ``track1-ft`` (the withdrawn ``track1-bicubic`` and ``track2-*`` are no longer bundled), then
 each ``--extra``. A bundled model that is not installed, or a Real-ESRGAN that cannot be found, is
 skipped with a note (the table is still made). Real-ESRGAN x4plus is ``--realesrgan PATH`` (an ncnn
 ``.param`` with its ``.bin`` beside it, or any file :func:`ddnsr.formats.modelfile.load_model` reads), else
@@ -98,12 +98,11 @@ REALESRGAN = "Real-ESRGAN x4plus"
 REALESRGAN_KEY = "realesrgan"
 REALESRGAN_TRAINING = "pretrained (Wang et al. 2021)"
 #: The standard rows, in table order; ``realesrgan`` stands for Real-ESRGAN x4plus.
-STANDARD = ("track1-bicubic", "track1-single", "track1", REALESRGAN_KEY, "track1-ft",
-            "track2-div2k", "track2-cleanup", "track2-mixed")
+STANDARD = ("track1-single", "track1", REALESRGAN_KEY, "track1-ft")
 #: Standard rows whose D goes into the degradation-fidelity table.
 FIDELITY_D = ("track1-single", "track1")
 #: Rows shown in real-lr.png (whichever exist; the first four rows otherwise).
-PICTURE_ROWS = ("track1", REALESRGAN, "track1-ft", "track2-mixed")
+PICTURE_ROWS = ("track1", REALESRGAN, "track1-ft")
 #: Rows whose D is shown in degrade.png (whichever exist; the first D otherwise).
 PICTURE_D = ("track1", "track1-single")
 REAL_LR = ("ntire20-track1", "ntire20-track2", "realset80")
