@@ -367,3 +367,13 @@ def test_a_bad_file_among_the_validation_photos_is_skipped(tmp_path, vgg19_path,
     res = train(tmp_path / "run", vgg19_path, "--real-lr", str(lr), "--clean-hr", str(data["hr"]), "--steps", "1")
     assert res.returncode == 0, res.stderr
     assert "validation: 4 of the --real-lr photos" in res.stdout
+
+
+def test_validation_scores_keep_an_exact_output_best_and_a_failed_metric_worst():
+    from ddnsr.training.validation import score
+
+    rng = np.random.default_rng(0)
+    hr = (rng.random((256, 256, 3)) * 255).astype(np.uint8)
+    assert score(hr, hr)["psnr_y"] == float("inf")  # perfect: the best possible, not the worst
+    flat = score(np.full((256, 256, 3), 128, np.uint8), None)
+    assert flat["niqe"] == float("inf")  # NIQE cannot be computed on a flat image: the worst

@@ -76,7 +76,8 @@ def train(cfg: TrainConfig) -> dict[str, Path]:
                 out = t.step(*next(batches), step)
                 step += 1
                 bar.update(1)
-                if (failed := diverged(out, step, procs)):
+                losses = detach_losses(out.losses)
+                if (failed := diverged(losses, step, procs)):
                     break
                 if (fitted := budget.after_step(cfg, step)) is not None:
                     cfg = t.cfg = fit_on_every_rank(fitted, procs)
@@ -86,7 +87,6 @@ def train(cfg: TrainConfig) -> dict[str, Path]:
                         print(f"\n--minutes {cfg.minutes:g}: timed at step {step}, the run is set to {cfg.steps} "
                               "steps (config.json)", flush=True)
                 if procs.main and due(step, cfg.log_every, cfg.steps):
-                    losses = detach_losses(out.losses)
                     log.losses(step, lr, losses)
                     bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items() if k.startswith("loss_")}, refresh=False)
                 if procs.main and due(step, cfg.sample_every, cfg.steps):
@@ -155,7 +155,7 @@ def locate_data(cfg: TrainConfig) -> tuple[dict[str, list[str]], Path]:
 #: What ``ddnsr train`` writes into a run folder (a folder holding anything else is not a run)
 RUN_ENTRIES = {"config.json", "checkpoints", "tb", "samples", "losses.csv", "loss_curves.png", "validation.csv",
                "report.md", "report.png", "reconstruction.safetensors", "last-reconstruction.safetensors",
-               "best-reconstruction.safetensors", "degradation.safetensors", "clean-hr-self", ".lock"}
+               "best-reconstruction.safetensors", "degradation.safetensors", "clean-hr-self"}
 
 
 def check_run_folder(run_dir: Path) -> None:
@@ -171,8 +171,8 @@ def check_run_folder(run_dir: Path) -> None:
         return
     if not run_dir.is_dir():
         raise SettingError(f"--run-dir {run_dir}: not a folder")
-    names = {p.name for p in run_dir.iterdir() if not p.name.startswith(".config.json.")}
-    foreign = sorted(n for n in names if n not in RUN_ENTRIES and not is_temporary_name(n))
+    names = {p.name for p in run_dir.iterdir()}
+    foreign = sorted(n for n in names if n not in RUN_ENTRIES and not is_temporary_name(n))  # (.lock is hidden)
     if not foreign and "config.json" in names:
         try:
             config = json.loads((run_dir / "config.json").read_text())
@@ -244,9 +244,9 @@ def validate(validator, t: Trainer, cfg: TrainConfig, step: int, log: RunLog, ba
         print(f"step {step}: validation {line}", flush=True)
 
 
-def diverged(out: StepOutput, step: int, procs: Processes) -> bool:
+def diverged(losses: dict[str, float], step: int, procs: Processes) -> bool:
     """True (on every rank, with one line) when a loss of this step is not finite: the weights are lost."""
-    bad = not all(math.isfinite(v) for v in detach_losses(out.losses).values())
+    bad = not all(math.isfinite(v) for v in losses.values())
     if not procs.broadcast_int(bad):
         return False
     if procs.main:

@@ -150,8 +150,9 @@ def score(sr: np.ndarray, hr: np.ndarray | None) -> dict[str, float]:
         try:
             out[name] = float(metric(sr))
         except (np.linalg.LinAlgError, ValueError, FloatingPointError):
-            out[name] = float("inf")
-    return {k: v if np.isfinite(v) or k not in ("psnr_y", "ssim_y") else float("-inf") for k, v in out.items()}
+            out[name] = float("nan")
+    worst = {k: float("-inf") if HIGHER_IS_BETTER[k] else float("inf") for k in out}
+    return {k: worst[k] if np.isnan(v) else v for k, v in out.items()}  # (an exact output keeps PSNR inf)
 
 
 class Validator:
