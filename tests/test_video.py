@@ -365,6 +365,14 @@ def run_cli(args: list[str], delay: float = 0.0, wait: bool = True):
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
 
 
+def finished_segments(part: Path) -> dict:
+    """The manifest's finished segments, or {} while it is absent or being replaced."""
+    try:
+        return json.loads((part / "manifest.json").read_text())["done"]
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        return {}
+
+
 def test_kill_9_and_rerun_equals_an_uninterrupted_run(tmp_path, model_file, one_thread):
     src = make_clip(tmp_path / "clip.mp4", n=30, step_ms=vfr)
     common = [str(src), "--model", str(model_file), "--segment", "0.5"]  # default: H.264 in mp4
@@ -375,8 +383,8 @@ def test_kill_9_and_rerun_equals_an_uninterrupted_run(tmp_path, model_file, one_
     part = part_folder(out / "clip.mp4")
     proc = run_cli([*common, "-o", str(out)], delay=0.1, wait=False)
     deadline = time.monotonic() + 120
-    while not (part / "seg-00001.nut").exists() and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.02)
+    while len(finished_segments(part)) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)  # the manifest, not the segment file: a segment is renamed before it is recorded
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
