@@ -94,12 +94,13 @@ def test_bad_folders_one_line(tmp_path, vgg19_path, data, case):
 def test_from_file_takes_its_architecture(tmp_path, vgg19_path, data):
     tiny = RRDBNet(num_feat=12, num_block=2, num_grow_ch=6)
     src = save_model(tiny, tmp_path / "tiny.safetensors")
-    res = train(tmp_path / "run", vgg19_path, *folders(data), "--from", str(src), "--steps", "2")
+    res = train(tmp_path / "run", vgg19_path, *folders(data), "--from", str(src), "--steps", "2",
+                "--degradation", "learned")
     assert res.returncode == 0, res.stderr
     out = load_model(tmp_path / "run" / "last-reconstruction.safetensors")
     assert out.config == tiny.config
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
-    # fine-tuning defaults over the preset; no D in a plain file: fresh D, R held at first
+    # fine-tuning defaults over the preset; the learned D asked for, and no D in a plain file: fresh D, R held
     assert (cfg["lr"], cfg["schedule"], cfg["ema"], cfg["psnr_warmup"], cfg["mode"]) == (1e-4, "constant", 0.99, 0,
                                                                                          "psnr")
     assert cfg["loss_weights_up"] == [1.0, 0.005, 1.0] and cfg["r_start"] >= 1

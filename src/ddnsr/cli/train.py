@@ -162,7 +162,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="add W x (L1 of R(real LR)'s local mean colours against the real LR's) to loss_R; not in "
                         f"the official code ({_default('color_weight_up')}; see docs/results.md, 'Colour drift')")
     p.add_argument("--degradation", choices=CHOICES["degradation"],
-                   help="R's training input: D(y, x) (the method) or the bicubic x4 downscale of y (baseline)")
+                   help="R's training input: D(y, x) (the method; the default without --from), the bicubic x4 "
+                   "downscale of y (baseline), or camera: y through the pipeline estimated from the --real-lr "
+                   "photos (their JPEG, sharpening and noise; the default with --from, docs/adapt.md)")
     p.add_argument("--vgg-weights", help="Keras VGG19 notop .h5 (default: $DDNSR_VGG19 or the cache)")
     p.add_argument("--resume", action="store_true", default=None,
                    help="continue from the run folder's newest readable checkpoint")

@@ -40,8 +40,11 @@ PRESETS: dict[str, dict[str, Any]] = {
 # mode psnr: R learns by MSE alone (no HR discriminator, no VGG term): measured on the camera's exact pairs
 # (tools/finetune_bound.py), esrgan mode lost PSNR in every short fine-tune while psnr mode gained on the
 # start and on bicubic (docs/adapt.md, "2026-12-06"); a step is also cheaper (docs/speed.md)
+# degradation camera: R learns from clean HR taken through the camera's estimated pipeline (its own JPEG,
+# sharpening and noise, training/camera.py) instead of D's output: on four synthetic cameras it matched the
+# oracle where the learned D fell short (docs/adapt.md, "The camera estimate")
 FINETUNE: dict[str, Any] = dict(lr=1e-4, schedule="constant", psnr_warmup=0, ema=0.99, mode="psnr",
-                                loss_weights_up=(1.0, 0.005, 1.0))
+                                loss_weights_up=(1.0, 0.005, 1.0), degradation="camera")
 # --from without --preset: the 'finetune' preset, sized so that 20 minutes on 2 CPU cores do a few
 # hundred steps (small discriminators as the cpu preset, batch 4 of 32 px LR crops)
 PRESETS["finetune"] = {**PRESETS["cpu"], **FINETUNE, "steps": 600, "batch_size": 4, "lr_crop": 32,
@@ -63,8 +66,8 @@ RESUMABLE = {"steps", "minutes", "fitted_steps", "real_lr", "clean_hr", "val_lr"
 CHOICES = {"source": ("track1", "track2"), "target": ("div2k", "cleanup", "mixed", "canon"),
            "mode": ("esrgan", "psnr"), "input_type": ("dual", "single"), "init": ("keras", "esrgan"),
            "hr_disc": ("auto", "vgg", "patch"), "bn_mode": ("frozen", "batch"),
-           "vgg_preprocess": ("official", "caffe"), "degradation": ("learned", "bicubic"), "precision": PRECISIONS,
-           "schedule": ("halving", "constant")}
+           "vgg_preprocess": ("official", "caffe"), "degradation": ("learned", "bicubic", "camera"),
+           "precision": PRECISIONS, "schedule": ("halving", "constant")}
 
 # integer settings and their smallest allowed value
 MINIMUM = {"steps": 1, "batch_size": 1, "save_every": 1, "sample_every": 1, "log_every": 1, "lr_crop": 4,
@@ -111,7 +114,8 @@ class TrainConfig:
     vgg_preprocess: str = "official"
     color_weight: float = 0.0  # not in the official code: D keeps the local mean colour (losses.LossConfig)
     color_weight_up: float = 0.0  # not in the official code: R keeps the real LR's local mean colour
-    degradation: str = "learned"  # 'bicubic': R learns from bicubic downscales (track1-bicubic baseline)
+    degradation: str = "learned"  # 'bicubic': R learns from bicubic downscales (track1-bicubic baseline);
+    # 'camera': from the camera's estimated pipeline (training/camera.py; the --from default)
     vgg_weights: str | None = None
     save_every: int = 5 * 1024
     sample_every: int = 5 * 1024
@@ -156,6 +160,8 @@ class TrainConfig:
         given = {k: v for k, v in overrides.items() if v is not None}
         tuning = FINETUNE if given.get("from_model") else {}
         values = {**PRESETS[preset], **tuning, **given}
+        if values.get("degradation", "learned") != "learned":  # the colour terms need D: off unless given
+            values.update({k: 0.0 for k in ("color_weight", "color_weight_up") if k not in given})
         return cls(preset=preset, **values).validate()
 
     def validate(self) -> TrainConfig:

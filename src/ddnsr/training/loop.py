@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ddnsr.errors import SettingError
@@ -51,7 +52,8 @@ def train(cfg: TrainConfig) -> dict[str, Path]:
         cfg = keep_fitted_schedule(cfg, saved and saved["config"], run_dir)
         cfg = resolve_precision(cfg, procs.device, saved and saved["config"])
         check_same_configuration(cfg, saved)
-        t = Trainer(cfg, procs)
+        camera = camera_estimate(cfg, data, run_dir, procs.main) if cfg.degradation == "camera" else None
+        t = Trainer(cfg, procs, camera)
         start = t.restore(saved) if saved else 0
         if saved and start >= saved["config"]["steps"] and cfg.steps <= start:  # (a killed run may be exported)
             raise SettingError(f"--resume: {run_dir} is a finished run (step {start} of {start}); give --steps "
@@ -65,7 +67,7 @@ def train(cfg: TrainConfig) -> dict[str, Path]:
             print(f"training from step {start} of {cfg.steps} on {describe(procs.device, cfg.precision)}", flush=True)
         batches = make_batches(cfg, data, procs, start)
         log = RunLog(run_dir, start, enabled=procs.main)
-        validator = make_validation(cfg, run_dir, procs.main)
+        validator = make_validation(cfg, run_dir, procs.main, camera)
         bar = progress_bar(cfg, start, procs.main)
         if validator and start == 0 and cfg.init_r:  # round 0: the start model is a candidate too
             validate(validator, t, cfg, 0, log, bar)
@@ -155,7 +157,8 @@ def locate_data(cfg: TrainConfig) -> tuple[dict[str, list[str]], Path]:
 #: What ``ddnsr train`` writes into a run folder (a folder holding anything else is not a run)
 RUN_ENTRIES = {"config.json", "checkpoints", "tb", "samples", "losses.csv", "loss_curves.png", "validation.csv",
                "report.md", "report.png", "reconstruction.safetensors", "last-reconstruction.safetensors",
-               "best-reconstruction.safetensors", "degradation.safetensors", "clean-hr-self"}
+               "best-reconstruction.safetensors", "degradation.safetensors", "clean-hr-self", "camera.json"}
+CAMERA_FILE = "camera.json"
 
 
 def check_run_folder(run_dir: Path) -> None:
@@ -214,13 +217,32 @@ def keep_fitted_schedule(cfg: TrainConfig, saved: dict[str, Any] | None, run_dir
     return dataclasses.replace(cfg, **{k: saved[k] for k in keep if k in saved})
 
 
-def make_validation(cfg: TrainConfig, run_dir: Path, main: bool):
+def make_validation(cfg: TrainConfig, run_dir: Path, main: bool, camera=None):
     """The run's Validator (rank 0; --val-lr, or a few --real-lr photos), or None (no validation)."""
     if not main or not (cfg.val_lr or cfg.real_lr):
         return None
     from ddnsr.training.validation import make_validator
 
-    return make_validator(cfg, run_dir)
+    return make_validator(cfg, run_dir, camera)
+
+
+def camera_estimate(cfg: TrainConfig, data: tuple[dict[str, list[str]], Path], run_dir: Path, main: bool):
+    """``--degradation camera``: the camera estimated from the real LR photos against the clean HR ones
+    (training/camera.py), written to RUN/camera.json once; a resumed run reads it back."""
+    from ddnsr.training.camera import CameraModel, estimate_camera
+    from ddnsr.training.data import list_images, resolve_sources, stream_keys
+
+    saved = run_dir / CAMERA_FILE
+    if saved.is_file():
+        return CameraModel.from_plain(json.loads(saved.read_text()))
+    recs, root = data
+    real_key, clean_key = stream_keys(cfg.source, cfg.target)
+    camera = estimate_camera(list_images(resolve_sources(recs, root, real_key)),
+                             list_images(resolve_sources(recs, root, clean_key)))
+    if main:
+        atomic_write(saved, json.dumps(camera.as_plain(), indent=1) + "\n")
+        print(f"camera estimate ({CAMERA_FILE}): {camera.describe()}", flush=True)
+    return camera
 
 
 def validate(validator, t: Trainer, cfg: TrainConfig, step: int, log: RunLog, bar) -> None:
@@ -357,8 +379,8 @@ def due(step: int, every: int, last: int) -> bool:
 class Trainer:
     """The networks, optimisers and loss scaler of a run, and one training step."""
 
-    def __init__(self, cfg: TrainConfig, procs: Processes) -> None:
-        self.cfg, self.procs = cfg, procs
+    def __init__(self, cfg: TrainConfig, procs: Processes, camera=None) -> None:
+        self.cfg, self.procs, self.camera = cfg, procs, camera
         self.nets: Networks = build_networks(cfg, procs.device)
         self.opts = make_optimisers(self.nets, cfg, procs.device)
         self.scaler = LossScaler(cfg.precision == "fp16")
@@ -378,9 +400,12 @@ class Trainer:
         x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         y = y.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         cfg = self.warmup_cfg if step < self.cfg.psnr_warmup else self.loss_cfg
+        y_lr = None
+        if self.camera is not None:  # the step's own draw, the same on a resumed run
+            y_lr = self.camera.degrade(y, np.random.default_rng((self.cfg.seed, step, self.procs.rank)))
         with torch.autocast(device.type, dtype=self.autocast, enabled=self.autocast is not None):
             out = step_gradients(self.nets, x, y, cfg, loss_scale=self.scaler.scale if self.scaler.enabled else 1.0,
-                                 frozen=("R",) if step < self.cfg.r_start else ())
+                                 frozen=("R",) if step < self.cfg.r_start else (), y_lr=y_lr)
         self.procs.average_gradients(out.grads)
         if self.scaler.update(out.grads):
             apply_gradients(self.nets, out.grads)

@@ -20,7 +20,7 @@ from ddnsr.nets import VGG19Features
 
 MODES = ("esrgan", "psnr")
 GAN_TYPES = ("ragan", "gan")
-DEGRADATIONS = ("learned", "bicubic")
+DEGRADATIONS = ("learned", "bicubic", "camera")
 
 
 @dataclass(frozen=True)
@@ -40,8 +40,10 @@ class LossConfig:
     local mean colour of the real photos it restores (R(x) is computed in every step for D's cycle anyway;
     ``color_up`` is always computed, as a monitor). Learned degradation only: the bicubic baseline never
     trains R on real LR.
-    ``degradation``: 'learned' (D makes R's training input) or 'bicubic' (R learns from the bicubic x4
-    downscale of y, with the same R losses: the classic non-blind SR baseline; no D, no LR discriminator).
+    ``degradation``: 'learned' (D makes R's training input), 'bicubic' (R learns from the bicubic x4
+    downscale of y, with the same R losses: the classic non-blind SR baseline; no D, no LR discriminator) or
+    'camera' (R learns from y degraded as the camera's photos are estimated to be, training/camera.py; the
+    LR is made outside and passed to :func:`forward_losses`; no D, no LR discriminator).
     """
 
     mode: str = "esrgan"
@@ -67,9 +69,9 @@ class LossConfig:
             raise SettingError(f"degradation must be one of {DEGRADATIONS}, got {self.degradation!r}")
         if len(self.weights_down) != 3 or len(self.weights_up) != 3:
             raise SettingError("loss weights are three numbers each")
-        if self.weight_color_up and self.degradation == "bicubic":
-            raise SettingError("R's colour term needs the learned degradation (the bicubic baseline never "
-                             "trains R on real LR)")
+        if self.weight_color_up and self.degradation != "learned":
+            raise SettingError(f"R's colour term needs the learned degradation (the {self.degradation} "
+                               "degradation never trains R on real LR)")
 
     @property
     def taps(self) -> tuple[str, ...]:
@@ -123,15 +125,21 @@ class StepOutput:
     grads: dict[str, list[torch.Tensor | None]] = field(default_factory=dict)
 
 
-def forward_losses(nets: Networks, x: torch.Tensor, y: torch.Tensor, cfg: LossConfig) -> StepOutput:
-    """The forward pass of one step. x: N x 3 x h x w real LR in [0, 1]; y: N x 3 x 4h x 4w clean HR.
+def forward_losses(nets: Networks, x: torch.Tensor, y: torch.Tensor, cfg: LossConfig,
+                   y_lr: torch.Tensor | None = None) -> StepOutput:
+    """The forward pass of one step. x: N x 3 x h x w real LR in [0, 1]; y: N x 3 x 4h x 4w clean HR;
+    ``y_lr``: R's training input for y (N x 3 x h x w), needed with the 'camera' degradation only.
 
     Returns the losses named as the official code's (``content_up``, ``adv_up``, ``cycle_up``,
     ``adv_disc_up`` or ``loss_up`` in psnr mode; ``content_down``, ``adv_down``, ``cycle_down``,
     ``adv_disc_down``) plus the totals ``loss_R``, ``loss_D``, ``loss_Dhr``, ``loss_Dlr``.
     """
     if cfg.degradation == "bicubic":
-        return _bicubic_losses(nets, x, y, cfg)
+        return _fixed_degradation_losses(nets, x, y, bicubic_down(y, cfg.pool), cfg)
+    if cfg.degradation == "camera":
+        if y_lr is None:
+            raise SettingError("the camera degradation needs the LR made from y (training/camera.py)")
+        return _fixed_degradation_losses(nets, x, y, y_lr, cfg)
     if nets.D is None or nets.Dlr is None:
         raise SettingError("learned degradation needs D and the LR discriminator")
     sr_x = nets.R(x)
@@ -183,9 +191,10 @@ def bicubic_down(y: torch.Tensor, scale: int = 4) -> torch.Tensor:
     return F.interpolate(y, scale_factor=1 / scale, mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
 
 
-def _bicubic_losses(nets: Networks, x: torch.Tensor, y: torch.Tensor, cfg: LossConfig) -> StepOutput:
-    """R trained on (bicubic(y), y) with the same R losses; x only feeds the picture grid."""
-    y_lr = bicubic_down(y, cfg.pool)
+def _fixed_degradation_losses(nets: Networks, x: torch.Tensor, y: torch.Tensor, y_lr: torch.Tensor,
+                              cfg: LossConfig) -> StepOutput:
+    """R trained on (y_lr, y) with the same R losses (y_lr: bicubic or the camera estimate of y); x only
+    feeds the picture grid."""
     y_sr = nets.R(y_lr)
     losses = _reconstruction_losses(nets, y, y_sr, cfg)
     with torch.no_grad():
@@ -219,7 +228,8 @@ def _reconstruction_losses(nets: Networks, y: torch.Tensor, y_sr: torch.Tensor, 
 
 
 def step_gradients(nets: Networks, x: torch.Tensor, y: torch.Tensor, cfg: LossConfig,
-                   loss_scale: float = 1.0, frozen: tuple[str, ...] = ()) -> StepOutput:
+                   loss_scale: float = 1.0, frozen: tuple[str, ...] = (), y_lr: torch.Tensor | None = None
+                   ) -> StepOutput:
     """One training step's losses and, for each network, the gradient of its own loss.
 
     ``out.grads[name]`` lists one tensor per ``net.parameters()`` entry (None where the loss does
@@ -229,7 +239,7 @@ def step_gradients(nets: Networks, x: torch.Tensor, y: torch.Tensor, cfg: LossCo
     ``loss_scale`` (fp16 training) multiplies each loss before differentiation and divides the float32
     gradients after, so small gradients survive in half precision.
     """
-    out = forward_losses(nets, x, y, cfg)
+    out = forward_losses(nets, x, y, cfg, y_lr)
     trained = {k: v for k, v in nets.trained().items() if f"loss_{k}" in out.losses and k not in frozen}
     names = list(trained)
     for i, name in enumerate(names):

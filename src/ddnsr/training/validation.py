@@ -29,6 +29,7 @@ __all__ = ["BEST_FILE", "CROP", "HIGHER_IS_BETTER", "MAX_IMAGES", "ValImage", "V
            "make_validator"]
 
 CROP = 64
+SELF_CROP = 256  # the HR side of a pair made from a camera photo (validation without --val-lr, camera estimate)
 MIN_CROP = 48  # NIQE needs 2 x 2 of its 96 px blocks: outputs of at least 192 px
 MAX_IMAGES = 6
 HIGHER_IS_BETTER = {"psnr_y": True, "ssim_y": True, "niqe": False, "piqe": False}
@@ -50,21 +51,58 @@ def _centre(img: np.ndarray, size: int) -> tuple[int, int, int]:
     return (h - c) // 2, (w - c) // 2, c
 
 
-def make_validator(cfg, run_dir: Path) -> Validator:
-    """The run's validator: ``--val-lr`` (with ``--val-hr``), else the last few real LR photos of the run."""
+def make_validator(cfg, run_dir: Path, camera=None) -> Validator:
+    """The run's validator: ``--val-lr`` (with ``--val-hr``), else the last few real LR photos of the run
+    (with a camera estimate, as pairs: the photo made smaller by the estimate, and the photo)."""
     if cfg.val_lr:
         return Validator(load_val_images(list(cfg.val_lr), cfg.val_hr), run_dir, cfg.select)
     if not cfg.real_lr:
         raise SettingError("validation needs --val-lr DIR (or --real-lr folders to take a few photos from)")
     from ddnsr.training.data import list_images
 
-    images = _last_readable(list_images([Path(d) for d in cfg.real_lr]))
+    files = list_images([Path(d) for d in cfg.real_lr])
+    if camera is not None:
+        images = _self_pairs(files, camera)
+        if images:
+            print(f"validation: {len(images)} of the --real-lr photos as pairs (each photo's centre, at most "
+                  f"{SELF_CROP} px, made 4x smaller by the camera estimate: R should give the photo back); "
+                  "PSNR-Y on them picks the exported round; give --val-lr/--val-hr for held-out pairs", flush=True)
+            return Validator(images, run_dir, cfg.select)
+    images = _last_readable(files)
     if not images:
         raise DataError(f"--real-lr {', '.join(cfg.real_lr)}: no photo can be validated on (each is unreadable "
                         f"or under {MIN_CROP} px a side); give --val-lr DIR")
     print(f"validation: {len(images)} of the --real-lr photos (centre {CROP}x{CROP} crops), NIQE/PIQE only; "
           "give --val-lr/--val-hr for a held-out set with PSNR", flush=True)
     return Validator(images, run_dir, cfg.select)
+
+
+def _self_pairs(files: list[Path], camera) -> list[ValImage]:
+    """Pairs made from the camera's own photos (ZSSR's idea, with the camera estimate as the degradation):
+    the last :data:`MAX_IMAGES` readable photos of at least 64 px a side, each cut to its centre (at most
+    :data:`SELF_CROP` px, a multiple of 4) as the HR, and that crop taken through the estimated pipeline
+    (mean blur, the estimate's sharpening and noise, a fixed seed) as the LR. The photo still holds the
+    camera's noise and JPEG, so the scores are lower than on clean ground truth, but the same for every
+    round: a model that restores the camera's photos better scores higher (docs/adapt.md, the agreement)."""
+    from ddnsr.training.data import load_rgb8
+
+    out: list[ValImage] = []
+    rng = np.random.default_rng(0)
+    for path in reversed(files):
+        if len(out) == MAX_IMAGES:
+            break
+        try:
+            photo = load_rgb8(path)
+        except (DataError, OSError, ValueError):
+            continue
+        top, left, c = _centre(photo, SELF_CROP)
+        c -= c % 4
+        if c < 64:
+            continue
+        hr = np.ascontiguousarray(photo[top: top + c, left: left + c])
+        lr = camera.make(hr.astype(np.float32) / 255, (1.0, 1.0, 0.0), camera.sharpen, 0.75 * camera.noise, rng)
+        out.append(ValImage(path.name, (lr * 255 + 0.5).astype(np.uint8), hr))
+    return out[::-1]
 
 
 def _last_readable(files: list[Path]) -> list[ValImage]:
@@ -147,6 +185,8 @@ def score(sr: np.ndarray, hr: np.ndarray | None) -> dict[str, float]:
         out["psnr_y"] = psnr(sr, hr)
         out["ssim_y"] = ssim(sr, hr)
     for name, metric in (("niqe", niqe), ("piqe", piqe)):
+        if name == "niqe" and min(sr.shape[:2]) < 4 * MIN_CROP:  # too small for NIQE's blocks: not scored
+            continue
         try:
             out[name] = float(metric(sr))
         except (np.linalg.LinAlgError, ValueError, FloatingPointError):
@@ -198,7 +238,7 @@ class Validator:
     def mean_scores(self, model: nn.Module, device: torch.device) -> dict[str, float]:
         """Each metric averaged over the validation crops."""
         rows = [score(upscale(model, im.lr, device), im.hr) for im in self.images]
-        return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+        return {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if all(k in r for r in rows)}
 
     def run(self, step: int, model: nn.Module, device: torch.device, tb=None, save=None) -> dict[str, float]:
         """One round at ``step``: scores, a row of validation.csv, TensorBoard, and ``save(path)`` when best."""
@@ -219,7 +259,7 @@ class Validator:
         if tb is not None:
             for k, v in scores.items():
                 tb.add_scalar(f"val/{k}", v, step)
-        value = scores[self.select]
+        value = scores.get(self.select, float("-inf") if HIGHER_IS_BETTER[self.select] else float("inf"))
         better = self.best is None or self.better(value, self.best)
         self.rounds[step] = value
         if better and save is not None:

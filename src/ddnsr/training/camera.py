@@ -1,0 +1,265 @@
+"""What a camera's own photos say about its degradation, and LR made from clean HR to match it.
+
+Used by ``ddnsr train --degradation camera`` (the adaptation path, ``--from``): R learns from pairs
+(:meth:`CameraModel.degrade` (HR), HR) instead of D's output. Two cheap estimates, both from the
+``--real-lr`` photos alone (RealSR's "Impressionism" and the JPEG literature; docs/adapt.md has the
+evidence):
+
+* **JPEG**: the camera's own quantisation tables and chroma subsampling when its files are JPEGs;
+  otherwise the quality and subsampling whose re-encoding changes the decoded photos least (a decoded
+  JPEG re-encoded with its own settings is nearly a fixed point: the "JPEG ghost"), or none when no
+  setting stands out (a camera that does not compress).
+* **Noise**: 8 x 8 blocks cut from the flattest parts of the photos (block minus its fitted plane, per
+  colour channel), binned by brightness. They carry the camera's noise as it reaches the file: its
+  level per brightness, its colour correlation, and what JPEG left of it. Synthetic LR gets one random
+  block of the matching brightness per 8 x 8 block, after its own JPEG step.
+
+Blur is not estimated (statistics fits of it were far off, docs/adapt.md): the downscale is bicubic
+x1/4 alone, the safe side (a model that assumes too little blur under-sharpens, one that assumes too
+much draws halos, and halos cost fidelity).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageFilter, JpegImagePlugin
+from scipy import ndimage
+
+BLOCK = 8
+_QUALITIES = range(30, 101, 5)
+_SHARPEN_GRID = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
+_NOISE_GRID = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0)
+_BLUR = (0.6, 1.4)  # HR px: blur is not estimated; each pair draws sigma along from this, across up to it
+_MAX_SIDE = 512  # estimates read at most a 512 x 512 crop of each photo (aligned to the JPEG grid)
+
+
+@dataclass
+class JpegSetting:
+    """How the camera compresses: Pillow ``save`` arguments (``qtables`` from its files, or ``quality``)."""
+
+    subsampling: int
+    quality: int | None = None
+    qtables: list[list[int]] | None = None
+
+    def apply(self, rgb: np.ndarray) -> np.ndarray:
+        """``H x W x 3`` uint8 -> the same after an encode/decode round trip with this setting."""
+        buf = io.BytesIO()
+        kw = {"qtables": self.qtables} if self.qtables else {"quality": self.quality}
+        Image.fromarray(rgb).save(buf, "JPEG", subsampling=self.subsampling, **kw)
+        buf.seek(0)
+        return np.asarray(Image.open(buf).convert("RGB"))
+
+    def describe(self) -> str:
+        source = "the camera's own tables" if self.qtables else f"quality {self.quality}"
+        return f"JPEG {source}, {('4:4:4', '4:2:2', '4:2:0')[self.subsampling]}"
+
+
+@dataclass(frozen=True)
+class CameraModel:
+    """The estimate: the camera's JPEG setting (or None), its in-camera sharpening (unsharp mask amount,
+    radius 1.5 LR px) and its luma noise (standard deviation, 0..255 scale, as it reaches the file)."""
+
+    jpeg: JpegSetting | None
+    sharpen: float = 0.0
+    noise: float = 0.0
+
+    def as_plain(self) -> dict:
+        """JSON-ready form (RUN/camera.json); :meth:`from_plain` reads it back."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_plain(cls, plain: dict) -> CameraModel:
+        jpeg = JpegSetting(**plain["jpeg"]) if plain.get("jpeg") else None
+        return cls(jpeg=jpeg, sharpen=float(plain["sharpen"]), noise=float(plain["noise"]))
+
+    def describe(self) -> str:
+        jpeg = self.jpeg.describe() if self.jpeg else "no JPEG"
+        return f"{jpeg}; sharpening {self.sharpen:.2f}; luma noise {self.noise:.1f}/255"
+
+    def degrade(self, hr: torch.Tensor, rng: np.random.Generator, scale: int = 4) -> torch.Tensor:
+        """N x 3 x H x W clean HR in [0, 1] -> N x 3 x H/scale x W/scale LR, 8-bit values in [0, 1]. Each
+        pair gets its own draw around the estimate (:meth:`make`), so R does not learn one exact setting."""
+        out = []
+        for img in hr.detach().float().clamp(0, 1).cpu().permute(0, 2, 3, 1).numpy():
+            blur = rng.uniform(*_BLUR)
+            out.append(self.make(img, blur=(blur, rng.uniform(_BLUR[0], blur), rng.uniform(0, 180)),
+                                 sharpen=self.sharpen * rng.uniform(0.8, 1.2),
+                                 noise=self.noise * rng.uniform(0.5, 1.0), rng=rng, scale=scale))
+        batch = torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).to(hr.device, torch.float32)
+        return batch.contiguous(memory_format=torch.channels_last)
+
+    def make(self, hr: np.ndarray, blur: tuple[float, float, float], sharpen: float, noise: float,
+             rng: np.random.Generator, scale: int = 4) -> np.ndarray:
+        """One LR image: H x W x 3 float HR in [0, 1] -> blur (sigma along, across in HR px, angle in
+        degrees), bicubic x1/scale, then :meth:`finish`; h x w x 3 float32 of 8-bit values in [0, 1]."""
+        return self.finish(downscale(hr, blur, scale), sharpen, noise, rng)
+
+    def finish(self, lr: np.ndarray, sharpen: float, noise: float, rng: np.random.Generator) -> np.ndarray:
+        """h x w x 3 float LR (0..255) -> + luma noise, unsharp mask, the camera's JPEG; float32 in [0, 1]."""
+        if noise > 0:
+            lr = lr + rng.normal(0.0, noise, (*lr.shape[:2], 1))
+        img = Image.fromarray(np.clip(lr + 0.5, 0, 255).astype(np.uint8))
+        if sharpen > 0.05:
+            img = img.filter(ImageFilter.UnsharpMask(radius=1.5, percent=round(100 * sharpen), threshold=0))
+        rgb = np.asarray(img)
+        if self.jpeg is not None:
+            rgb = self.jpeg.apply(rgb)
+        return rgb.astype(np.float32) / 255
+
+
+def downscale(hr: np.ndarray, blur: tuple[float, float, float], scale: int = 4) -> np.ndarray:
+    """H x W x 3 float HR in [0, 1] -> blurred (sigma along, across in HR px, angle), 8-bit, bicubic
+    x1/scale: h x w x 3 float64 on the 0..255 scale."""
+    arr = _anisotropic_blur(hr * 255, *blur) if blur[0] > 0 else hr * 255
+    img = Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8))
+    return np.asarray(img.resize((hr.shape[1] // scale, hr.shape[0] // scale), Image.BICUBIC), np.float64)
+
+
+def _anisotropic_blur(arr: np.ndarray, sigma_u: float, sigma_v: float, angle: float) -> np.ndarray:
+    """H x W x 3 float blurred by a 2-D Gaussian (sigma ``sigma_u`` along ``angle`` degrees, ``sigma_v``
+    across), edges reflected."""
+    radius = int(np.ceil(3 * max(sigma_u, sigma_v)))
+    yy, xx = np.mgrid[-radius: radius + 1, -radius: radius + 1].astype(np.float64)
+    t = np.deg2rad(angle)
+    along, across = xx * np.cos(t) + yy * np.sin(t), -xx * np.sin(t) + yy * np.cos(t)
+    k = np.exp(-0.5 * ((along / sigma_u) ** 2 + (across / sigma_v) ** 2))
+    k /= k.sum()
+    return np.stack([ndimage.convolve(arr[..., c], k, mode="reflect") for c in range(3)], axis=-1)
+
+
+def estimate_camera(photos: list[Path], clean: list[Path], max_photos: int = 32) -> CameraModel:
+    """Estimate a camera from its photos (image files) against clean HR photos (image files, the
+    reference content): JPEG from the files or the pixels, then the sharpening whose edge overshoot
+    and the noise whose flat-block spread match the camera's when the clean photos are taken through the
+    same pipeline (blur 1 HR px, bicubic x1/4, that JPEG). At most ``max_photos`` of each, spread evenly."""
+    photos, clean = _spread(photos, max_photos), _spread(clean, max_photos)
+    real = [_read_crop(p) for p in photos]
+    jpeg = _jpeg_from_files(photos) or _jpeg_from_pixels(real[:8])
+    base = CameraModel(jpeg=jpeg)
+    lr = [downscale(np.asarray(_read_crop(p, 4 * _MAX_SIDE), np.float32) / 255, (1.0, 1.0, 0.0)) for p in clean]
+    rng = np.random.default_rng(0)
+
+    def reference(sharpen: float, noise: float) -> list[np.ndarray]:
+        return [base.finish(im, sharpen, noise, rng) * 255 for im in lr]
+
+    real_arrays = [np.asarray(im, np.float32) for im in real]
+    overshoot, spread = _overshoot(real_arrays), _flat_spread(real_arrays)
+    sharpen = noise = 0.0
+    for _ in range(2):  # noise raises the overshoot and sharpening the spread: each is fitted given the other
+        sharpen = _match(overshoot, [(a, _overshoot(reference(a, noise))) for a in _SHARPEN_GRID])
+        noise = _match(spread, [(n, _flat_spread(reference(sharpen, n))) for n in _NOISE_GRID])
+    return dataclasses.replace(base, sharpen=sharpen, noise=noise)
+
+
+def _spread(paths: list[Path], count: int) -> list[Path]:
+    if len(paths) <= count:
+        return list(paths)
+    return [paths[i] for i in np.linspace(0, len(paths) - 1, count).round().astype(int)]
+
+
+def _match(value: float, curve: list[tuple[float, float]]) -> float:
+    """The setting at which an increasing statistic ``curve`` [(setting, statistic)] reaches ``value``
+    (linear between grid points, the ends outside)."""
+    settings, stats = zip(*curve, strict=True)
+    return float(np.interp(value, np.maximum.accumulate(stats), settings))
+
+
+def _overshoot(images: list[np.ndarray]) -> float:
+    """Mean edge overshoot of H x W x 3 images (0..255): at each strong luma step between neighbours
+    (rows and columns, > 25 levels), how far the 4 pixels on each side reach beyond the far pixel of
+    their side, over the step's height. Blur and bicubic give a floor; sharpening halos raise it."""
+    values = []
+    for im in images:
+        y = _luma(im)
+        for arr in (y, y.T):
+            d = arr[:, 1:] - arr[:, :-1]
+            rows, cols = np.nonzero(np.abs(d) > 25)
+            keep = (cols >= 3) & (cols + 5 < arr.shape[1])
+            rows, cols = rows[keep], cols[keep]
+            if not len(rows):
+                continue
+            prof = arr[rows[:, None], cols[:, None] + np.arange(-3, 5)] * np.sign(d[rows, cols])[:, None]
+            lo, hi = prof[:, :4], prof[:, 4:]
+            step = hi[:, -1] - lo[:, 0]
+            ok = step >= 20
+            over = (hi.max(axis=1) - hi[:, -1]) + (lo[:, 0] - lo.min(axis=1))
+            values.append(over[ok] / step[ok])
+    return float(np.concatenate(values).mean()) if values and sum(map(len, values)) else 0.0
+
+
+def _flat_spread(images: list[np.ndarray]) -> float:
+    """The 10th percentile, over all 8 x 8 luma blocks of H x W x 3 images (0..255) that do not touch
+    the ends of the range, of the block's standard deviation about its fitted plane: mostly noise."""
+    yy, xx = np.mgrid[:BLOCK, :BLOCK]
+    design = np.stack([np.ones(BLOCK * BLOCK), yy.ravel(), xx.ravel()], axis=1)
+    spreads = []
+    for im in images:
+        y = _luma(im)
+        h, w = (s - s % BLOCK for s in y.shape)
+        blocks = y[:h, :w].reshape(h // BLOCK, BLOCK, w // BLOCK, BLOCK).transpose(0, 2, 1, 3).reshape(-1, 64)
+        if not len(blocks):
+            continue
+        fit = design @ np.linalg.lstsq(design, blocks.T, rcond=None)[0]
+        ok = (blocks.min(axis=1) > 2) & (blocks.max(axis=1) < 253)
+        spreads.append((blocks - fit.T)[ok].std(axis=1))
+    return float(np.percentile(np.concatenate(spreads), 10)) if spreads else 0.0
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    return rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+
+
+def _read_crop(path: Path, side: int = _MAX_SIDE) -> Image.Image:
+    """The photo as RGB, its centre cut to at most ``side`` x ``side`` at a multiple-of-16 offset (the JPEG
+    grid kept), then to multiples of 4."""
+    with Image.open(path) as im:
+        rgb = im.convert("RGB")
+    w, h = rgb.size
+    x0, y0 = max(0, (w - side) // 32 * 16), max(0, (h - side) // 32 * 16)
+    x1, y1 = min(w, x0 + side), min(h, y0 + side)
+    return rgb.crop((x0, y0, x1 - (x1 - x0) % 4, y1 - (y1 - y0) % 4))
+
+
+def _jpeg_from_files(paths: list[Path]) -> JpegSetting | None:
+    """The most common (tables, subsampling) among the photos that are JPEG files, else None."""
+    found: Counter = Counter()
+    for path in paths:
+        with Image.open(path) as im:
+            if im.format != "JPEG" or not getattr(im, "quantization", None):
+                continue
+            tables = tuple(tuple(im.quantization[k]) for k in sorted(im.quantization))
+            found[(tables, JpegImagePlugin.get_sampling(im))] += 1
+    if not found:
+        return None
+    (tables, sampling), _ = found.most_common(1)[0]
+    return JpegSetting(subsampling=max(sampling, 0), qtables=[list(t) for t in tables])
+
+
+def _jpeg_from_pixels(photos: list[Image.Image]) -> JpegSetting | None:
+    """The quality and subsampling whose re-encoding changes the photos least at a clear dip of the
+    error curve (less than a third of both neighbours' error), refined to a step of 1; None if none."""
+    arrays = [np.asarray(im, np.float64) for im in photos]
+
+    def error(quality: int, subsampling: int) -> float:
+        setting = JpegSetting(subsampling=subsampling, quality=quality)
+        return float(np.mean([np.mean((setting.apply(im.astype(np.uint8)) - im) ** 2) for im in arrays]))
+
+    best: tuple[float, int, int] | None = None
+    qualities = list(_QUALITIES)
+    for subsampling in (0, 2):
+        errs = [error(q, subsampling) for q in qualities]
+        for i in range(1, len(qualities) - 1):
+            if errs[i] < min(errs[i - 1], errs[i + 1]) / 3 and (best is None or errs[i] < best[0]):
+                best = (errs[i], qualities[i], subsampling)
+    if best is None:
+        return None
+    _, quality, subsampling = best
+    quality = min(range(quality - 4, quality + 5), key=lambda q: error(q, subsampling))
+    return JpegSetting(subsampling=subsampling, quality=quality)
