@@ -110,7 +110,7 @@ def main() -> None:
     args = ap.parse_args()
     device = torch.device("cpu")
     cfg = TrainConfig.from_preset("finetune", from_model=args.from_model, precision=args.precision,
-                                  run_dir="/tmp/ddnsr-adapt-step")
+                                  degradation="learned", run_dir="/tmp/ddnsr-adapt-step")
     cfg = resolve_precision(with_start_architecture(cfg), device, None)
     print(f"{cpu_model()}; native bf16: {cpu_has_native_bf16()}; "
           f"{describe(device, cfg.precision)}; batch {cfg.batch_size} x {cfg.lr_crop} px LR")
@@ -148,6 +148,39 @@ def main() -> None:
     print("| part | ms | share |\n| --- | ---: | ---: |")
     for name, s in sorted(rows.items(), key=lambda kv: -kv[1]):
         print(f"| {name} | {1000 * s:.0f} | {100 * s / total:.0f}% |")
+    camera_step(args, device, step)
+
+
+def camera_step(args: argparse.Namespace, device: torch.device, learned_step: float) -> None:
+    """The default adaptation step (``--degradation camera``): the camera pipeline on the HR batch, then R
+    alone (MSE, psnr mode) and its Adam update; against the learned-D step timed above, same run."""
+    import numpy as np
+
+    from ddnsr.training.camera import CameraModel, JpegSetting
+
+    cfg = TrainConfig.from_preset("finetune", from_model=args.from_model, precision=args.precision,
+                                  run_dir="/tmp/ddnsr-adapt-step")
+    cfg = resolve_precision(with_start_architecture(cfg), device, None)
+    nets = build_networks(cfg, device)
+    opts = make_optimisers(nets, cfg, device)
+    camera = CameraModel(jpeg=JpegSetting(subsampling=2, quality=75), sharpen=0.5, noise=3.0)
+    y = torch.rand(cfg.batch_size, 3, 4 * cfg.lr_crop, 4 * cfg.lr_crop).contiguous(memory_format=torch.channels_last)
+    x = torch.rand(cfg.batch_size, 3, cfg.lr_crop, cfg.lr_crop).contiguous(memory_format=torch.channels_last)
+    rng = np.random.default_rng(0)
+    dtype = AUTOCAST[cfg.precision]
+    y_lr = camera.degrade(y, rng)
+
+    def r_step():
+        with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+            out = step_gradients(nets, x, y, loss_config(cfg), y_lr=y_lr)
+        apply_gradients(nets, out.grads)
+        for opt in opts.values():
+            opt.step()
+
+    pipeline, r = timed(lambda: camera.degrade(y, rng), args.steps), timed(r_step, args.steps)
+    print(f"\n--degradation camera (the --from default): the camera pipeline {1000 * pipeline:.0f} ms + R's step "
+          f"{1000 * r:.0f} ms = {1000 * (pipeline + r):.0f} ms, x{learned_step / (pipeline + r):.1f} the steps of the "
+          "learned-D step above in the same minutes")
 
 
 if __name__ == "__main__":

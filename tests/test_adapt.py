@@ -129,7 +129,9 @@ def test_from_bundled_full_size(tmp_path, vgg19_path, data):
     out = load_model(tmp_path / "run" / "last-reconstruction.safetensors")  # (the export may be the start)
     assert (out.config["num_block"], out.config["num_feat"], out.config["num_grow_ch"]) == (23, 64, 32)
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert cfg["init_d"].endswith("track1-ft-degradation.safetensors") and cfg["r_start"] == 0
+    # the default degradation is the camera estimate: no D is loaded or trained, the estimate is kept
+    assert cfg["degradation"] == "camera" and cfg["init_d"] is None and cfg["r_start"] == 0
+    assert (tmp_path / "run" / "camera.json").is_file()
     # one step moved R away from the bundled weights
     start = load_model("track1-ft")
     assert any(not torch.equal(v, start.state_dict()[k]) for k, v in out.state_dict().items())

@@ -9,10 +9,13 @@ with ground truth), then runs
     ddnsr train --real-lr CAM/lr --clean-hr CLEAN --from track1 --minutes M --run-dir OUT/CAM-run [FLAGS]
 
 where CLEAN is the clean photos the camera was *not* made from; with ``--oracle`` also
-``tools/finetune_bound.py`` with the same flags (R taught by the camera's true pipeline: the bound any D
-could give it); then ``ddnsr evaluate`` of bicubic, track1 (the start), the adapted model (and the
-oracle) on the 8 held-out pairs, whole images. Prints one markdown table with the CPU, the steps each
-run made and PSNR-Y / SSIM-Y / NIQE / PIQE; writes it to OUT/proof.md. Run it alone on the machine.
+``tools/finetune_bound.py`` with the same flags (the same recipe with R taught by the camera's true
+pipeline: the bound any estimate could give it); then ``ddnsr evaluate`` of bicubic, track1 (the
+start), the adapted model (and the oracle) on the 8 held-out pairs, whole images, and
+``tools/self_check_agreement.py`` (does the run's validation rank the bundled models and the runs'
+exports and last weights as those pairs do?). Prints one markdown table with the CPU, the steps each
+run made and PSNR-Y / SSIM-Y / NIQE / PIQE; writes it and the agreement tables to OUT/proof.md.
+Run it alone on the machine.
 """
 
 from __future__ import annotations
@@ -70,8 +73,8 @@ def prove(camera: str, args: argparse.Namespace, clean_dir: Path) -> list[str]:
     run([sys.executable, "-m", "ddnsr.cli", "train", *base, "--run-dir", str(runs["adapted"])], out / "train.log")
     if args.oracle:
         runs["oracle"] = out / "oracle"
-        run([sys.executable, str(HERE / "finetune_bound.py"), "--camera", camera, *base, "--color-weight-up", "0",
-             "--color-weight", "0", "--run-dir", str(runs["oracle"])], out / "oracle.log")
+        run([sys.executable, str(HERE / "finetune_bound.py"), "--camera", camera, *base,
+             "--run-dir", str(runs["oracle"])], out / "oracle.log")
     models = ["--model", "track1", "--label", "track1"]
     for name, run_dir in runs.items():
         models += ["--model", str(run_dir / "reconstruction.safetensors"), "--label", name]
@@ -82,6 +85,14 @@ def prove(camera: str, args: argparse.Namespace, clean_dir: Path) -> list[str]:
     for name in ("bicubic", "track1", *runs):
         steps = steps_of(runs[name]) if name in runs else (0 if name == "track1" else "")
         lines.append(f"| {camera} | {name} | {steps} | " + " | ".join(table.get(name, ["?"] * 4)) + " |")
+    # does the run's self-check rank models as the held-out truth does? the bundled models, and each
+    # run's export and its last weights
+    models = [a for m in ("track1", "track1-single", "track1-ft") for a in ("--model", m, "--label", m)]
+    for name, run_dir in runs.items():
+        models += ["--model", str(run_dir / "reconstruction.safetensors"), "--label", f"{name} (export)",
+                   "--model", str(run_dir / "last-reconstruction.safetensors"), "--label", f"{name} (last)"]
+    run([sys.executable, str(HERE / "self_check_agreement.py"), "--camera", str(out), "--clean", str(clean_dir),
+         *models], out / "agreement.md")
     return lines
 
 
@@ -103,9 +114,12 @@ def main() -> None:
     lines = [f"CPU: {cpu_model()}; `ddnsr train ... --minutes {args.minutes:g} {args.flags}`", "",
              "| camera | model | steps | PSNR-Y ↑ | SSIM-Y ↑ | NIQE ↓ | PIQE ↓ |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
-    for camera in args.cameras.split(","):
+    cameras = args.cameras.split(",")
+    for camera in cameras:
         lines += prove(camera, args, clean_dir)
         print("\n".join(lines), flush=True)
+    for camera in cameras:
+        lines += ["", (args.out / camera / "agreement.md").read_text().strip()]
     (args.out / "proof.md").write_text("\n".join(lines) + "\n")
 
 

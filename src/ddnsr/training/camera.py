@@ -1,22 +1,22 @@
 """What a camera's own photos say about its degradation, and LR made from clean HR to match it.
 
-Used by ``ddnsr train --degradation camera`` (the adaptation path, ``--from``): R learns from pairs
-(:meth:`CameraModel.degrade` (HR), HR) instead of D's output. Two cheap estimates, both from the
-``--real-lr`` photos alone (RealSR's "Impressionism" and the JPEG literature; docs/adapt.md has the
-evidence):
+Used by ``ddnsr train --degradation camera`` (the adaptation path's default, ``--from``): R learns from
+pairs (:meth:`CameraModel.degrade` (HR), HR) instead of D's output. Three cheap estimates from the
+``--real-lr`` photos, the last two matched against the ``--clean-hr`` photos taken through the same
+pipeline (RealSR's "Impressionism" and the JPEG literature; docs/adapt.md has the evidence):
 
 * **JPEG**: the camera's own quantisation tables and chroma subsampling when its files are JPEGs;
   otherwise the quality and subsampling whose re-encoding changes the decoded photos least (a decoded
   JPEG re-encoded with its own settings is nearly a fixed point: the "JPEG ghost"), or none when no
   setting stands out (a camera that does not compress).
-* **Noise**: 8 x 8 blocks cut from the flattest parts of the photos (block minus its fitted plane, per
-  colour channel), binned by brightness. They carry the camera's noise as it reaches the file: its
-  level per brightness, its colour correlation, and what JPEG left of it. Synthetic LR gets one random
-  block of the matching brightness per 8 x 8 block, after its own JPEG step.
+* **Sharpening** (in-camera unsharp masking): the overshoot beside strong edges, against the same
+  statistic of clean photos put through blur, x1/4, unsharp masks of several amounts and that JPEG.
+* **Luma noise**: the 10th percentile of the spread of 8 x 8 luma blocks (the flattest parts of the
+  photos), matched the same way. The two are fitted in turn, as each raises the other's statistic.
 
-Blur is not estimated (statistics fits of it were far off, docs/adapt.md): the downscale is bicubic
-x1/4 alone, the safe side (a model that assumes too little blur under-sharpens, one that assumes too
-much draws halos, and halos cost fidelity).
+Blur is not estimated (statistics fits of it were far off, docs/adapt.md): each pair draws an
+anisotropic Gaussian from a range around a typical optics blur (:data:`_BLUR`), and sharpening and noise
+vary around the estimate, so R learns a neighbourhood of the camera rather than one exact setting.
 """
 
 from __future__ import annotations
@@ -244,7 +244,9 @@ def _jpeg_from_files(paths: list[Path]) -> JpegSetting | None:
 
 def _jpeg_from_pixels(photos: list[Image.Image]) -> JpegSetting | None:
     """The quality and subsampling whose re-encoding changes the photos least at a clear dip of the
-    error curve (less than a third of both neighbours' error), refined to a step of 1; None if none."""
+    error curve, refined to a step of 1; None if none. A dip is under a third of the error one step
+    (5) below and under two thirds of the error one step above: re-encoding finer than the camera's
+    own quality changes little too, while the curve of an uncompressed photo only falls."""
     arrays = [np.asarray(im, np.float64) for im in photos]
 
     def error(quality: int, subsampling: int) -> float:
@@ -256,7 +258,8 @@ def _jpeg_from_pixels(photos: list[Image.Image]) -> JpegSetting | None:
     for subsampling in (0, 2):
         errs = [error(q, subsampling) for q in qualities]
         for i in range(1, len(qualities) - 1):
-            if errs[i] < min(errs[i - 1], errs[i + 1]) / 3 and (best is None or errs[i] < best[0]):
+            dip = errs[i] < errs[i - 1] / 3 and errs[i] < errs[i + 1] / 1.5
+            if dip and (best is None or errs[i] < best[0]):
                 best = (errs[i], qualities[i], subsampling)
     if best is None:
         return None
