@@ -1,7 +1,7 @@
 """The adaptation proof in one command: for each camera, the README's command, its oracle bound, and scores.
 
     python tools/adapt_proof.py --cameras gauss,phone-a,phone-b,compact --minutes 20 --out /tmp/proof \\
-        [--flags "--mode psnr"] [--oracle] [--clean ../shared/data/clean-hr]
+        [--flags "--mode psnr"] [--oracle] [--also LABEL=MODEL] [--clean ../shared/data/clean-hr]
 
 For each camera of tools/make_camera.py: makes the camera (40 clean photos: 32 to adapt on, 8 held out
 with ground truth), then runs
@@ -76,18 +76,22 @@ def prove(camera: str, args: argparse.Namespace, clean_dir: Path) -> list[str]:
         run([sys.executable, str(HERE / "finetune_bound.py"), "--camera", camera, *base,
              "--run-dir", str(runs["oracle"])], out / "oracle.log")
     models = ["--model", "track1", "--label", "track1"]
+    for label, spec in args.also:
+        models += ["--model", spec, "--label", label]
     for name, run_dir in runs.items():
         models += ["--model", str(run_dir / "reconstruction.safetensors"), "--label", name]
     run([sys.executable, "-m", "ddnsr.cli", "evaluate", *models, "--lr", str(out / "test-lr"), "--hr",
          str(out / "test-hr"), "-o", str(out / "eval"), "--no-lpips"], out / "evaluate.log")
     table = scores(out / "eval" / "report.md")
     lines = []
-    for name in ("bicubic", "track1", *runs):
+    for name in ("bicubic", "track1", *(label for label, _ in args.also), *runs):
         steps = steps_of(runs[name]) if name in runs else (0 if name == "track1" else "")
         lines.append(f"| {camera} | {name} | {steps} | " + " | ".join(table.get(name, ["?"] * 4)) + " |")
     # does the run's self-check rank models as the held-out truth does? the bundled models, and each
     # run's export and its last weights
     models = [a for m in ("track1", "track1-single", "track1-ft") for a in ("--model", m, "--label", m)]
+    for label, spec in args.also:
+        models += ["--model", spec, "--label", label]
     for name, run_dir in runs.items():
         models += ["--model", str(run_dir / "reconstruction.safetensors"), "--label", f"{name} (export)",
                    "--model", str(run_dir / "last-reconstruction.safetensors"), "--label", f"{name} (last)"]
@@ -96,12 +100,23 @@ def prove(camera: str, args: argparse.Namespace, clean_dir: Path) -> list[str]:
     return lines
 
 
+def labelled(text: str) -> tuple[str, str]:
+    """``LABEL=MODEL`` -> (label, model)."""
+    label, sep, spec = text.partition("=")
+    if not sep or not label or not spec:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected LABEL=MODEL")
+    return label, spec
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cameras", default="gauss,phone-a,phone-b,compact")
     ap.add_argument("--minutes", type=float, default=20)
     ap.add_argument("--flags", default="", help="more ddnsr train flags, one string")
     ap.add_argument("--oracle", action="store_true")
+    ap.add_argument("--also", action="append", default=[], type=labelled, metavar="LABEL=MODEL",
+                    help="another model to score beside them, e.g. realesrgan-x4plus=x4plus.safetensors "
+                         "(ddnsr convert makes one from Real-ESRGAN's ncnn files)")
     ap.add_argument("--clean", type=Path, default=SHARED)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()

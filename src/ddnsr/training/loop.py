@@ -14,7 +14,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -34,6 +34,9 @@ from ddnsr.training.precision import AUTOCAST, LossScaler, resolve_precision
 from ddnsr.training.runlock import RunLock
 from ddnsr.training.runlog import RunLog
 from ddnsr.training.start import with_start_architecture
+
+if TYPE_CHECKING:
+    from ddnsr.training.camera import CameraModel
 
 __all__ = ["Trainer", "default_records", "train"]
 
@@ -217,7 +220,7 @@ def keep_fitted_schedule(cfg: TrainConfig, saved: dict[str, Any] | None, run_dir
     return dataclasses.replace(cfg, **{k: saved[k] for k in keep if k in saved})
 
 
-def make_validation(cfg: TrainConfig, run_dir: Path, main: bool, camera=None):
+def make_validation(cfg: TrainConfig, run_dir: Path, main: bool, camera: CameraModel | None = None):
     """The run's Validator (rank 0; --val-lr, or a few --real-lr photos), or None (no validation)."""
     if not main or not (cfg.val_lr or cfg.real_lr):
         return None
@@ -226,7 +229,8 @@ def make_validation(cfg: TrainConfig, run_dir: Path, main: bool, camera=None):
     return make_validator(cfg, run_dir, camera)
 
 
-def camera_estimate(cfg: TrainConfig, data: tuple[dict[str, list[str]], Path], run_dir: Path, main: bool):
+def camera_estimate(cfg: TrainConfig, data: tuple[dict[str, list[str]], Path], run_dir: Path,
+                    main: bool) -> CameraModel:
     """``--degradation camera``: the camera estimated from the real LR photos against the clean HR ones
     (training/camera.py), written to RUN/camera.json once; a resumed run reads it back."""
     from ddnsr.training.camera import CameraModel, estimate_camera
@@ -379,7 +383,7 @@ def due(step: int, every: int, last: int) -> bool:
 class Trainer:
     """The networks, optimisers and loss scaler of a run, and one training step."""
 
-    def __init__(self, cfg: TrainConfig, procs: Processes, camera=None) -> None:
+    def __init__(self, cfg: TrainConfig, procs: Processes, camera: CameraModel | None = None) -> None:
         self.cfg, self.procs, self.camera = cfg, procs, camera
         self.nets: Networks = build_networks(cfg, procs.device)
         self.opts = make_optimisers(self.nets, cfg, procs.device)

@@ -18,12 +18,17 @@ import csv
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 
 from ddnsr.errors import DataError, SettingError
+
+if TYPE_CHECKING:
+    from ddnsr.training.camera import CameraModel
+    from ddnsr.training.config import TrainConfig
 
 __all__ = ["BEST_FILE", "CROP", "HIGHER_IS_BETTER", "MAX_IMAGES", "ValImage", "Validator", "load_val_images",
            "make_validator"]
@@ -51,7 +56,7 @@ def _centre(img: np.ndarray, size: int) -> tuple[int, int, int]:
     return (h - c) // 2, (w - c) // 2, c
 
 
-def make_validator(cfg, run_dir: Path, camera=None) -> Validator:
+def make_validator(cfg: TrainConfig, run_dir: Path, camera: CameraModel | None = None) -> Validator:
     """The run's validator: ``--val-lr`` (with ``--val-hr``), else the last few real LR photos of the run
     (with a camera estimate, as pairs: the photo made smaller by the estimate, and the photo)."""
     if cfg.val_lr:
@@ -77,7 +82,7 @@ def make_validator(cfg, run_dir: Path, camera=None) -> Validator:
     return Validator(images, run_dir, cfg.select)
 
 
-def _self_pairs(files: list[Path], camera) -> list[ValImage]:
+def _self_pairs(files: list[Path], camera: CameraModel) -> list[ValImage]:
     """Pairs made from the camera's own photos (ZSSR's idea, with the camera estimate as the degradation):
     the last :data:`MAX_IMAGES` readable photos of at least 64 px a side, each cut to its centre (at most
     :data:`SELF_CROP` px, a multiple of 4) as the HR, and that crop taken through the estimated pipeline
@@ -160,7 +165,7 @@ def upscale(model: nn.Module, lr: np.ndarray, device: torch.device) -> np.ndarra
     """
     from ddnsr.inference.upscaler import BORDER_PAD
 
-    x = torch.from_numpy(lr).permute(2, 0, 1)[None].float().div(255).to(device)
+    x = torch.from_numpy(np.array(lr, copy=True)).permute(2, 0, 1)[None].float().div(255).to(device)
     pad = min(BORDER_PAD, x.shape[2] - 1, x.shape[3] - 1)
     was_training = model.training
     model.eval()
