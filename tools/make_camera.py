@@ -29,6 +29,8 @@ import numpy as np
 from PIL import Image, ImageFilter
 from scipy import ndimage
 
+from ddnsr.training.camera import anisotropic_blur  # the same rotated Gaussian the estimate draws
+
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
 
@@ -55,17 +57,6 @@ CAMERAS = {
                       quality=85),
     "compact": Camera(blur=(1.0, 1.0, 0.0), noise=2.0, chroma=2.5, sharpen=1.5, quality=60),
 }
-
-
-def anisotropic_blur(arr: np.ndarray, sigma_u: float, sigma_v: float, angle: float) -> np.ndarray:
-    """``H x W x 3`` float blurred by a rotated 2-D Gaussian (sigma ``sigma_u`` along ``angle``)."""
-    radius = int(np.ceil(3 * max(sigma_u, sigma_v)))
-    yy, xx = np.mgrid[-radius: radius + 1, -radius: radius + 1].astype(np.float64)
-    t = np.deg2rad(angle)
-    u, v = xx * np.cos(t) + yy * np.sin(t), -xx * np.sin(t) + yy * np.cos(t)
-    k = np.exp(-0.5 * ((u / sigma_u) ** 2 + (v / sigma_v) ** 2))
-    k /= k.sum()
-    return np.stack([ndimage.convolve(arr[..., c], k, mode="reflect") for c in range(3)], axis=-1)
 
 
 def degrade(hr: Image.Image, seed: int, camera: Camera | str = "gauss") -> Image.Image:

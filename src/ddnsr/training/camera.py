@@ -117,12 +117,12 @@ class CameraModel:
 def downscale(hr: np.ndarray, blur: tuple[float, float, float], scale: int = 4) -> np.ndarray:
     """H x W x 3 float HR in [0, 1] -> blurred (sigma along, across in HR px, angle), 8-bit, bicubic
     x1/scale: h x w x 3 float64 on the 0..255 scale."""
-    arr = _anisotropic_blur(hr * 255, *blur) if blur[0] > 0 else hr * 255
+    arr = anisotropic_blur(hr * 255, *blur) if blur[0] > 0 else hr * 255
     img = Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8))
     return np.asarray(img.resize((hr.shape[1] // scale, hr.shape[0] // scale), Image.BICUBIC), np.float64)
 
 
-def _anisotropic_blur(arr: np.ndarray, sigma_u: float, sigma_v: float, angle: float) -> np.ndarray:
+def anisotropic_blur(arr: np.ndarray, sigma_u: float, sigma_v: float, angle: float) -> np.ndarray:
     """H x W x 3 float blurred by a 2-D Gaussian (sigma ``sigma_u`` along ``angle`` degrees, ``sigma_v``
     across), edges reflected."""
     radius = int(np.ceil(3 * max(sigma_u, sigma_v)))
