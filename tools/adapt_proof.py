@@ -75,9 +75,8 @@ def prove(camera: str, args: argparse.Namespace, clean_dir: Path) -> list[str]:
         runs["oracle"] = out / "oracle"
         run([sys.executable, str(HERE / "finetune_bound.py"), "--camera", camera, *base,
              "--run-dir", str(runs["oracle"])], out / "oracle.log")
-    models = ["--model", "track1", "--label", "track1"]
-    for label, spec in args.also:
-        models += ["--model", spec, "--label", label]
+    also = [a for label, spec in args.also for a in ("--model", spec, "--label", label)]
+    models = ["--model", "track1", "--label", "track1", *also]
     for name, run_dir in runs.items():
         models += ["--model", str(run_dir / "reconstruction.safetensors"), "--label", name]
     run([sys.executable, "-m", "ddnsr.cli", "evaluate", *models, "--lr", str(out / "test-lr"), "--hr",
@@ -89,9 +88,7 @@ def prove(camera: str, args: argparse.Namespace, clean_dir: Path) -> list[str]:
         lines.append(f"| {camera} | {name} | {steps} | " + " | ".join(table.get(name, ["?"] * 4)) + " |")
     # does the run's self-check rank models as the held-out truth does? the bundled models, and each
     # run's export and its last weights
-    models = [a for m in ("track1", "track1-single", "track1-ft") for a in ("--model", m, "--label", m)]
-    for label, spec in args.also:
-        models += ["--model", spec, "--label", label]
+    models = [a for m in ("track1", "track1-single", "track1-ft") for a in ("--model", m, "--label", m)] + also
     for name, run_dir in runs.items():
         models += ["--model", str(run_dir / "reconstruction.safetensors"), "--label", f"{name} (export)",
                    "--model", str(run_dir / "last-reconstruction.safetensors"), "--label", f"{name} (last)"]

@@ -24,10 +24,10 @@ import numpy as np
 import torch
 
 from ddnsr.formats.modelfile import load_model
-from ddnsr.metrics import niqe, psnr
+from ddnsr.metrics import psnr
 from ddnsr.training.camera import estimate_camera
 from ddnsr.training.data import list_images, load_rgb8
-from ddnsr.training.validation import _last_readable, _self_pairs, upscale
+from ddnsr.training.validation import last_readable, mean_scores, self_pairs, upscale
 
 
 def kendall(a: list[float], b: list[float]) -> float:
@@ -48,14 +48,14 @@ def main() -> None:
     cpu = torch.device("cpu")
     photos = list_images([args.camera / "lr"])
     camera = estimate_camera(photos, list_images([args.clean]))
-    pairs, crops = _self_pairs(photos, camera), _last_readable(photos)
+    pairs, crops = self_pairs(photos, camera), last_readable(photos)
     held = [(load_rgb8(p), load_rgb8(args.camera / "test-hr" / p.name)) for p in list_images([args.camera / "test-lr"])]
     rows = []
     for label, spec in zip(labels, args.model, strict=True):
         net = load_model(spec).to(cpu)
         truth = np.mean([psnr(upscale(net, lr, cpu), hr) for lr, hr in held])
-        self_check = np.mean([psnr(upscale(net, im.lr, cpu), im.hr) for im in pairs])
-        old = np.mean([niqe(upscale(net, im.lr, cpu)) for im in crops])
+        self_check = mean_scores(pairs, net, cpu)["psnr_y"]  # what the run's validation computes
+        old = mean_scores(crops, net, cpu)["niqe"]
         rows.append((label, truth, self_check, old))
     print(f"camera {args.camera.name}: {camera.describe()}\n")
     print("| model | held-out PSNR-Y ↑ (truth) | self-check PSNR-Y ↑ | NIQE on 6 crops ↓ |")

@@ -30,8 +30,8 @@ if TYPE_CHECKING:
     from ddnsr.training.camera import CameraModel
     from ddnsr.training.config import TrainConfig
 
-__all__ = ["BEST_FILE", "CROP", "HIGHER_IS_BETTER", "MAX_IMAGES", "ValImage", "Validator", "load_val_images",
-           "make_validator"]
+__all__ = ["BEST_FILE", "CROP", "HIGHER_IS_BETTER", "MAX_IMAGES", "ValImage", "Validator", "last_readable",
+           "load_val_images", "make_validator", "mean_scores", "self_pairs"]
 
 CROP = 64
 SELF_CROP = 256  # the HR side of a pair made from a camera photo (validation without --val-lr, camera estimate)
@@ -67,13 +67,13 @@ def make_validator(cfg: TrainConfig, run_dir: Path, camera: CameraModel | None =
 
     files = list_images([Path(d) for d in cfg.real_lr])
     if camera is not None:
-        images = _self_pairs(files, camera)
+        images = self_pairs(files, camera)
         if images:
             print(f"validation: {len(images)} of the --real-lr photos as pairs (each photo's centre, at most "
                   f"{SELF_CROP} px, made 4x smaller by the camera estimate: R should give the photo back); "
                   "PSNR-Y on them picks the exported round; give --val-lr/--val-hr for held-out pairs", flush=True)
             return Validator(images, run_dir, cfg.select)
-    images = _last_readable(files)
+    images = last_readable(files)
     if not images:
         raise DataError(f"--real-lr {', '.join(cfg.real_lr)}: no photo can be validated on (each is unreadable "
                         f"or under {MIN_CROP} px a side); give --val-lr DIR")
@@ -82,7 +82,7 @@ def make_validator(cfg: TrainConfig, run_dir: Path, camera: CameraModel | None =
     return Validator(images, run_dir, cfg.select)
 
 
-def _self_pairs(files: list[Path], camera: CameraModel) -> list[ValImage]:
+def self_pairs(files: list[Path], camera: CameraModel) -> list[ValImage]:
     """Pairs made from the camera's own photos (ZSSR's idea, with the camera estimate as the degradation):
     the last :data:`MAX_IMAGES` readable photos of at least 64 px a side, each cut to its centre (at most
     :data:`SELF_CROP` px, a multiple of 4) as the HR, and that crop taken through the estimated pipeline
@@ -110,7 +110,7 @@ def _self_pairs(files: list[Path], camera: CameraModel) -> list[ValImage]:
     return out[::-1]
 
 
-def _last_readable(files: list[Path]) -> list[ValImage]:
+def last_readable(files: list[Path]) -> list[ValImage]:
     """The last :data:`MAX_IMAGES` of ``files`` that load and are large enough (others are skipped, as the
     training stream skips them; it has warned about each already)."""
     images: list[ValImage] = []
@@ -200,6 +200,13 @@ def score(sr: np.ndarray, hr: np.ndarray | None) -> dict[str, float]:
     return {k: worst[k] if np.isnan(v) else v for k, v in out.items()}  # (an exact output keeps PSNR inf)
 
 
+def mean_scores(images: list[ValImage], model: nn.Module, device: torch.device) -> dict[str, float]:
+    """R's output on each image scored by :func:`score`, each metric averaged over the images (a metric
+    some image lacks is left out)."""
+    rows = [score(upscale(model, im.lr, device), im.hr) for im in images]
+    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if all(k in r for r in rows)}
+
+
 class Validator:
     """Scores R on the validation crops, logs the rows and keeps the best model file."""
 
@@ -242,8 +249,7 @@ class Validator:
 
     def mean_scores(self, model: nn.Module, device: torch.device) -> dict[str, float]:
         """Each metric averaged over the validation crops."""
-        rows = [score(upscale(model, im.lr, device), im.hr) for im in self.images]
-        return {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if all(k in r for r in rows)}
+        return mean_scores(self.images, model, device)
 
     def run(self, step: int, model: nn.Module, device: torch.device, tb=None, save=None) -> dict[str, float]:
         """One round at ``step``: scores, a row of validation.csv, TensorBoard, and ``save(path)`` when best."""
