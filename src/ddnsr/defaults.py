@@ -22,6 +22,7 @@ __all__ = [
     "PRECISIONS",
     "PURPOSES",
     "QUALITY",
+    "SERVE_MAX_VIDEO_SECONDS",
     "check_tile",
     "precision_rule",
 ]
@@ -57,6 +58,12 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", "
 OUTPUT_FORMATS = ("png", "jpg", "webp", "tif")
 #: JPEG / WebP quality of results (1..100; WebP 100 is lossless).
 QUALITY = 95
+
+#: The longest video the page (``ddnsr serve``) takes, in seconds of the clip (its declared duration, or its
+#: frames at its frame rate when that is longer): 10 minutes, tens of thousands of frames, already hours
+#: of work on most machines. Videos also meet the page's byte limit per upload and ``MAX_PIXELS`` per frame;
+#: they are written with :class:`ddnsr.inference.video.VideoSettings`' defaults, as ``ddnsr upscale``'s.
+SERVE_MAX_VIDEO_SECONDS = 600.0
 
 #: Smallest tile and tile overlap the command line and the page accept (the library takes any): a
 #: 1-pixel tile is all overlap and makes a 40x32 image take minutes; no overlap leaves seams of up

@@ -5,13 +5,15 @@ API (JSON unless said). Every ``/api/`` request needs this start's token (the co
 ``X-DDNSR: 1``, which a cross-site form, link or simple cross-origin request cannot send::
 
     GET    /api/info                 models, precisions, formats, limits
-    POST   /api/jobs                 multipart: file, model, precision, format, outscale -> the queued job
-    GET    /api/jobs                 every job with its state and progress (the page polls this)
-    POST   /api/jobs/<id>/cancel     cancel (queued: at once; running: at the next tile)
+    POST   /api/jobs                 multipart: image (a photo or a video, told apart by content as
+                                     ddnsr upscale does), model, precision, format (photos), outscale
+                                     -> the queued job (kind "upscale" or "video")
+    GET    /api/jobs                 every job with its state and progress (tiles, or a video's frames)
+    POST   /api/jobs/<id>/cancel     cancel (queued: at once; running: at the next tile, frame or block)
     DELETE /api/jobs/<id>            forget a finished job and delete its files
     GET    /api/jobs/<id>/<key>      a file of a job: result (add ?download=1), view (what a browser can
                                      show: the result, or a PNG of it for TIFF), before, hr, lr
-    GET    /api/results.zip          every finished upscale result, streamed
+    GET    /api/results.zip          every finished upscale result (photos and videos), streamed
     POST   /api/models               multipart: file (.safetensors / .pth reconstruction model) -> its entry
     POST   /api/degrade              multipart: hr, lr, model -> a degradation-view job
 
@@ -35,7 +37,7 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from flask import Flask, Response, abort, jsonify, redirect, request, send_file
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -51,14 +53,25 @@ from ddnsr.errors import (
     SettingError,
     one_line,
 )
+from ddnsr.imageio.video import VIDEO_EXTENSIONS, is_video
 from ddnsr.inference.batch import unique_name
 from ddnsr.inference.outscale import OutputSize
-from ddnsr.serve.jobs import FORMATS, Job, Models, Worker, Workspace, safe_name
+from ddnsr.serve.jobs import FORMATS, Job, Models, Worker, Workspace, safe_name, video_settings
+
+if TYPE_CHECKING:
+    from ddnsr.imageio.video import VideoInfo
 
 __all__ = ["ServeConfig", "create_app", "is_loopback"]
 
 STATIC = Path(__file__).resolve().parent / "static"
 IMAGE_EXTENSIONS = defaults.IMAGE_EXTENSIONS
+#: The names an upload of /api/jobs may have: images and videos (what it is, is then told by its content).
+UPLOAD_EXTENSIONS = IMAGE_EXTENSIONS + VIDEO_EXTENSIONS
+#: Media types of the video results, by container.
+VIDEO_MIMETYPES = {"mp4": "video/mp4", "mkv": "video/x-matroska", "webm": "video/webm", "mov": "video/quicktime"}
+#: The container a video result falls back to when the default one cannot hold the source's streams
+#: (Matroska holds every codec and subtitle kind; ``ddnsr upscale`` suggests ``--video-ext mkv`` then).
+FALLBACK_CONTAINER = "mkv"
 MODEL_EXTENSIONS = (".safetensors", ".pth", ".pt")
 FORM_SLACK = 64 * 1024  # bytes of a request beyond its files: multipart headers and the small fields
 MAX_FORM_PARTS = 100  # files and fields in one request (the page sends at most six)
@@ -72,7 +85,8 @@ class ServeConfig:
     model: str = defaults.DEFAULT_MODEL  # the model selected first: a bundled name or a model file
     device: str = defaults.DEVICE
     max_pixels: int | None = defaults.MAX_PIXELS
-    max_upload_bytes: int = 100 * 10**6  # one image
+    max_upload_bytes: int = 100 * 10**6  # one image or video
+    max_video_seconds: float | None = defaults.SERVE_MAX_VIDEO_SECONDS  # one video (None: no limit)
     max_model_bytes: int = 500 * 10**6  # one model file
     max_jobs: int = 200
     quality: int = defaults.QUALITY
@@ -204,6 +218,52 @@ def _check_image_header(path: Path, name: str, max_pixels: int | None) -> tuple[
     return width, height
 
 
+def has_video_support() -> bool:
+    """True when PyAV (``pip install 'ddnsr[video]'``), which reads and writes the videos, is installed."""
+    import importlib.util
+
+    return importlib.util.find_spec("av") is not None
+
+
+def _check_video(path: Path, name: str, outscale: float, max_pixels: int | None,
+                 max_seconds: float | None) -> tuple[VideoInfo, int, str]:
+    """(probe, frames, container) of an uploaded video, checked as ``upscale_video`` checks it before any work
+    (a truncated or corrupt file, frames over the pixel limit) and against the page's duration limit.
+    The container is the command line's default, or :data:`FALLBACK_CONTAINER` when that one cannot hold
+    the source's streams. ImageError / LimitError (one line, naming the upload) when it cannot be used."""
+    from ddnsr.inference.video import check_video
+
+    if not has_video_support():
+        raise RequestError(f"{name}: videos need PyAV, which is not installed (pip install 'ddnsr[video]')")
+    settings = video_settings(max_pixels, outscale)
+    try:
+        try:
+            info, frames = check_video(path, settings)
+        except ImageError as exc:
+            if exc.settings != ("container",):
+                raise
+            settings = video_settings(max_pixels, outscale, FALLBACK_CONTAINER)
+            info, frames = check_video(path, settings)
+    except ImageError as exc:
+        if "max_pixels" in exc.settings:
+            raise LimitError(f"{name}: {exc.reason.replace('over max_pixels', 'over the limit of')} "
+                             "(ddnsr serve --max-pixels)") from None
+        raise ImageError(name, exc.reason) from None
+    seconds = max(info.duration or 0.0, frames / float(info.rate or 25))
+    if max_seconds and seconds > max_seconds:
+        raise LimitError(f"{name}: {seconds:.1f} s of video is over the limit of {max_seconds:g} s per video")
+    return info, frames, settings.container
+
+
+def _video_format() -> dict:
+    """How videos are written (``ddnsr upscale``'s defaults), for the page to say."""
+    from ddnsr.inference.video import CODECS
+
+    settings = video_settings(None)
+    crf = settings.crf if settings.crf is not None else CODECS[settings.codec].crf
+    return {"container": settings.container, "codec": settings.codec, "crf": crf, "fallback": FALLBACK_CONTAINER}
+
+
 def _outscale() -> float:
     """The form's ``outscale`` (the page's Size; default 4): a number in (0, 4], else a RequestError."""
     text = request.form.get("outscale") or "4"
@@ -266,7 +326,7 @@ class _Api:
 
     def too_large(self, _exc):
         """413 for a body over its route's limit (the declared length, or the bytes read so far)."""
-        what = "model" if request.path == "/api/models" else "image"
+        what = {"/api/models": "model", "/api/jobs": "image or video"}.get(request.path, "image")
         limit = self.config.max_model_bytes if what == "model" else self.config.max_upload_bytes
         return _error(f"upload too large (limit {limit / 1e6:.0f} MB per {what})", 413)
 
@@ -318,41 +378,69 @@ class _Api:
         return jsonify({
             "models": self.models.listing(), "default_model": self.state.default_model,
             "precisions": self.state.precisions, "formats": list(FORMATS), "image_extensions": IMAGE_EXTENSIONS,
+            "video_extensions": VIDEO_EXTENSIONS if has_video_support() else (), "video_format": _video_format(),
             "model_extensions": MODEL_EXTENSIONS,
             "limits": {"max_upload_bytes": config.max_upload_bytes, "max_model_bytes": config.max_model_bytes,
-                       "max_pixels": config.max_pixels, "max_jobs": config.max_jobs},
+                       "max_pixels": config.max_pixels, "max_jobs": config.max_jobs,
+                       "max_video_seconds": config.max_video_seconds},
         })
 
     # -- new jobs ----------------------------------------------------------------------------------
 
+    def model_and_precision(self, model_kind: str) -> tuple[str, str]:
+        """The form's model (one with a ``model_kind`` network) and precision, or the defaults."""
+        state = self.state
+        model = _choice(request.form.get("model"), self.models.entries, "model", state.default_model)
+        self.models.path(model, model_kind)
+        return model, _choice(request.form.get("precision"), state.precisions, "precision", state.precisions[0])
+
     def new_job(self):
-        return self.submit("upscale", {"image": "image"}, "reconstruction")
+        """An uploaded photo or video (told apart by content, as ``ddnsr upscale`` does) -> a queued job."""
+        config = self.config
+        self.parse_form()
+        with _job_folder(self.state.workspace) as (job_id, folder):
+            model, precision = self.model_and_precision("reconstruction")
+            path, name = _save_upload(request.files.get("image"), folder, "image", UPLOAD_EXTENSIONS,
+                                      config.max_upload_bytes, "image")
+            if is_video(path):
+                job = self.video_job(job_id, folder, path, name, model, precision)
+            else:
+                size = _check_image_header(path, name, config.max_pixels)
+                fmt = _choice(request.form.get("format"), FORMATS, "format", defaults.OUTPUT_FORMATS[0])
+                job = Job(id=job_id, kind="upscale", name=name, folder=folder, inputs={"image": path},
+                          input_names={"image": name}, model=model, precision=precision, fmt=fmt, size_in=size,
+                          outscale=_outscale())
+            self.worker.submit(job)
+        return jsonify(job.public()), 201
+
+    def video_job(self, job_id: str, folder: Path, path: Path, name: str, model: str, precision: str) -> Job:
+        """The job of an uploaded video, checked now (a broken one or one over a limit is refused at once)."""
+        outscale, config = _outscale(), self.config
+        stored = path.rename(folder / f"video{path.suffix}")
+        info, frames, container = _check_video(stored, name, outscale, config.max_pixels, config.max_video_seconds)
+        return Job(id=job_id, kind="video", name=name, folder=folder, inputs={"video": stored},
+                   input_names={"video": name}, model=model, precision=precision, fmt=container,
+                   size_in=info.display_size, outscale=outscale, frames_total=frames)
 
     def new_degrade(self):
         self.parse_form()
         if request.form.get("run_photos") == "1":
             return self.submit_run_photos()
-        return self.submit("degrade", {"hr": "clean HR image", "lr": "real LR image"}, "degradation")
+        return self.submit_degrade({"hr": "clean HR image", "lr": "real LR image"})
 
-    def submit(self, kind: str, files: dict[str, str], model_kind: str):
-        """Save the named upload fields, check them, queue a job (400 / 413 / 429 with a message)."""
-        state, config, models = self.state, self.config, self.models
-        self.parse_form()
-        with _job_folder(state.workspace) as (job_id, folder):
-            model = _choice(request.form.get("model"), models.entries, "model", state.default_model)
-            models.path(model, model_kind)
-            precision = _choice(request.form.get("precision"), state.precisions, "precision", state.precisions[0])
-            fmt = _choice(request.form.get("format"), FORMATS, "format", defaults.OUTPUT_FORMATS[0]) \
-                if kind == "upscale" else "png"
+    def submit_degrade(self, files: dict[str, str]):
+        """Save the two photos of a degradation view, check them, queue the job (400 / 413 / 429 with a message)."""
+        config = self.config
+        with _job_folder(self.state.workspace) as (job_id, folder):
+            model, precision = self.model_and_precision("degradation")
             inputs, names, sizes = {}, {}, {}
             for key, what in files.items():
                 path, name = _save_upload(request.files.get(key), folder, key, IMAGE_EXTENSIONS,
                                           config.max_upload_bytes, what)
                 sizes[key] = _check_image_header(path, name, config.max_pixels)
                 inputs[key], names[key] = path, name
-            first = "image" if kind == "upscale" else "hr"
-            job = Job(id=job_id, kind=kind, name=names[first], folder=folder, inputs=inputs, input_names=names,
-                      model=model, precision=precision, fmt=fmt, size_in=sizes[first], outscale=_outscale())
+            job = Job(id=job_id, kind="degrade", name=names["hr"], folder=folder, inputs=inputs, input_names=names,
+                      model=model, precision=precision, fmt="png", size_in=sizes["hr"], outscale=_outscale())
             self.worker.submit(job)
         return jsonify(job.public()), 201
 
@@ -406,15 +494,18 @@ class _Api:
         if job is None or key not in job.outputs:
             abort(404, "no such file")
         download = request.args.get("download") == "1"
+        if job.kind == "video":  # result and view are the same file
+            return send_file(job.outputs[key], as_attachment=download, download_name=job.download_name(),
+                             mimetype=VIDEO_MIMETYPES.get(job.fmt), max_age=0)
         name = job.download_name() if key == "result" else f"{Path(job.name).stem}_{key}.png"
         return send_file(job.outputs[key], as_attachment=download, download_name=name, max_age=0)
 
     def results_zip(self):
-        """Every finished upscale result in one zip, streamed (nothing is written to disk). Each file is
-        opened before the answer starts, so a job removed meanwhile is either in it whole or left out."""
+        """Every finished upscale result (photos and videos) in one zip, streamed (nothing is written to disk).
+        Each file is opened before the answer starts, so a job removed meanwhile is either in it whole or left out."""
         worker = self.worker
         done = [j for j in (worker.jobs.get(e["id"]) for e in worker.listing())
-                if j is not None and j.kind == "upscale" and j.state == "done"]
+                if j is not None and j.kind in ("upscale", "video") and j.state == "done"]
         entries, used = [], set()
         for job in done:
             try:

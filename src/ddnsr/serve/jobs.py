@@ -4,16 +4,19 @@ One :class:`Worker` thread takes jobs from a FIFO queue and runs the network for
 memory stays bounded by one image (plus the one loaded model) however many files are dropped. A job is
 an upscale (the exact path of ``ddnsr upscale``: :meth:`ddnsr.inference.upscaler.Upscaler.upscale_file`, with
 the defaults of :mod:`ddnsr.defaults`, so the bytes equal the command line's for the same model, precision and
-format) or a degradation view (clean HR -> D's LR next to a real LR photo, by ``ddnsr degrade``'s
-:meth:`~ddnsr.inference.upscaler.Degrader.degrade_file`). A job is cancelled between tiles (the progress callback
-raises once its flag is set) and between the network's blocks (a forward pre-hook raises); a queued job
-is simply skipped.
+format), a video (``ddnsr upscale``'s path for videos: :func:`ddnsr.inference.video.upscale_video` with the
+default :class:`~ddnsr.inference.video.VideoSettings`, progress in frames) or a degradation view (clean HR ->
+D's LR next to a real LR photo, by ``ddnsr degrade``'s :meth:`~ddnsr.inference.upscaler.Degrader.degrade_file`).
+A job is cancelled between tiles or frames (the progress callback raises once its flag is set) and between
+the network's blocks (a forward pre-hook raises); a queued job is simply skipped. A video stopped for any
+reason leaves no result and no part folder (the page does not resume).
 
 Everything lives in :class:`Workspace`, a ``mkdtemp`` folder (mode 0700) removed by :meth:`Workspace.close`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import queue
@@ -27,6 +30,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -43,10 +47,13 @@ from ddnsr.errors import (
 )
 from ddnsr.inference.outscale import OutputSize
 
+if TYPE_CHECKING:
+    from ddnsr.inference.video import VideoSettings
+
 #: An image that cannot be read.
 _IMAGE_ERRORS = (ImageError,)
 
-__all__ = ["Cancelled", "Job", "Models", "Worker", "Workspace", "model_entry", "safe_name"]
+__all__ = ["Cancelled", "Job", "Models", "Worker", "Workspace", "model_entry", "safe_name", "video_settings"]
 
 #: Output formats offered in the page (``ddnsr upscale --ext``) and their file extensions.
 FORMATS = {name: f".{name}" for name in defaults.OUTPUT_FORMATS}
@@ -55,7 +62,17 @@ FINISHED = (DONE, FAILED, CANCELLED)
 
 
 class Cancelled(Exception):
-    """Raised from a progress callback to stop a job between tiles."""
+    """Raised from a progress callback to stop a job between tiles (or a video's frames)."""
+
+
+def video_settings(max_pixels: int | None, outscale: float = 4.0, container: str | None = None) -> VideoSettings:
+    """How the page writes a video: ``ddnsr upscale``'s defaults (:class:`~ddnsr.inference.video.VideoSettings`':
+    codec, CRF, container, segments), the page's pixel limit per frame and its Size (``--outscale``);
+    ``container`` replaces the default one (the page falls back to mkv when mp4 cannot hold the streams)."""
+    from ddnsr.inference.video import VideoSettings
+
+    settings = VideoSettings(max_pixels=max_pixels, size=OutputSize(outscale))
+    return settings if container is None else dataclasses.replace(settings, container=container)
 
 
 def safe_name(name: str, default: str = "image") -> str:
@@ -230,18 +247,20 @@ class Job:
     """One file's work. ``state`` goes queued -> running -> done / failed / cancelled."""
 
     id: str
-    kind: str  # "upscale" or "degrade"
+    kind: str  # "upscale", "video" or "degrade"
     name: str  # the sanitised upload name, shown in the page
     folder: Path
-    inputs: dict[str, Path]  # "image" (upscale) or "hr" and "lr" (degrade)
+    inputs: dict[str, Path]  # "image" (upscale), "video" (video) or "hr" and "lr" (degrade)
     input_names: dict[str, str]  # the same keys -> the sanitised upload names
     model: str
     precision: str = defaults.PRECISION["inference"]
-    fmt: str = defaults.OUTPUT_FORMATS[0]
+    fmt: str = defaults.OUTPUT_FORMATS[0]  # a video's container (mp4, ...)
     outscale: float = 4.0  # the page's Size: the x4 result downscaled (ddnsr upscale --outscale)
     state: str = QUEUED
     tiles_done: int = 0
     tiles_total: int = 0
+    frames_done: int = 0  # a video's progress (frames_total is known from the upload's scan)
+    frames_total: int = 0
     started: float | None = None
     finished: float | None = None
     error: str = ""
@@ -252,29 +271,37 @@ class Job:
     cancel: threading.Event = field(default_factory=threading.Event)
     seq: int = 0
 
+    def counts(self) -> tuple[int, int]:
+        """(done, total) in the job's unit: frames for a video, else tiles."""
+        if self.kind == "video":
+            return self.frames_done, self.frames_total
+        return self.tiles_done, self.tiles_total
+
     def eta(self) -> float | None:
-        """Seconds left, from the time per tile so far (None before the first tile)."""
-        if self.state != RUNNING or not self.started or self.tiles_done == 0 or self.tiles_total == 0:
+        """Seconds left, from the time per tile (or frame) so far (None before the first)."""
+        done, total = self.counts()
+        if self.state != RUNNING or not self.started or done == 0 or total == 0:
             return None
-        per_tile = (time.monotonic() - self.started) / self.tiles_done
-        return round(per_tile * (self.tiles_total - self.tiles_done), 1)
+        per_unit = (time.monotonic() - self.started) / done
+        return round(per_unit * (total - done), 1)
 
     def public(self) -> dict:
         """The JSON the page polls."""
         return {
             "id": self.id, "kind": self.kind, "name": self.name, "model": self.model, "precision": self.precision,
             "format": self.fmt, "state": self.state, "tiles_done": self.tiles_done, "tiles_total": self.tiles_total,
-            "eta_s": self.eta(), "error": self.error, "warnings": list(self.warnings),
+            "frames_done": self.frames_done, "frames_total": self.frames_total, "eta_s": self.eta(),
+            "error": self.error, "warnings": list(self.warnings),
             "seconds": None if not (self.started and self.finished) else round(self.finished - self.started, 2),
             "size_in": self.size_in, "size_out": self.size_out, "outputs": sorted(self.outputs),
             "download_name": self.download_name(),
         }
 
     def download_name(self) -> str:
-        """``<stem>_x4.<format>`` (the name ``ddnsr upscale --suffix _x4`` gives) or ``<name>_lr.png``."""
+        """``<stem>_x4.<format or container>`` (the name ``ddnsr upscale --suffix _x4`` gives) or ``<name>_lr.png``."""
         from ddnsr.inference.batch import output_name
 
-        if self.kind == "upscale":
+        if self.kind in ("upscale", "video"):
             return output_name(Path(self.name).stem, "_x4", self.fmt)
         return f"{self.name}_lr.png"
 
@@ -410,9 +437,8 @@ class Worker:
             try:
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
-                    (self._upscale if job.kind == "upscale" else self._degrade)(job)
-                job.warnings = [" ".join(str(w.message).replace(str(job.folder) + os.sep, "").split())
-                                for w in caught]
+                    {"upscale": self._upscale, "video": self._video, "degrade": self._degrade}[job.kind](job)
+                job.warnings = [_public_text(str(w.message), job) for w in caught]
                 state = DONE
             except Cancelled:
                 state = CANCELLED
@@ -432,7 +458,10 @@ class Worker:
 
     def _progress(self, job: Job) -> Callable[[int, int], None]:
         def progress(done: int, total: int) -> None:
-            job.tiles_done, job.tiles_total = done, total
+            if job.kind == "video":
+                job.frames_done, job.frames_total = done, total
+            else:
+                job.tiles_done, job.tiles_total = done, total
             if job.cancel.is_set():
                 raise Cancelled
 
@@ -480,6 +509,25 @@ class Worker:
         del data
         job.outputs["before"] = self._preview(source, job.folder / "before.png")
 
+    def _video(self, job: Job) -> None:
+        """A video by ``ddnsr upscale``'s path (:func:`~ddnsr.inference.video.upscale_video`), cancelled between
+        frames; whatever stops it, its part folder goes (the result appears only when complete)."""
+        from ddnsr.imageio.video import probe_video
+        from ddnsr.inference.video import part_folder, upscale_video
+
+        up = self._network("Upscaler", job.model, job.precision)
+        dest = job.folder / f"result.{job.fmt}"
+        if job.cancel.is_set():
+            raise Cancelled
+        try:
+            upscale_video(job.inputs["video"], dest, up, video_settings(self.max_pixels, job.outscale, job.fmt),
+                          progress=self._progress(job))
+        finally:
+            shutil.rmtree(part_folder(dest), ignore_errors=True)  # the page does not resume a stopped video
+        job.size_out = probe_video(dest).display_size
+        job.outputs["result"] = dest
+        job.outputs["view"] = dest  # browsers play H.264 in MP4 themselves
+
     def _preview(self, source: Path, dest: Path) -> Path:
         """An 8-bit PNG of an input for the browser (which may not show TIFF or 16-bit files)."""
         import ddnsr.imageio as dio
@@ -523,6 +571,13 @@ def add_cancel_points(runner: object, check: Callable[[], None]) -> int:
     for block in blocks:
         block.register_forward_pre_hook(lambda _module, _inputs: check())
     return len(blocks)
+
+
+def _public_text(text: str, job: Job) -> str:
+    """One line of ``text`` with each stored input's path shown as its upload name and no private folder."""
+    for key, path in job.inputs.items():
+        text = text.replace(str(path), job.input_names.get(key, job.name))
+    return " ".join(text.replace(str(job.folder) + os.sep, "").split())
 
 
 def _message(exc: BaseException, job: Job) -> str:

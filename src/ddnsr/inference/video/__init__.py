@@ -48,13 +48,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ddnsr.errors import ImageError
-from ddnsr.imageio.video import probe_video
+from ddnsr.imageio.video import VideoInfo, probe_video
 from ddnsr.inference.video.pipeline import _run_segments
 from ddnsr.inference.video.plan import (
     _fingerprint,
     _open_manifest,
     _output_lock,
     _plan_segments,
+    _Scan,
     _scan,
     frames_folder,
     lock_file,
@@ -72,8 +73,8 @@ from ddnsr.inference.video.settings import (
     check_settings,
 )
 
-__all__ = ["CODECS", "CONTAINERS", "MAX_SECONDS", "VideoResult", "VideoSettings", "check_settings", "frames_folder",
-           "lock_file", "part_folder", "upscale_video"]
+__all__ = ["CODECS", "CONTAINERS", "MAX_SECONDS", "VideoResult", "VideoSettings", "check_settings", "check_video",
+           "frames_folder", "lock_file", "part_folder", "upscale_video"]
 
 
 def upscale_video(source: str | os.PathLike, dest: str | os.PathLike, upscaler, settings: VideoSettings | None = None,
@@ -97,17 +98,34 @@ def upscale_video(source: str | os.PathLike, dest: str | os.PathLike, upscaler, 
         return _upscale_video(source, dest, upscaler, settings, encoder, progress)
 
 
+def check_video(source: str | os.PathLike, settings: VideoSettings | None = None) -> tuple[VideoInfo, int]:
+    """The checks :func:`upscale_video` makes before any work, without the work (e.g. to refuse an upload
+    at once): (the probe of ``source``, the number of frames it would upscale).
+
+    Raises:
+        ImageError, SettingError: as :func:`upscale_video` would before its first frame.
+    """
+    settings = settings or VideoSettings()
+    info, scan = _check_source(Path(source), settings, check_settings(settings))
+    return info, scan.frames
+
+
+def _check_source(source: Path, settings: VideoSettings, encoder: str) -> tuple[VideoInfo, _Scan]:
+    """Probe, output size, what the container holds, and the scan of every packet (a truncated file fails)."""
+    info = probe_video(source, max_pixels=settings.max_pixels)
+    _check_output_size(info, settings, encoder)
+    _check_muxable(info, settings, encoder)
+    return info, _scan(info, settings)
+
+
 def _upscale_video(source: Path, dest: Path, upscaler, settings: VideoSettings, encoder: str,
                    progress: Callable[[int, int], None] | None) -> VideoResult:
     """:func:`upscale_video` once the output is locked."""
     began = time.perf_counter()
-    info = probe_video(source, max_pixels=settings.max_pixels)
+    info, scan = _check_source(source, settings, encoder)
     if info.bit_depth > 8:  # the network and every codec setting here are 8-bit: say so rather than hide it
         warnings.warn(f"{source}: {info.bit_depth}-bit video; the result is written as 8-bit "
                       f"{settings.codec} ({CODECS[settings.codec].pix_fmt})", stacklevel=2)
-    _check_output_size(info, settings, encoder)
-    _check_muxable(info, settings, encoder)
-    scan = _scan(info, settings)
     part = part_folder(dest)
     manifest = _open_manifest(part, _fingerprint(info, settings, upscaler),
                               lambda: _plan_segments(scan, info, settings.segment_seconds))

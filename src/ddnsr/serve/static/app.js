@@ -35,6 +35,11 @@ function seconds(s) {
 
 function megabytes(bytes) { return `${Math.round(bytes / 1e6)} MB`; }
 
+function minutes(s) { return s >= 60 ? `${+(s / 60).toFixed(1)} min` : `${s} s`; }
+
+// the kinds of job whose result is an upscale (a photo or a video), shown, downloaded and zipped
+const RESULTS = ["upscale", "video"];
+
 // ------------------------------------------------------------------------------------------ settings
 
 async function loadInfo(selectId) {
@@ -52,11 +57,17 @@ async function loadInfo(selectId) {
   if (keepDeg) deg.value = keepDeg;
   fill($("precision"), info.precisions);
   fill($("format"), info.formats);
-  const l = info.limits;
-  $("limits").textContent = `Up to ${megabytes(l.max_upload_bytes)} per photo` +
-    (l.max_pixels ? `, ${(l.max_pixels / 1e6).toFixed(1)} megapixels` : "") +
-    `; ${info.image_extensions.join(" ")}.`;
-  $("files").accept = info.image_extensions.join(",");
+  const l = info.limits, videos = info.video_extensions;
+  $("limits").textContent = `Up to ${megabytes(l.max_upload_bytes)} per photo or video` +
+    (l.max_pixels ? `, ${(l.max_pixels / 1e6).toFixed(1)} megapixels (per frame of a video)` : "") +
+    (videos.length && l.max_video_seconds ? `, ${minutes(l.max_video_seconds)} of video` : "") +
+    `; ${[...info.image_extensions, ...videos].join(" ")}.`;
+  $("files").accept = [...info.image_extensions, ...videos].join(",");
+  const v = info.video_format;
+  $("video-note").textContent = videos.length
+    ? `Videos are saved as ddnsr upscale saves them: ${v.container} (${v.codec}, CRF ${v.crf}; ${v.fallback} ` +
+      `when ${v.container} cannot hold the source's streams), with the same frame times, audio and subtitles.`
+    : "Videos need PyAV on the server (pip install 'ddnsr[video]').";
   showNote();
   showRunButton();
 }
@@ -126,11 +137,19 @@ async function poll() {
   }
 }
 
+function counts(job) {
+  // [done, total] in the job's unit: a video's frames, else tiles
+  return job.kind === "video" ? [job.frames_done, job.frames_total] : [job.tiles_done, job.tiles_total];
+}
+
 function stateText(job) {
+  if (job.state === "queued" && job.kind === "video" && job.frames_total) return `queued, ${job.frames_total} frames`;
   if (job.state === "running") {
-    if (!job.tiles_total) return "starting...";
+    const [done, total] = counts(job);
     const eta = job.eta_s !== null ? `, ${seconds(job.eta_s)} left` : "";
-    return `tile ${job.tiles_done}/${job.tiles_total}${eta}`;
+    if (job.kind === "video") return done || total ? `frame ${done} / ${total}${eta}` : "starting...";
+    if (!total) return "starting...";
+    return `tile ${done}/${total}${eta}`;
   }
   if (job.state === "done") return job.seconds !== null ? `done in ${seconds(job.seconds)}` : "done";
   return job.state;
@@ -152,7 +171,7 @@ function fillItem(li, job) {
   li.dataset.state = job.state;
   li.dataset.key = jobKey(job);
   if (state.shown === job.id || state.shownDegrade === job.id) li.classList.add("selected");
-  const label = job.kind === "degrade" ? `${job.name} (degradation view)` : job.name;
+  const label = { degrade: `${job.name} (degradation view)`, video: `${job.name} (video)` }[job.kind] || job.name;
   li.replaceChildren(el("div", { class: "top" }, el("span", { class: "name" }, label),
     el("span", { class: "state" }, stateText(job))));
   if (job.state === "running" || job.state === "queued") li.append(el("progress", { max: 1, value: 0 }));
@@ -162,8 +181,10 @@ function fillItem(li, job) {
   if (job.state === "running" || job.state === "queued") {
     actions.append(el("button", { type: "button", class: "cancel", onclick: () => cancel(job.id) }, "Cancel"));
   }
-  if (job.state === "done" && job.kind === "upscale") {
-    actions.append(el("button", { type: "button", class: "compare", onclick: () => showCompare(job) }, "Compare"));
+  if (job.state === "done" && RESULTS.includes(job.kind)) {
+    actions.append(job.kind === "video"
+      ? el("button", { type: "button", class: "play", onclick: () => showVideo(job) }, "Play")
+      : el("button", { type: "button", class: "compare", onclick: () => showCompare(job) }, "Compare"));
     actions.append(el("a", { class: "button download", href: `/api/jobs/${job.id}/result?download=1`,
       download: job.download_name }, "Download"));
   }
@@ -180,8 +201,8 @@ function fillItem(li, job) {
 
 function updateProgress(li, job) {
   li.querySelector(".state").textContent = stateText(job);
-  const bar = li.querySelector("progress");
-  if (bar && job.tiles_total) { bar.max = job.tiles_total; bar.value = job.tiles_done; }
+  const bar = li.querySelector("progress"), [done, total] = counts(job);
+  if (bar && total) { bar.max = total; bar.value = done; }
 }
 
 function render() {
@@ -198,12 +219,12 @@ function render() {
   items.forEach((li, i) => { if (list.children[i] !== li) list.insertBefore(li, list.children[i] || null); });
   while (list.children.length > items.length) list.lastElementChild.remove();
   $("queue-empty").hidden = jobs.length > 0;
-  const anyDone = [...state.jobs.values()].some((j) => j.state === "done" && j.kind === "upscale");
+  const anyDone = [...state.jobs.values()].some((j) => j.state === "done" && RESULTS.includes(j.kind));
   $("zip").classList.toggle("disabled", !anyDone);
-  // show the first finished result by itself; later ones wait for "Compare"
+  // show the first finished result by itself; later ones wait for "Compare" / "Play"
   if (state.shown === null) {
-    const done = [...state.jobs.values()].find((j) => j.state === "done" && j.kind === "upscale");
-    if (done) showCompare(done);
+    const done = [...state.jobs.values()].find((j) => j.state === "done" && RESULTS.includes(j.kind));
+    if (done) (done.kind === "video" ? showVideo : showCompare)(done);
   }
   for (const j of state.jobs.values()) {
     if (j.kind === "degrade" && j.state === "done" && state.pendingDegrade === j.id) showDegrade(j);
@@ -248,7 +269,7 @@ async function remove(id) {
   } else {
     try { await api("DELETE", `/api/jobs/${id}`); } catch (e) { /* already gone */ }
     state.jobs.delete(id);
-    if (state.shown === id) { state.shown = null; $("viewer").hidden = true; }
+    if (state.shown === id) { state.shown = null; $("viewer").hidden = true; showPlayer(false); }
   }
   render();
 }
@@ -257,8 +278,30 @@ async function remove(id) {
 
 const view = { z: 1, x: 0, y: 0, w: 0, h: 0 };
 
+function showPlayer(on) {
+  // the viewer shows either the before / after stage (photos) or the player (videos)
+  const player = $("player");
+  for (const id of ["viewport", "slider"]) $(id).hidden = on;
+  document.querySelector("#viewer .zoom").hidden = on;
+  player.hidden = !on;
+  if (!on && player.getAttribute("src")) { player.pause(); player.removeAttribute("src"); player.load(); }
+}
+
+function showVideo(job) {
+  state.shown = job.id;
+  const [w, h] = job.size_out;
+  showPlayer(true);
+  $("player").src = `/api/jobs/${job.id}/view`;
+  $("viewer-title").textContent = `${job.name}: ${job.size_in[0]}x${job.size_in[1]} to ${w}x${h}, ` +
+    `${job.frames_total} frames`;
+  $("viewer").hidden = false;
+  for (const li of document.querySelectorAll(".job")) li.classList.toggle("selected", li.dataset.id === job.id);
+  render();
+}
+
 function showCompare(job) {
   state.shown = job.id;
+  showPlayer(false);
   const [w, h] = job.size_out;
   view.w = w; view.h = h;
   const before = $("before"), after = $("after");
