@@ -91,6 +91,25 @@ def test_bad_folders_one_line(tmp_path, vgg19_path, data, case):
         assert str(data["lr"] if case == "too-small" else (tmp_path / "nope" if case == "missing" else bad)) in lines[0]
 
 
+def test_camera_noise_patches_are_kept_with_the_estimate(tmp_path, vgg19_path, data):
+    """--degradation camera (the --from default) cuts the camera's noise from its photos and keeps it beside
+    camera.json; --camera-noise gaussian does without."""
+    from ddnsr.training.camera import CameraModel, NoisePatches
+
+    src = save_model(RRDBNet(num_feat=8, num_block=1, num_grow_ch=4), tmp_path / "tiny.safetensors")
+    res = train(tmp_path / "run", vgg19_path, *folders(data), "--from", str(src), "--steps", "1")
+    assert res.returncode == 0, res.stderr
+    patches = NoisePatches.load(tmp_path / "run" / "camera-noise.npz")
+    # the photos are a ramp plus uniform noise of 60 levels (std 17.3 per channel): the patches carry it
+    assert patches.noise.shape[1:] == (32, 32, 3) and 14 < float(patches.noise.std()) < 20
+    cam = CameraModel.from_plain(json.loads((tmp_path / "run" / "camera.json").read_text()), patches)
+    assert "noise patches" in cam.describe() and "noise patches" in res.stdout
+    res = train(tmp_path / "plain", vgg19_path, *folders(data), "--from", str(src), "--steps", "1",
+                "--camera-noise", "gaussian")
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "plain" / "camera.json").is_file() and not (tmp_path / "plain" / "camera-noise.npz").exists()
+
+
 def test_from_file_takes_its_architecture(tmp_path, vgg19_path, data):
     tiny = RRDBNet(num_feat=12, num_block=2, num_grow_ch=6)
     src = save_model(tiny, tmp_path / "tiny.safetensors")

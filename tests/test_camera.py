@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from scipy import ndimage
 
-from ddnsr.training.camera import CameraModel, JpegSetting, estimate_camera
+from ddnsr.training.camera import CameraModel, JpegSetting, NoisePatches, estimate_camera, noise_patches
 
 
 def scene(seed: int, size: int = 256) -> np.ndarray:
@@ -80,10 +81,11 @@ def test_uncompressed_photos_have_no_jpeg(tmp_path, clean):
 
 
 def test_sharpening_and_noise_are_told_apart(tmp_path, clean):
+    # the Gaussian alone (--camera-noise gaussian): with patches, they carry the noise (the tests below)
     cam = CameraModel(jpeg=JpegSetting(subsampling=2, quality=85))
-    plain = estimate_camera(camera_folder(tmp_path / "a", cam, 0.0, 0.0), clean)
-    sharp = estimate_camera(camera_folder(tmp_path / "b", cam, 1.5, 0.0), clean)
-    noisy = estimate_camera(camera_folder(tmp_path / "c", cam, 0.0, 6.0), clean)
+    plain = estimate_camera(camera_folder(tmp_path / "a", cam, 0.0, 0.0), clean, with_patches=False)
+    sharp = estimate_camera(camera_folder(tmp_path / "b", cam, 1.5, 0.0), clean, with_patches=False)
+    noisy = estimate_camera(camera_folder(tmp_path / "c", cam, 0.0, 6.0), clean, with_patches=False)
     assert plain.sharpen < 0.4 and plain.noise < 1.5
     assert sharp.sharpen > plain.sharpen + 0.6 and sharp.noise < 2.0
     assert 3.0 < noisy.noise < 9.0 and noisy.sharpen < 0.6
@@ -98,3 +100,69 @@ def test_pairs_are_8_bit_sized_and_drawn_per_step():
     assert a.shape == (2, 3, 32, 32) and torch.equal(a, b) and not torch.equal(a, c)
     assert torch.equal(a, (a * 255).round() / 255) and 0 <= a.min() and a.max() <= 1
     assert CameraModel.from_plain(json.loads(json.dumps(cam.as_plain()))) == cam
+
+
+def chroma_noise(shape: tuple[int, int], rng: np.random.Generator, std: tuple[float, float, float]) -> np.ndarray:
+    """h x w x 3 noise, independent per channel, grains about 3 px wide, each channel's std as given."""
+    out = np.stack([ndimage.gaussian_filter(rng.normal(0, 1, shape), 1.0) for _ in range(3)], axis=-1)
+    return out / out.std(axis=(0, 1)) * np.array(std)
+
+
+def noisy_photos(folder: Path, std: tuple[float, float, float], n: int = 6) -> list[Path]:
+    """``n`` 128 px LR photos of the scenes (blur, x1/4) with :func:`chroma_noise` added, as PNG."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(3)
+    paths = []
+    for i in range(n):
+        lr = CameraModel(jpeg=None).make(scene(200 + i, 512), (1.0, 1.0, 0.0), 0.0, 0.0, rng) * 255
+        if max(std) > 0:
+            lr = lr + chroma_noise(lr.shape[:2], rng, std)
+        paths.append(folder / f"{i}.png")
+        Image.fromarray(np.clip(lr + 0.5, 0, 255).astype(np.uint8)).save(paths[-1])
+    return paths
+
+
+def test_noise_patches_carry_the_cameras_own_noise(tmp_path, clean):
+    est = estimate_camera(noisy_photos(tmp_path / "lr", (3.0, 6.0, 9.0)), clean)
+    patches = est.patches
+    assert patches is not None and len(patches.noise) >= 8 and patches.noise.shape[1:] == (32, 32, 3)
+    per_channel = patches.noise.std(axis=(1, 2)).mean(axis=0)
+    assert np.allclose(per_channel, (3.0, 6.0, 9.0), rtol=0.3), per_channel
+    # the channels are independent in this camera, as in the patches (Gaussian luma noise is one for all three)
+    flat = patches.noise.reshape(-1, 3)
+    assert abs(np.corrcoef(flat[:, 0], flat[:, 2])[0, 1]) < 0.2
+    assert est.noise < 2.5  # the patches explain the noise: little is left for the Gaussian
+
+
+def test_a_clean_camera_gives_quiet_patches(tmp_path, clean):
+    est = estimate_camera(noisy_photos(tmp_path / "lr", (0.0, 0.0, 0.0)), clean)
+    assert est.patches is None or float(np.median(est.patches.noise.std(axis=(1, 2)))) < 1.0
+
+
+def test_the_noise_field_follows_brightness_and_pairs_carry_it(tmp_path):
+    rng = np.random.default_rng(0)
+    dark, bright = rng.normal(0, 1, (16, 32, 32, 3)), rng.normal(0, 6, (16, 32, 32, 3))
+    patches = NoisePatches(noise=np.concatenate([dark, bright]).astype(np.float32),
+                           level=np.array([40.0] * 16 + [200.0] * 16, np.float32))
+    field = patches.field(np.full((64, 96, 3), 200.0, np.float32), np.random.default_rng(1))
+    assert field.shape == (64, 96, 3) and 4.0 < field.std() < 8.0
+    assert patches.field(np.full((64, 96, 3), 40.0, np.float32), np.random.default_rng(1)).std() < 1.5
+    patches.save(tmp_path / "noise.npz")
+    back = NoisePatches.load(tmp_path / "noise.npz")
+    assert np.allclose(back.noise, patches.noise, atol=0.01) and np.array_equal(back.level, patches.level)
+    cam = CameraModel(jpeg=None, patches=back)
+    assert CameraModel.from_plain(json.loads(json.dumps(cam.as_plain())), back).patches is back
+    grey = np.full((256, 256, 3), 200 / 255, np.float32)
+    lr = cam.make(grey, (1.0, 1.0, 0.0), 0.0, 0.0, np.random.default_rng(2)) * 255
+    assert lr.shape == (64, 64, 3) and 4.0 < lr.std() < 8.0
+
+
+def test_noise_patches_skip_edges_and_clipped_squares():
+    rng = np.random.default_rng(0)
+    img = np.full((128, 128, 3), 120.0) + rng.normal(0, 2, (128, 128, 3))
+    img[:, 64:] += 80  # a step on the squares' border: both halves stay flat
+    img[:32, :32] = 255  # clipped
+    img[64:96, 16:20] = 60  # a dark bar inside one square: an edge (in range, so only the flatness tests see it)
+    found = noise_patches([img])
+    assert found is not None and len(found.noise) >= 8
+    assert float(found.noise.std(axis=(1, 2)).max()) < 3.0

@@ -269,3 +269,19 @@ def test_degradation_fidelity_reports_and_orders():
     assert far["sigma_diff"] < 0  # the clean image is less noisy than the real one
     assert near["psnr_y"] == pytest.approx(psnr(close, real, crop_border=0))
     assert near["ssim_y"] == pytest.approx(ssim(close, real, crop_border=0))
+
+
+def test_colour_cast_is_what_the_output_adds_per_channel():
+    from ddnsr.errors import SettingError
+    from ddnsr.metrics.color import colour_cast
+
+    rng = np.random.default_rng(0)
+    lr = rng.integers(20, 200, (6, 5, 3)).astype(np.uint8)
+    out = np.repeat(np.repeat(lr, 4, axis=0), 4, axis=1).astype(np.float64) / 255
+    assert np.allclose(colour_cast(out, lr), 0)
+    out[..., 2] += 3 / 255  # a blue cast of 3 levels; texture inside the 4 x 4 blocks averages out
+    out[::2, ::2, 0] += 8 / 255
+    out[1::2, 1::2, 0] -= 8 / 255
+    assert np.allclose(colour_cast(out, lr), [0, 0, 3])
+    with pytest.raises(SettingError, match="integer scale"):
+        colour_cast(out[:-1], lr)

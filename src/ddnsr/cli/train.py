@@ -165,6 +165,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="R's training input: D(y, x) (the method; the default without --from), the bicubic x4 "
                    "downscale of y (baseline), or camera: y through the pipeline estimated from the --real-lr "
                    "photos (their JPEG, sharpening and noise; the default with --from, docs/adapt.md)")
+    p.add_argument("--camera-noise", choices=CHOICES["camera_noise"],
+                   help="--degradation camera's noise: the camera's own noise cut from flat squares of its photos, "
+                   "plus Gaussian luma noise for what they miss (patches), or the Gaussian alone "
+                   f"({_default('camera_noise')}; docs/adapt.md)")
     p.add_argument("--vgg-weights", help="Keras VGG19 notop .h5 (default: $DDNSR_VGG19 or the cache)")
     p.add_argument("--resume", action="store_true", default=None,
                    help="continue from the run folder's newest readable checkpoint")

@@ -25,6 +25,7 @@ from ddnsr.errors import SettingError
 __all__ = [
     "as_float255",
     "check_image",
+    "colour_cast",
     "matlab_round_half_away",
     "to_channel",
     "to_gray",
@@ -121,3 +122,15 @@ def to_channel(img: np.ndarray, channel: str, *, matlab_round: bool = True) -> n
     if channel == "rgb":
         return as_float255(img)
     raise SettingError(f"channel must be 'y', 'gray' or 'rgb', not {channel!r}")
+
+
+def colour_cast(output: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """The colour an upscaler adds: ``output`` (sH x sW x 3, an integer scale s of ``source``'s h x w x 3)
+    averaged back over s x s blocks, minus ``source``; the mean over the image per R/G/B channel, on the
+    8-bit range (0 for a model that keeps colours; the bundled-model test holds it within 2/255)."""
+    out, src = as_float255(check_image(output, "output")), as_float255(check_image(source, "source"))
+    h, w = src.shape[:2]
+    scale = out.shape[0] // h
+    if out.ndim != 3 or src.ndim != 3 or out.shape[2] != 3 or out.shape[:2] != (scale * h, scale * w):
+        raise SettingError(f"colour_cast: output {out.shape} is not an integer scale of source {src.shape} (RGB)")
+    return (out.reshape(h, scale, w, scale, 3).mean(axis=(1, 3)) - src).reshape(-1, 3).mean(axis=0)

@@ -11,8 +11,14 @@ pipeline (RealSR's "Impressionism" and the JPEG literature; docs/adapt.md has th
   setting stands out (a camera that does not compress).
 * **Sharpening** (in-camera unsharp masking): the overshoot beside strong edges, against the same
   statistic of clean photos put through blur, x1/4, unsharp masks of several amounts and that JPEG.
+* **Noise patches** (the noise injection of Ji et al., "Real-World Super-Resolution via Kernel Estimation
+  and Noise Injection", NTIRE 2020): the camera's own noise, cut from flat :data:`NOISE_PATCH` px squares
+  of its photos (each minus its fitted plane per channel), is added to the synthetic LR before the JPEG, so
+  R sees the camera's real noise: its colour, grain size and the way the camera's processing shaped it.
+  A patch is put where the LR's brightness is near the patch's own, as noise depends on brightness.
 * **Luma noise**: the 10th percentile of the spread of 8 x 8 luma blocks (the flattest parts of the
-  photos), matched the same way. The two are fitted in turn, as each raises the other's statistic.
+  photos), matched the same way (with the patches in the pipeline: the Gaussian is what they miss). The
+  two are fitted in turn, as each raises the other's statistic.
 
 Blur is not estimated (statistics fits of it were far off, docs/adapt.md): each pair draws an
 anisotropic Gaussian from a range around a typical optics blur (:data:`_BLUR`), and sharpening and noise
@@ -38,6 +44,9 @@ _SHARPEN_GRID = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
 _NOISE_GRID = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0)
 _BLUR = (0.6, 1.4)  # HR px: blur is not estimated; each pair draws sigma along from this, across up to it
 _MAX_SIDE = 512  # estimates read at most a 512 x 512 crop of each photo (aligned to the JPEG grid)
+NOISE_PATCH = 32  # LR px: the side of a noise patch (the adaptation's LR crops are 32 px: one patch each)
+_MAX_PATCHES = 512
+_PATCH_SHARE = 0.5  # the flatter half of the squares that pass the tests for flatness
 
 
 @dataclass
@@ -61,27 +70,116 @@ class JpegSetting:
         return f"JPEG {source}, {('4:4:4', '4:2:2', '4:2:0')[self.subsampling]}"
 
 
+@dataclass(frozen=True, eq=False)
+class NoisePatches:
+    """The camera's noise, cut from flat squares of its photos: ``noise`` N x P x P x 3 float32 (0..255
+    scale, zero mean per channel) and ``level`` N float32 (each square's mean luma, 0..255)."""
+
+    noise: np.ndarray
+    level: np.ndarray
+
+    def describe(self) -> str:
+        spread = float(np.median(self.noise.std(axis=(1, 2)).mean(axis=1)))
+        return f"{len(self.noise)} noise patches of {self.noise.shape[1]} px (median std {spread:.1f}/255)"
+
+    def field(self, rgb: np.ndarray, rng: np.random.Generator, choices: int = 8) -> np.ndarray:
+        """Noise for an h x w x 3 image (0..255): a grid of P x P cells, each a patch (randomly flipped
+        and turned) whose level is the nearest to the cell's mean luma among ``choices`` drawn at random,
+        scaled by a draw in [0.75, 1.25]. Returns h x w x 3 float32."""
+        h, w = rgb.shape[:2]
+        size = self.noise.shape[1]
+        out = np.zeros((h, w, 3), np.float32)
+        luma = _luma(rgb)
+        for top in range(0, h, size):
+            for left in range(0, w, size):
+                cell = luma[top: top + size, left: left + size]
+                drawn = rng.integers(0, len(self.noise), choices)
+                pick = drawn[np.argmin(np.abs(self.level[drawn] - cell.mean()))]
+                patch = np.rot90(self.noise[pick], rng.integers(0, 4))
+                if rng.random() < 0.5:
+                    patch = patch[:, ::-1]
+                out[top: top + size, left: left + size] = patch[: cell.shape[0], : cell.shape[1]]
+                out[top: top + size, left: left + size] *= rng.uniform(0.75, 1.25)
+        return out
+
+    def save(self, path: Path) -> None:
+        """Write to ``path`` (.npz, atomically)."""
+        from ddnsr.files import atomic_write
+
+        atomic_write(path, lambda f: np.savez_compressed(f, noise=self.noise.astype(np.float16), level=self.level))
+
+    @classmethod
+    def load(cls, path: Path) -> NoisePatches:
+        with np.load(path) as data:
+            return cls(noise=data["noise"].astype(np.float32), level=data["level"].astype(np.float32))
+
+
+def noise_patches(images: list[np.ndarray], size: int = NOISE_PATCH) -> NoisePatches | None:
+    """The noise of H x W x 3 photos (0..255): every ``size`` px square on a grid that is flat (no pixel
+    within 4 of the ends of the range; after a plane is fitted per channel, its 8 x 8 sub-blocks have
+    luma means within one residual standard deviation of 0 and spreads within a factor 2.5 of each
+    other: no edge, no texture that changes), the flattest :data:`_PATCH_SHARE` of those by residual
+    spread, at most :data:`_MAX_PATCHES` spread over them. None when fewer than 8 squares are flat."""
+    noise, level, spread = [], [], []
+    for im in images:
+        h, w = (s - s % size for s in im.shape[:2])
+        if h == 0 or w == 0:
+            continue
+        squares = im[:h, :w].reshape(h // size, size, w // size, size, 3).transpose(0, 2, 1, 3, 4)
+        squares = squares.reshape(-1, size, size, 3).astype(np.float64)
+        keep = (squares.min(axis=(1, 2, 3)) >= 4) & (squares.max(axis=(1, 2, 3)) <= 251)
+        for sq in squares[keep]:
+            res = sq - _plane_fit(sq)
+            y = _luma(res)
+            sub = y.reshape(size // BLOCK, BLOCK, size // BLOCK, BLOCK).transpose(0, 2, 1, 3).reshape(-1, BLOCK ** 2)
+            sd, sub_sd = y.std(), sub.std(axis=1)
+            if np.abs(sub.mean(axis=1)).max() <= sd and sub_sd.max() <= 2.5 * max(sub_sd.min(), 0.1):
+                noise.append(res.astype(np.float32))
+                level.append(_luma(sq).mean())
+                spread.append(sd)
+    if len(noise) < 8:
+        return None
+    order = np.argsort(spread)[: max(8, int(len(spread) * _PATCH_SHARE))]
+    order = order[np.linspace(0, len(order) - 1, min(len(order), _MAX_PATCHES)).round().astype(int)]
+    return NoisePatches(noise=np.stack([noise[i] for i in order]),
+                        level=np.array([level[i] for i in order], np.float32))
+
+
+def _plane_fit(square: np.ndarray) -> np.ndarray:
+    """The least-squares plane a + b y + c x of each channel of a P x P x 3 square."""
+    size = square.shape[0]
+    yy, xx = np.mgrid[:size, :size]
+    design = np.stack([np.ones(size * size), yy.ravel(), xx.ravel()], axis=1)
+    coef = np.linalg.lstsq(design, square.reshape(-1, 3), rcond=None)[0]
+    return (design @ coef).reshape(square.shape)
+
+
 @dataclass(frozen=True)
 class CameraModel:
     """The estimate: the camera's JPEG setting (or None), its in-camera sharpening (unsharp mask amount,
-    radius 1.5 LR px) and its luma noise (standard deviation, 0..255 scale, as it reaches the file)."""
+    radius 1.5 LR px), its luma noise (standard deviation, 0..255 scale, as it reaches the file) and its
+    noise patches (:class:`NoisePatches`, or None: Gaussian luma noise alone)."""
 
     jpeg: JpegSetting | None
     sharpen: float = 0.0
     noise: float = 0.0
+    patches: NoisePatches | None = dataclasses.field(default=None, compare=False, repr=False)
 
     def as_plain(self) -> dict:
-        """JSON-ready form (RUN/camera.json); :meth:`from_plain` reads it back."""
-        return dataclasses.asdict(self)
+        """JSON-ready form without the patches (RUN/camera.json); :meth:`from_plain` reads it back."""
+        plain = dataclasses.asdict(dataclasses.replace(self, patches=None))
+        plain.pop("patches")
+        return plain
 
     @classmethod
-    def from_plain(cls, plain: dict) -> CameraModel:
+    def from_plain(cls, plain: dict, patches: NoisePatches | None = None) -> CameraModel:
         jpeg = JpegSetting(**plain["jpeg"]) if plain.get("jpeg") else None
-        return cls(jpeg=jpeg, sharpen=float(plain["sharpen"]), noise=float(plain["noise"]))
+        return cls(jpeg=jpeg, sharpen=float(plain["sharpen"]), noise=float(plain["noise"]), patches=patches)
 
     def describe(self) -> str:
         jpeg = self.jpeg.describe() if self.jpeg else "no JPEG"
-        return f"{jpeg}; sharpening {self.sharpen:.2f}; luma noise {self.noise:.1f}/255"
+        text = f"{jpeg}; sharpening {self.sharpen:.2f}; luma noise {self.noise:.1f}/255"
+        return text + (f"; {self.patches.describe()}" if self.patches is not None else "")
 
     def degrade(self, hr: torch.Tensor, rng: np.random.Generator, scale: int = 4) -> torch.Tensor:
         """N x 3 x H x W clean HR in [0, 1] -> N x 3 x H/scale x W/scale LR, 8-bit values in [0, 1]. Each
@@ -102,13 +200,17 @@ class CameraModel:
         return self.finish(downscale(hr, blur, scale), sharpen, noise, rng)
 
     def finish(self, lr: np.ndarray, sharpen: float, noise: float, rng: np.random.Generator) -> np.ndarray:
-        """h x w x 3 float LR (0..255) -> + luma noise, unsharp mask, the camera's JPEG; float32 in [0, 1]."""
+        """h x w x 3 float LR (0..255) -> + luma noise, unsharp mask, + the camera's noise patches, the
+        camera's JPEG; float32 in [0, 1]."""
         if noise > 0:
             lr = lr + rng.normal(0.0, noise, (*lr.shape[:2], 1))
         img = Image.fromarray(np.clip(lr + 0.5, 0, 255).astype(np.uint8))
         if sharpen > 0.05:
             img = img.filter(ImageFilter.UnsharpMask(radius=1.5, percent=round(100 * sharpen), threshold=0))
         rgb = np.asarray(img)
+        if self.patches is not None:
+            field = self.patches.field(rgb.astype(np.float32), rng)
+            rgb = np.clip(rgb + field + 0.5, 0, 255).astype(np.uint8)
         if self.jpeg is not None:
             rgb = self.jpeg.apply(rgb)
         return rgb.astype(np.float32) / 255
@@ -134,22 +236,24 @@ def anisotropic_blur(arr: np.ndarray, sigma_u: float, sigma_v: float, angle: flo
     return np.stack([ndimage.convolve(arr[..., c], k, mode="reflect") for c in range(3)], axis=-1)
 
 
-def estimate_camera(photos: list[Path], clean: list[Path], max_photos: int = 32) -> CameraModel:
+def estimate_camera(photos: list[Path], clean: list[Path], max_photos: int = 32,
+                    with_patches: bool = True) -> CameraModel:
     """Estimate a camera from its photos (image files) against clean HR photos (image files, the
-    reference content): JPEG from the files or the pixels, then the sharpening whose edge overshoot
-    and the noise whose flat-block spread match the camera's when the clean photos are taken through the
-    same pipeline (blur 1 HR px, bicubic x1/4, that JPEG). At most ``max_photos`` of each, spread evenly."""
+    reference content): JPEG from the files or the pixels, the noise patches (``with_patches``), then the
+    sharpening whose edge overshoot and the Gaussian noise whose flat-block spread match the camera's when
+    the clean photos are taken through the same pipeline (blur 1 HR px, bicubic x1/4, the patches, that
+    JPEG). At most ``max_photos`` of each, spread evenly."""
     photos, clean = _spread(photos, max_photos), _spread(clean, max_photos)
     real = [_read_crop(p) for p in photos]
     jpeg = _jpeg_from_files(photos) or _jpeg_from_pixels(real[:8])
-    base = CameraModel(jpeg=jpeg)
+    real_arrays = [np.asarray(im, np.float32) for im in real]
+    base = CameraModel(jpeg=jpeg, patches=noise_patches(real_arrays) if with_patches else None)
     lr = [downscale(np.asarray(_read_crop(p, 4 * _MAX_SIDE), np.float32) / 255, (1.0, 1.0, 0.0)) for p in clean]
     rng = np.random.default_rng(0)
 
     def reference(sharpen: float, noise: float) -> list[np.ndarray]:
         return [base.finish(im, sharpen, noise, rng) * 255 for im in lr]
 
-    real_arrays = [np.asarray(im, np.float32) for im in real]
     overshoot, spread = _overshoot(real_arrays), _flat_spread(real_arrays)
     sharpen = noise = 0.0
     for _ in range(2):  # noise raises the overshoot and sharpening the spread: each is fitted given the other

@@ -67,6 +67,7 @@ CHOICES = {"source": ("track1", "track2"), "target": ("div2k", "cleanup", "mixed
            "mode": ("esrgan", "psnr"), "input_type": ("dual", "single"), "init": ("keras", "esrgan"),
            "hr_disc": ("auto", "vgg", "patch"), "bn_mode": ("frozen", "batch"),
            "vgg_preprocess": ("official", "caffe"), "degradation": ("learned", "bicubic", "camera"),
+           "camera_noise": ("patches", "gaussian"),
            "precision": PRECISIONS, "schedule": ("halving", "constant")}
 
 # integer settings and their smallest allowed value
@@ -116,6 +117,8 @@ class TrainConfig:
     color_weight_up: float = 0.0  # not in the official code: R keeps the real LR's local mean colour
     degradation: str = "learned"  # 'bicubic': R learns from bicubic downscales (track1-bicubic baseline);
     # 'camera': from the camera's estimated pipeline (training/camera.py; the --from default)
+    camera_noise: str = "patches"  # --degradation camera: the camera's own noise patches + Gaussian luma
+    # noise ('patches'), or the Gaussian alone ('gaussian', the estimate before 2026-12-07)
     vgg_weights: str | None = None
     save_every: int = 5 * 1024
     sample_every: int = 5 * 1024

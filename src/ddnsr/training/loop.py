@@ -160,8 +160,10 @@ def locate_data(cfg: TrainConfig) -> tuple[dict[str, list[str]], Path]:
 #: What ``ddnsr train`` writes into a run folder (a folder holding anything else is not a run)
 RUN_ENTRIES = {"config.json", "checkpoints", "tb", "samples", "losses.csv", "loss_curves.png", "validation.csv",
                "report.md", "report.png", "reconstruction.safetensors", "last-reconstruction.safetensors",
-               "best-reconstruction.safetensors", "degradation.safetensors", "clean-hr-self", "camera.json"}
+               "best-reconstruction.safetensors", "degradation.safetensors", "clean-hr-self", "camera.json",
+               "camera-noise.npz"}
 CAMERA_FILE = "camera.json"
+CAMERA_NOISE_FILE = "camera-noise.npz"  # the estimate's noise patches (training/camera.py, NoisePatches)
 
 
 def check_run_folder(run_dir: Path) -> None:
@@ -232,18 +234,23 @@ def make_validation(cfg: TrainConfig, run_dir: Path, main: bool, camera: CameraM
 def camera_estimate(cfg: TrainConfig, data: tuple[dict[str, list[str]], Path], run_dir: Path,
                     main: bool) -> CameraModel:
     """``--degradation camera``: the camera estimated from the real LR photos against the clean HR ones
-    (training/camera.py), written to RUN/camera.json once; a resumed run reads it back."""
-    from ddnsr.training.camera import CameraModel, estimate_camera
+    (training/camera.py), written to RUN/camera.json (and its noise patches to RUN/camera-noise.npz) once; a
+    resumed run reads them back."""
+    from ddnsr.training.camera import CameraModel, NoisePatches, estimate_camera
     from ddnsr.training.data import list_images, resolve_sources, stream_keys
 
-    saved = run_dir / CAMERA_FILE
+    saved, noise_file = run_dir / CAMERA_FILE, run_dir / CAMERA_NOISE_FILE
     if saved.is_file():
-        return CameraModel.from_plain(json.loads(saved.read_text()))
+        patches = NoisePatches.load(noise_file) if noise_file.is_file() else None
+        return CameraModel.from_plain(json.loads(saved.read_text()), patches)
     recs, root = data
     real_key, clean_key = stream_keys(cfg.source, cfg.target)
     camera = estimate_camera(list_images(resolve_sources(recs, root, real_key)),
-                             list_images(resolve_sources(recs, root, clean_key)))
+                             list_images(resolve_sources(recs, root, clean_key)),
+                             with_patches=cfg.camera_noise == "patches")
     if main:
+        if camera.patches is not None:  # written first: camera.json is what marks the estimate as done
+            camera.patches.save(noise_file)
         atomic_write(saved, json.dumps(camera.as_plain(), indent=1) + "\n")
         print(f"camera estimate ({CAMERA_FILE}): {camera.describe()}", flush=True)
     return camera
