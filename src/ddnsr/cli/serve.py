@@ -48,7 +48,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a 'ddnsr train' run folder whose models the page offers (repeatable)")
     p.add_argument("--max-pixels", type=t.non_negative, default=max_pixels,
                    help=f"refuse images with more pixels (default: {max_pixels:_}, as ddnsr upscale; 0: no limit)")
-    p.add_argument("--max-upload-mb", type=t.positive, default=100, help="largest image upload (default: 100 MB)")
+    p.add_argument("--max-upload-mb", type=t.positive, default=100,
+                   help="largest upload of one image or video (default: 100 MB)")
+    p.add_argument("--max-video-seconds", type=t.seconds, default=defaults.SERVE_MAX_VIDEO_SECONDS, metavar="T",
+                   help=f"longest video the page takes (default: {defaults.SERVE_MAX_VIDEO_SECONDS:g} s; 0: no limit)")
     p.add_argument("--max-model-mb", type=t.positive, default=500, help="largest model upload (default: 500 MB)")
     p.add_argument("--device", choices=DEVICES, default=defaults.DEVICE, help="default: auto (cuda, mps, else cpu)")
     p.add_argument("--tile", type=t.tile, default=None, metavar="PX",
@@ -98,7 +101,8 @@ def run_serve(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     config = ServeConfig(host=args.host, model=args.model, device=args.device, max_pixels=args.max_pixels or None,
                          max_upload_bytes=args.max_upload_mb * 10**6, max_model_bytes=args.max_model_mb * 10**6,
-                         quality=args.quality, tile=args.tile, runs=list(args.run))
+                         max_video_seconds=args.max_video_seconds or None, quality=args.quality, tile=args.tile,
+                         runs=list(args.run))
     app = create_app(config)
     try:
         server = _make_server(app, args.host, args.port)

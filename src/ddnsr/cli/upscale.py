@@ -350,24 +350,27 @@ def run_degrade(args: argparse.Namespace) -> int:
 
 
 def _video_arguments(p: argparse.ArgumentParser) -> None:
-    from ddnsr.inference.video import CODECS, CONTAINERS
+    from ddnsr.inference.video import CODECS, CONTAINERS, VideoSettings
+
+    video = VideoSettings()  # the defaults' one home (the page writes videos with them too)
 
     g = p.add_argument_group(
         "videos", "Video inputs (mp4, mkv, mov, webm, avi; recognised by content) give "
         "OUTDIR/<stem><suffix>.<video-ext> with the same time stamps, the audio and subtitle streams copied "
         "untouched, rotation applied. Work is kept in segments in OUTDIR/.<name>.part/: rerunning the same "
         "command after an interruption continues from the last finished segment.")
-    g.add_argument("--video-ext", choices=tuple(CONTAINERS), default="mp4", help="video container (default: mp4)")
-    g.add_argument("--codec", choices=tuple(CODECS), default="h264",
-                   help="video codec (default: h264; ffv1 is lossless RGB, in mkv)")
+    g.add_argument("--video-ext", choices=tuple(CONTAINERS), default=video.container,
+                   help=f"video container (default: {video.container})")
+    g.add_argument("--codec", choices=tuple(CODECS), default=video.codec,
+                   help=f"video codec (default: {video.codec}; ffv1 is lossless RGB, in mkv)")
     g.add_argument("--crf", type=t.non_negative, default=None,
                    help="constant quality, lower is better (default: h264 18, h265 20, vp9 31, av1 32)")
     g.add_argument("--frames", action="store_true",
                    help="also write the frames as PNG into OUTDIR/<stem><suffix>.frames/")
     g.add_argument("--start", type=t.seconds, default=0.0, metavar="T", help="begin at T seconds ([HH:]MM:SS too)")
     g.add_argument("--duration", type=t.seconds, default=None, metavar="T", help="do only T seconds")
-    g.add_argument("--segment", type=t.seconds, default=10.0, metavar="T",
-                   help="segment length for resuming, cut at key frames (default: 10 seconds)")
+    g.add_argument("--segment", type=t.seconds, default=video.segment_seconds, metavar="T",
+                   help=f"segment length for resuming, cut at key frames (default: {video.segment_seconds:g} seconds)")
 
 
 def _video_runner(up: object, args: argparse.Namespace) -> Callable[[BatchJob], None]:
