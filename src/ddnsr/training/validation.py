@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ddnsr.errors import DataError, SettingError
+from ddnsr.evaluation.report import SR_COLUMNS
 
 if TYPE_CHECKING:
     from ddnsr.training.camera import CameraModel
@@ -37,7 +38,8 @@ CROP = 64
 SELF_CROP = 256  # the HR side of a pair made from a camera photo (validation without --val-lr, camera estimate)
 MIN_CROP = 48  # NIQE needs 2 x 2 of its 96 px blocks: outputs of at least 192 px
 MAX_IMAGES = 6
-HIGHER_IS_BETTER = {"psnr_y": True, "ssim_y": True, "niqe": False, "piqe": False}
+#: Which way each validation metric is better: ``ddnsr evaluate``'s columns decide (one home)
+HIGHER_IS_BETTER = {k: SR_COLUMNS[k][2] == "max" for k in ("psnr_y", "ssim_y", "niqe", "piqe")}
 BEST_FILE = "best-reconstruction.safetensors"  # the best round so far, while the run goes on
 
 
