@@ -15,15 +15,17 @@ from scipy import ndimage
 from ddnsr.training.camera import CameraModel, JpegSetting, NoisePatches, estimate_camera, noise_patches
 
 
-def scene(seed: int, size: int = 256) -> np.ndarray:
-    """A size x size x 3 float HR 'photo' in [0, 1]: flat rectangles (edges), a gradient and fine texture."""
+def scene(seed: int, size: int = 256, texture: bool = True) -> np.ndarray:
+    """A size x size x 3 float HR 'photo' in [0, 1]: flat rectangles (edges), a gradient and (``texture``) a
+    band of fine stripes."""
     rng = np.random.default_rng(seed)
     img = np.linspace(0.2, 0.6, size)[None, :, None] * np.ones((size, size, 3))
     for _ in range(12):
         y, x = rng.integers(0, size - 32, 2)
         h, w = rng.integers(16, 96, 2)
         img[y: y + h, x: x + w] = rng.uniform(0.05, 0.95, 3)
-    img[: size // 4] += 0.08 * np.sin(np.arange(size) * 1.3)[None, :, None]
+    if texture:
+        img[: size // 4] += 0.08 * np.sin(np.arange(size) * 1.3)[None, :, None]
     return np.clip(img, 0, 1)
 
 
@@ -114,7 +116,8 @@ def noisy_photos(folder: Path, std: tuple[float, float, float], n: int = 6) -> l
     rng = np.random.default_rng(3)
     paths = []
     for i in range(n):
-        lr = CameraModel(jpeg=None).make(scene(200 + i, 512), (1.0, 1.0, 0.0), 0.0, 0.0, rng) * 255
+        # (no stripes: a fine even texture is what noise looks like, and the patches would take it too)
+        lr = CameraModel(jpeg=None).make(scene(200 + i, 512, texture=False), (1.0, 1.0, 0.0), 0.0, 0.0, rng) * 255
         if max(std) > 0:
             lr = lr + chroma_noise(lr.shape[:2], rng, std)
         paths.append(folder / f"{i}.png")

@@ -114,12 +114,12 @@ class NoisePatches:
             return cls(noise=data["noise"].astype(np.float32), level=data["level"].astype(np.float32))
 
 
-def noise_patches(images: list[np.ndarray], size: int = NOISE_PATCH) -> NoisePatches | None:
-    """The noise of H x W x 3 photos (0..255): every ``size`` px square on a grid that is flat (no pixel
-    within 4 of the ends of the range; after a plane is fitted per channel, its 8 x 8 sub-blocks have
-    luma means within one residual standard deviation of 0 and spreads within a factor 2.5 of each
-    other: no edge, no texture that changes), the flattest :data:`_PATCH_SHARE` of those by residual
-    spread, at most :data:`_MAX_PATCHES` spread over them. None when fewer than 8 squares are flat."""
+def noise_patches(images: list[np.ndarray], size: int = NOISE_PATCH, ceiling: float = np.inf) -> NoisePatches | None:
+    """The noise of H x W x 3 photos (0..255): every ``size`` px square on a grid that is flat (at most 1%
+    of its values within 2 of the ends of the range; after a plane is fitted per channel, a luma residual
+    spread of at most ``ceiling`` and every channel :func:`_flat`: no edge, not even one of colour alone, no
+    texture that changes), the flattest :data:`_PATCH_SHARE` of those by residual spread, at most
+    :data:`_MAX_PATCHES` spread over them. None when fewer than 8 squares are flat."""
     noise, level, spread = [], [], []
     for im in images:
         h, w = (s - s % size for s in im.shape[:2])
@@ -127,13 +127,11 @@ def noise_patches(images: list[np.ndarray], size: int = NOISE_PATCH) -> NoisePat
             continue
         squares = im[:h, :w].reshape(h // size, size, w // size, size, 3).transpose(0, 2, 1, 3, 4)
         squares = squares.reshape(-1, size, size, 3).astype(np.float64)
-        keep = (squares.min(axis=(1, 2, 3)) >= 4) & (squares.max(axis=(1, 2, 3)) <= 251)
+        keep = ((squares <= 2) | (squares >= 253)).mean(axis=(1, 2, 3)) <= 0.01
         for sq in squares[keep]:
             res = sq - _plane_fit(sq)
-            y = _luma(res)
-            sub = y.reshape(size // BLOCK, BLOCK, size // BLOCK, BLOCK).transpose(0, 2, 1, 3).reshape(-1, BLOCK ** 2)
-            sd, sub_sd = y.std(), sub.std(axis=1)
-            if np.abs(sub.mean(axis=1)).max() <= sd and sub_sd.max() <= 2.5 * max(sub_sd.min(), 0.1):
+            sd = _luma(res).std()
+            if sd <= ceiling and all(_flat(res[..., c]) for c in range(3)):
                 noise.append(res.astype(np.float32))
                 level.append(_luma(sq).mean())
                 spread.append(sd)
@@ -143,6 +141,22 @@ def noise_patches(images: list[np.ndarray], size: int = NOISE_PATCH) -> NoisePat
     order = order[np.linspace(0, len(order) - 1, min(len(order), _MAX_PATCHES)).round().astype(int)]
     return NoisePatches(noise=np.stack([noise[i] for i in order]),
                         level=np.array([level[i] for i in order], np.float32))
+
+
+def _flat(res: np.ndarray) -> bool:
+    """Whether one channel's residual (P x P, a plane taken off) looks like noise: fine-grained (the mean
+    square of neighbour differences at least 1/20 of twice its variance: white noise 1, grain a few px wide
+    about 0.2, one step across the square about 1/P), and even (its 8 x 8 sub-blocks have means within
+    one spread of 0 and spreads within a factor 2.5 of each other: no edge, no texture that changes)."""
+    sd = res.std()
+    if sd < 1e-6:
+        return True
+    diffs = np.concatenate([np.diff(res, axis=0).ravel(), np.diff(res, axis=1).ravel()])
+    size = res.shape[0]
+    sub = res.reshape(size // BLOCK, BLOCK, size // BLOCK, BLOCK).transpose(0, 2, 1, 3).reshape(-1, BLOCK**2)
+    sub_sd = sub.std(axis=1)
+    return (float(np.mean(diffs**2)) >= 0.1 * sd**2 and np.abs(sub.mean(axis=1)).max() <= sd
+            and sub_sd.max() <= 2.5 * max(sub_sd.min(), 0.1))
 
 
 def _plane_fit(square: np.ndarray) -> np.ndarray:
@@ -247,14 +261,16 @@ def estimate_camera(photos: list[Path], clean: list[Path], max_photos: int = 32,
     real = [_read_crop(p) for p in photos]
     jpeg = _jpeg_from_files(photos) or _jpeg_from_pixels(real[:8])
     real_arrays = [np.asarray(im, np.float32) for im in real]
-    base = CameraModel(jpeg=jpeg, patches=noise_patches(real_arrays) if with_patches else None)
+    overshoot, spread = _overshoot(real_arrays), _flat_spread(real_arrays)
+    # a square much busier than the flattest blocks is texture, not noise (the ceiling keeps it out)
+    patches = noise_patches(real_arrays, ceiling=max(3 * spread, 4.0)) if with_patches else None
+    base = CameraModel(jpeg=jpeg, patches=patches)
     lr = [downscale(np.asarray(_read_crop(p, 4 * _MAX_SIDE), np.float32) / 255, (1.0, 1.0, 0.0)) for p in clean]
     rng = np.random.default_rng(0)
 
     def reference(sharpen: float, noise: float) -> list[np.ndarray]:
         return [base.finish(im, sharpen, noise, rng) * 255 for im in lr]
 
-    overshoot, spread = _overshoot(real_arrays), _flat_spread(real_arrays)
     sharpen = noise = 0.0
     for _ in range(2):  # noise raises the overshoot and sharpening the spread: each is fitted given the other
         sharpen = _match(overshoot, [(a, _overshoot(reference(a, noise))) for a in _SHARPEN_GRID])
