@@ -399,3 +399,25 @@ def test_validation_scores_keep_an_exact_output_best_and_a_failed_metric_worst()
     assert score(hr, hr)["psnr_y"] == float("inf")  # perfect: the best possible, not the worst
     flat = score(np.full((256, 256, 3), 128, np.uint8), None)
     assert flat["niqe"] == float("inf")  # NIQE cannot be computed on a flat image: the worst
+
+
+def test_validation_reads_16_bit_files_exactly(tmp_path):
+    """--val-lr/--val-hr are read as ddnsr evaluate reads them: a 16-bit PNG keeps its 16 bits (the training
+    decoder keeps 8), and R, the bicubic row and the scores take them."""
+    from ddnsr.training.closing import bicubic_x4
+    from ddnsr.training.validation import load_val_images, score, upscale
+
+    rng = np.random.default_rng(0)
+    lr16 = rng.integers(0, 65536, (48, 48, 3), dtype=np.uint16)
+    hr16 = np.repeat(np.repeat(lr16, 4, axis=0), 4, axis=1)
+    from ddnsr.imageio.write import write_png16
+
+    for folder, arr in (("lr", lr16), ("hr", hr16)):
+        (tmp_path / folder).mkdir()
+        with open(tmp_path / folder / "a.png", "wb") as f:
+            write_png16(f, arr, None)
+    (im,) = load_val_images([str(tmp_path / "lr")], str(tmp_path / "hr"))
+    assert im.lr.dtype == np.uint16 and np.array_equal(im.lr, lr16) and np.array_equal(im.hr, hr16)
+    sr = upscale(RRDBNet(num_feat=8, num_block=1, num_grow_ch=4), im.lr, torch.device("cpu"))
+    assert sr.shape == (192, 192, 3) and sr.dtype == np.uint8
+    assert bicubic_x4(im.lr).shape == (192, 192, 3) and np.isfinite(score(sr, im.hr)["psnr_y"])

@@ -16,16 +16,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from ddnsr.training.validation import HIGHER_IS_BETTER, Validator, score, upscale
+from ddnsr.training.validation import HIGHER_IS_BETTER, Validator, score, to_uint8, upscale
 
 __all__ = ["bicubic_x4", "verdict", "write_report"]
 
 
 def bicubic_x4(lr: np.ndarray) -> np.ndarray:
-    """``h x w x 3`` uint8 -> ``4h x 4w x 3`` uint8 by MATLAB's bicubic ``imresize`` (``ddnsr evaluate``'s)."""
+    """``h x w x 3`` uint8 or uint16 -> ``4h x 4w x 3`` uint8 by MATLAB's bicubic ``imresize`` (``ddnsr
+    evaluate``'s)."""
     from ddnsr.evaluation.scoring import bicubic_upscale
+    from ddnsr.metrics.color import to_unit
 
-    up = bicubic_upscale(lr.astype(np.float32) / 255.0)
+    up = bicubic_upscale(to_unit(lr)[0].astype(np.float32))
     return (np.clip(up, 0, 1) * 255).round().astype(np.uint8)
 
 
@@ -75,7 +77,7 @@ def write_report(validator: Validator, run_dir: Path, models: dict[str, nn.Modul
         lines.append(f"| {name} | " + " | ".join(f"{m[k]:.4g}" for k in metrics) + " |")
     tiles = [outs[0] for outs in outputs.values()]
     if validator.images[0].hr is not None:
-        tiles.append(validator.images[0].hr)
+        tiles.append(to_uint8(validator.images[0].hr))
     h = min(t.shape[0] for t in tiles)
     w = min(t.shape[1] for t in tiles)
     picture = np.concatenate([t[:h, :w] for t in tiles], axis=1)

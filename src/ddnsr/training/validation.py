@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from ddnsr.training.config import TrainConfig
 
 __all__ = ["BEST_FILE", "CROP", "HIGHER_IS_BETTER", "MAX_IMAGES", "ValImage", "Validator", "last_readable",
-           "load_val_images", "make_validator", "mean_scores", "self_pairs"]
+           "load_val_images", "make_validator", "mean_scores", "read_exact", "self_pairs", "to_uint8"]
 
 CROP = 64
 SELF_CROP = 256  # the HR side of a pair made from a camera photo (validation without --val-lr, camera estimate)
@@ -45,11 +45,32 @@ BEST_FILE = "best-reconstruction.safetensors"  # the best round so far, while th
 
 @dataclass
 class ValImage:
-    """One validation image: its name, the LR crop ``c x c x 3`` uint8 and the 4x HR crop (or None)."""
+    """One validation image: its name, the LR crop ``c x c x 3`` and the 4x HR crop (or None), uint8, or
+    uint16 where the file has 16 bits (:func:`read_exact`)."""
 
     name: str
     lr: np.ndarray
     hr: np.ndarray | None
+
+
+def read_exact(path: Path) -> np.ndarray:
+    """An image file -> ``H x W x 3`` uint8, or uint16 for a 16-bit file: ``ddnsr evaluate``'s reader
+    (:func:`ddnsr.imageio.read_image`), so validation scores the bits that evaluation scores."""
+    from ddnsr.imageio import read_image
+
+    img = read_image(path)
+    top = 65535 if img.bit_depth == 16 else 255
+    return np.round(img.rgb * top).astype(np.uint16 if top == 65535 else np.uint8)
+
+
+def _unit(img: np.ndarray) -> np.ndarray:
+    """uint8 or uint16 -> float32 in [0, 1]."""
+    return img.astype(np.float32) / (65535.0 if img.dtype == np.uint16 else 255.0)
+
+
+def to_uint8(img: np.ndarray) -> np.ndarray:
+    """A validation image (uint8 or uint16) as uint8, for pictures."""
+    return img if img.dtype == np.uint8 else np.round(_unit(img) * 255).astype(np.uint8)
 
 
 def _centre(img: np.ndarray, size: int) -> tuple[int, int, int]:
@@ -133,7 +154,7 @@ def load_val_images(lr_dirs: list[str], hr_dir: str | None, limit: int = MAX_IMA
     Raises:
         DataError: no image, or an HR partner missing or not 4x its LR.
     """
-    from ddnsr.training.data import list_images, load_rgb8
+    from ddnsr.training.data import list_images
 
     files = files if files is not None else list_images([Path(d) for d in lr_dirs])
     if not files:
@@ -141,7 +162,7 @@ def load_val_images(lr_dirs: list[str], hr_dir: str | None, limit: int = MAX_IMA
     hr_files = {p.stem: p for p in list_images([Path(hr_dir)])} if hr_dir else {}
     out = []
     for path in files[:limit]:
-        lr = load_rgb8(path)
+        lr = read_exact(path)
         top, left, c = _centre(lr, CROP)
         if c < MIN_CROP:
             raise DataError(f"{path}: {lr.shape[1]}x{lr.shape[0]} is too small to validate on (at least "
@@ -150,7 +171,7 @@ def load_val_images(lr_dirs: list[str], hr_dir: str | None, limit: int = MAX_IMA
         if hr_dir:
             if path.stem not in hr_files:
                 raise DataError(f"--val-hr {hr_dir}: no partner for {path.name} (same name expected)")
-            full = load_rgb8(hr_files[path.stem])
+            full = read_exact(hr_files[path.stem])
             if full.shape[:2] != (4 * lr.shape[0], 4 * lr.shape[1]):
                 raise DataError(f"{hr_files[path.stem]}: {full.shape[1]}x{full.shape[0]} is not 4x its LR "
                                 f"{lr.shape[1]}x{lr.shape[0]}")
@@ -160,14 +181,14 @@ def load_val_images(lr_dirs: list[str], hr_dir: str | None, limit: int = MAX_IMA
 
 
 def upscale(model: nn.Module, lr: np.ndarray, device: torch.device) -> np.ndarray:
-    """``h x w x 3`` uint8 -> R's ``4h x 4w x 3`` uint8 (fp32, eval mode, rounded).
+    """``h x w x 3`` uint8 or uint16 -> R's ``4h x 4w x 3`` uint8 (fp32, eval mode, rounded).
 
     The crop is padded by reflection before R and the padding cut off after, as ``ddnsr upscale`` does
     (``BORDER_PAD``): without it R draws a frame along the crop's border that the scores would count.
     """
     from ddnsr.inference.upscaler import BORDER_PAD
 
-    x = torch.from_numpy(np.array(lr, copy=True)).permute(2, 0, 1)[None].float().div(255).to(device)
+    x = torch.from_numpy(_unit(lr)).permute(2, 0, 1)[None].to(device)
     pad = min(BORDER_PAD, x.shape[2] - 1, x.shape[3] - 1)
     was_training = model.training
     model.eval()
