@@ -21,6 +21,8 @@ FACTS = ("training_steps", "training_data", "training_preset", "commit", "date",
 # the models that keep a photo's colours (track1-bicubic and the three session-2 Track-2 models were
 # withdrawn: they cast 6-35/255 over real photos of other cameras)
 SHIPPED = ("track1", "track1-single", "track1-ft")
+# the Track-2 models made again by adaptation (issue 28): R only, track1 adapted to the Track-2 photos
+TRACK2 = {"track2-div2k": "clean-hr", "track2-cleanup": "cleanup", "track2-mixed": "cleanup"}
 
 
 def test_default_model_is_bundled_with_both_networks():
@@ -31,6 +33,16 @@ def test_the_table_models_are_shipped():
     models = bundled_models()
     assert set(SHIPPED) <= set(models)
     assert all(set(models[n]) == {"reconstruction", "degradation"} for n in SHIPPED)
+
+
+def test_the_track2_models_are_shipped_with_their_targets():
+    models = bundled_models()
+    for name, target in TRACK2.items():
+        assert set(models[name]) == {"reconstruction"}, name  # the camera estimate trains no D
+        meta = read_metadata(models[name]["reconstruction"])
+        assert "track2-train" in meta["training_data"] and target in meta["training_data"], (name, meta)
+        assert meta["from_model"] == "track1" and meta.get("note"), name
+    assert "clean-hr" in read_metadata(models["track2-mixed"]["reconstruction"])["training_data"]
 
 
 @pytest.mark.parametrize("name", sorted(bundled_models()))

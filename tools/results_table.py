@@ -5,7 +5,7 @@
         [--models all|none|NAME,...] [--limit N] [--device auto] [--no-progress]
 
 Rows, in this order when present: the bundled models ``track1-single``, ``track1``, then Real-ESRGAN
-x4plus, ``track1-ft`` (the withdrawn ``track1-bicubic`` and ``track2-*`` are no longer bundled), then
+x4plus, ``track1-ft`` (the Track-2 models are scored on Track-2 photos: docs/results.md, "Track 2 models"), then
 each ``--extra``. A bundled model that is not installed, or a Real-ESRGAN that cannot be found, is
 skipped with a note (the table is still made). Real-ESRGAN x4plus is ``--realesrgan PATH`` (an ncnn
 ``.param`` with its ``.bin`` beside it, or any file :func:`ddnsr.formats.modelfile.load_model` reads), else
