@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ddnsr.errors import DataError, SettingError
+from ddnsr.errors import DataError, ImageError, SettingError
 from ddnsr.evaluation.report import SR_COLUMNS
 
 if TYPE_CHECKING:
@@ -142,7 +142,7 @@ def last_readable(files: list[Path]) -> list[ValImage]:
             break
         try:
             images += load_val_images([], None, files=[path])
-        except (DataError, OSError, ValueError):
+        except (DataError, ImageError, OSError, ValueError):
             continue
     return images[::-1]
 
