@@ -122,14 +122,9 @@ def noise_patches(images: list[np.ndarray], size: int = NOISE_PATCH, ceiling: fl
     :data:`_MAX_PATCHES` spread over them. None when fewer than 8 squares are flat."""
     noise, level, spread = [], [], []
     for im in images:
-        h, w = (s - s % size for s in im.shape[:2])
-        if h == 0 or w == 0:
-            continue
-        squares = im[:h, :w].reshape(h // size, size, w // size, size, 3).transpose(0, 2, 1, 3, 4)
-        squares = squares.reshape(-1, size, size, 3).astype(np.float64)
-        keep = ((squares <= 2) | (squares >= 253)).mean(axis=(1, 2, 3)) <= 0.01
-        for sq in squares[keep]:
-            res = sq - _plane_fit(sq)
+        squares = _tiles(np.asarray(im, np.float64), size)
+        squares = squares[((squares <= 2) | (squares >= 253)).mean(axis=(1, 2, 3)) <= 0.01]
+        for sq, res in zip(squares, _minus_plane(squares), strict=True):
             sd = _luma(res).std()
             if sd <= ceiling and all(_flat(res[..., c]) for c in range(3)):
                 noise.append(res.astype(np.float32))
@@ -152,20 +147,28 @@ def _flat(res: np.ndarray) -> bool:
     if sd < 1e-6:
         return True
     diffs = np.concatenate([np.diff(res, axis=0).ravel(), np.diff(res, axis=1).ravel()])
-    size = res.shape[0]
-    sub = res.reshape(size // BLOCK, BLOCK, size // BLOCK, BLOCK).transpose(0, 2, 1, 3).reshape(-1, BLOCK**2)
+    sub = _tiles(res, BLOCK).reshape(-1, BLOCK**2)
     sub_sd = sub.std(axis=1)
     return (float(np.mean(diffs**2)) >= 0.1 * sd**2 and np.abs(sub.mean(axis=1)).max() <= sd
             and sub_sd.max() <= 2.5 * max(sub_sd.min(), 0.1))
 
 
-def _plane_fit(square: np.ndarray) -> np.ndarray:
-    """The least-squares plane a + b y + c x of each channel of a P x P x 3 square."""
-    size = square.shape[0]
+def _tiles(arr: np.ndarray, size: int) -> np.ndarray:
+    """H x W (x C) -> N x size x size (x C): the whole size x size squares of a grid, row by row (the
+    remainder at the right and bottom left out)."""
+    h, w = (d - d % size for d in arr.shape[:2])
+    rest = arr.shape[2:]
+    grid = arr[:h, :w].reshape(h // size, size, w // size, size, *rest).swapaxes(1, 2)
+    return grid.reshape(-1, size, size, *rest)
+
+
+def _minus_plane(tiles: np.ndarray) -> np.ndarray:
+    """N x P x P (x C) tiles, each (per channel) minus its least-squares plane a + b y + c x."""
+    size = tiles.shape[1]
     yy, xx = np.mgrid[:size, :size]
     design = np.stack([np.ones(size * size), yy.ravel(), xx.ravel()], axis=1)
-    coef = np.linalg.lstsq(design, square.reshape(-1, 3), rcond=None)[0]
-    return (design @ coef).reshape(square.shape)
+    flat = tiles.reshape(len(tiles), size * size, int(np.prod(tiles.shape[3:])))
+    return (flat - design @ (np.linalg.pinv(design) @ flat)).reshape(tiles.shape)
 
 
 @dataclass(frozen=True)
@@ -317,18 +320,13 @@ def _overshoot(images: list[np.ndarray]) -> float:
 def _flat_spread(images: list[np.ndarray]) -> float:
     """The 10th percentile, over all 8 x 8 luma blocks of H x W x 3 images (0..255) that do not touch
     the ends of the range, of the block's standard deviation about its fitted plane: mostly noise."""
-    yy, xx = np.mgrid[:BLOCK, :BLOCK]
-    design = np.stack([np.ones(BLOCK * BLOCK), yy.ravel(), xx.ravel()], axis=1)
     spreads = []
     for im in images:
-        y = _luma(im)
-        h, w = (s - s % BLOCK for s in y.shape)
-        blocks = y[:h, :w].reshape(h // BLOCK, BLOCK, w // BLOCK, BLOCK).transpose(0, 2, 1, 3).reshape(-1, 64)
+        blocks = _tiles(_luma(im), BLOCK)
         if not len(blocks):
             continue
-        fit = design @ np.linalg.lstsq(design, blocks.T, rcond=None)[0]
-        ok = (blocks.min(axis=1) > 2) & (blocks.max(axis=1) < 253)
-        spreads.append((blocks - fit.T)[ok].std(axis=1))
+        ok = (blocks.min(axis=(1, 2)) > 2) & (blocks.max(axis=(1, 2)) < 253)
+        spreads.append(_minus_plane(blocks)[ok].std(axis=(1, 2)))
     return float(np.percentile(np.concatenate(spreads), 10)) if spreads else 0.0
 
 

@@ -16,7 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ddnsr.training.validation import HIGHER_IS_BETTER, Validator, score, to_uint8, upscale
+from ddnsr.evaluation.scoring import bicubic_upscale, to_uint8
+from ddnsr.metrics.color import to_unit
+from ddnsr.training.validation import HIGHER_IS_BETTER, Validator, score, upscale
 
 __all__ = ["bicubic_x4", "verdict", "write_report"]
 
@@ -24,11 +26,7 @@ __all__ = ["bicubic_x4", "verdict", "write_report"]
 def bicubic_x4(lr: np.ndarray) -> np.ndarray:
     """``h x w x 3`` uint8 or uint16 -> ``4h x 4w x 3`` uint8 by MATLAB's bicubic ``imresize`` (``ddnsr
     evaluate``'s)."""
-    from ddnsr.evaluation.scoring import bicubic_upscale
-    from ddnsr.metrics.color import to_unit
-
-    up = bicubic_upscale(to_unit(lr)[0].astype(np.float32))
-    return (np.clip(up, 0, 1) * 255).round().astype(np.uint8)
+    return to_uint8(bicubic_upscale(to_unit(lr)[0].astype(np.float32)))
 
 
 def verdict(validator: Validator, has_start: bool, has_last: bool = True) -> str:
@@ -77,7 +75,7 @@ def write_report(validator: Validator, run_dir: Path, models: dict[str, nn.Modul
         lines.append(f"| {name} | " + " | ".join(f"{m[k]:.4g}" for k in metrics) + " |")
     tiles = [outs[0] for outs in outputs.values()]
     if validator.images[0].hr is not None:
-        tiles.append(to_uint8(validator.images[0].hr))
+        tiles.append(to_uint8(to_unit(validator.images[0].hr)[0]))  # a 16-bit HR as 8 bits, for the picture
     h = min(t.shape[0] for t in tiles)
     w = min(t.shape[1] for t in tiles)
     picture = np.concatenate([t[:h, :w] for t in tiles], axis=1)

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from ddnsr.training.config import TrainConfig
 
 __all__ = ["BEST_FILE", "CROP", "HIGHER_IS_BETTER", "MAX_IMAGES", "ValImage", "Validator", "last_readable",
-           "load_val_images", "make_validator", "mean_scores", "read_exact", "self_pairs", "to_uint8"]
+           "load_val_images", "make_validator", "mean_scores", "read_exact", "self_pairs"]
 
 CROP = 64
 SELF_CROP = 256  # the HR side of a pair made from a camera photo (validation without --val-lr, camera estimate)
@@ -61,16 +61,6 @@ def read_exact(path: Path) -> np.ndarray:
     img = read_image(path)
     top = 65535 if img.bit_depth == 16 else 255
     return np.round(img.rgb * top).astype(np.uint16 if top == 65535 else np.uint8)
-
-
-def _unit(img: np.ndarray) -> np.ndarray:
-    """uint8 or uint16 -> float32 in [0, 1]."""
-    return img.astype(np.float32) / (65535.0 if img.dtype == np.uint16 else 255.0)
-
-
-def to_uint8(img: np.ndarray) -> np.ndarray:
-    """A validation image (uint8 or uint16) as uint8, for pictures."""
-    return img if img.dtype == np.uint8 else np.round(_unit(img) * 255).astype(np.uint8)
 
 
 def _centre(img: np.ndarray, size: int) -> tuple[int, int, int]:
@@ -187,8 +177,9 @@ def upscale(model: nn.Module, lr: np.ndarray, device: torch.device) -> np.ndarra
     (``BORDER_PAD``): without it R draws a frame along the crop's border that the scores would count.
     """
     from ddnsr.inference.upscaler import BORDER_PAD
+    from ddnsr.metrics.color import to_unit
 
-    x = torch.from_numpy(_unit(lr)).permute(2, 0, 1)[None].to(device)
+    x = torch.from_numpy(to_unit(lr)[0].astype(np.float32)).permute(2, 0, 1)[None].to(device)
     pad = min(BORDER_PAD, x.shape[2] - 1, x.shape[3] - 1)
     was_training = model.training
     model.eval()
