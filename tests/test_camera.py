@@ -58,11 +58,12 @@ def clean(tmp_path_factory) -> list[Path]:
     return paths
 
 
-def test_jpeg_quality_is_read_from_decoded_pixels(tmp_path, clean):
-    cam = CameraModel(jpeg=JpegSetting(subsampling=2, quality=70))
+@pytest.mark.parametrize("subsampling", [0, 1, 2])  # 4:4:4, 4:2:2 (many DSLRs), 4:2:0 (most phones)
+def test_jpeg_quality_and_subsampling_are_read_from_decoded_pixels(tmp_path, clean, subsampling):
+    cam = CameraModel(jpeg=JpegSetting(subsampling=subsampling, quality=70))
     est = estimate_camera(camera_folder(tmp_path / "lr", cam, 0.0, 2.0), clean)
     # qualities a step apart have tables within a few per cent: the refinement may land beside it
-    assert est.jpeg is not None and est.jpeg.subsampling == 2 and abs(est.jpeg.quality - 70) <= 1
+    assert est.jpeg is not None and est.jpeg.subsampling == subsampling and abs(est.jpeg.quality - 70) <= 1
 
 
 def test_jpeg_tables_are_taken_from_jpeg_files(tmp_path, clean):

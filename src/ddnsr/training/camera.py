@@ -28,6 +28,7 @@ vary around the estimate, so R learns a neighbourhood of the camera rather than 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 from collections import Counter
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from scipy import ndimage
 
 BLOCK = 8
 _QUALITIES = range(30, 101, 5)
+_SUBSAMPLINGS = (0, 1, 2)  # Pillow's 4:4:4, 4:2:2, 4:2:0
 _SHARPEN_GRID = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
 _NOISE_GRID = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0)
 _BLUR = (0.6, 1.4)  # HR px: blur is not estimated; each pair draws sigma along from this, across up to it
@@ -364,23 +366,31 @@ def _jpeg_from_pixels(photos: list[Image.Image]) -> JpegSetting | None:
     """The quality and subsampling whose re-encoding changes the photos least at a clear dip of the
     error curve, refined to a step of 1; None if none. A dip is under a third of the error one step
     (5) below and under two thirds of the error one step above: re-encoding finer than the camera's
-    own quality changes little too, while the curve of an uncompressed photo only falls."""
+    own quality changes little too, while the curve of an uncompressed photo only falls.
+
+    The subsampling is then decided at that quality on its own: re-encoding a 4:2:0 photo changes it
+    about as little at 4:4:4 as at 4:2:0 (its chroma is already smooth; 4:4:4 can even come out a little
+    lower), while subsampling a 4:4:4 photo's chroma adds an error many times larger. So the coarsest
+    subsampling (4:2:0, then 4:2:2) whose error stays within twice the least wins."""
     arrays = [np.asarray(im, np.float64) for im in photos]
 
+    @functools.cache
     def error(quality: int, subsampling: int) -> float:
         setting = JpegSetting(subsampling=subsampling, quality=quality)
         return float(np.mean([np.mean((setting.apply(im.astype(np.uint8)) - im) ** 2) for im in arrays]))
 
-    best: tuple[float, int, int] | None = None
+    best: tuple[float, int] | None = None
     qualities = list(_QUALITIES)
-    for subsampling in (0, 2):
+    for subsampling in _SUBSAMPLINGS:
         errs = [error(q, subsampling) for q in qualities]
         for i in range(1, len(qualities) - 1):
             dip = errs[i] < errs[i - 1] / 3 and errs[i] < errs[i + 1] / 1.5
             if dip and (best is None or errs[i] < best[0]):
-                best = (errs[i], qualities[i], subsampling)
+                best = (errs[i], qualities[i])
     if best is None:
         return None
-    _, quality, subsampling = best
+    quality = best[1]
+    least = min(error(quality, s) for s in _SUBSAMPLINGS)
+    subsampling = max(s for s in _SUBSAMPLINGS if error(quality, s) <= 2 * least)
     quality = min(range(quality - 4, quality + 5), key=lambda q: error(q, subsampling))
     return JpegSetting(subsampling=subsampling, quality=quality)
