@@ -138,6 +138,23 @@ def test_noise_patches_carry_the_cameras_own_noise(tmp_path, clean):
     assert est.noise < 2.5  # the patches explain the noise: little is left for the Gaussian
 
 
+def test_small_photos_give_16_px_patches(tmp_path, clean):
+    # thumbnails: 16 px cells of differing colour, so no 32 px square is flat but every 16 px one is
+    rng = np.random.default_rng(3)
+    folder = tmp_path / "lr"
+    folder.mkdir()
+    paths = []
+    for i in range(12):
+        cells = rng.uniform(40, 210, (4, 6, 3))
+        img = np.kron(cells, np.ones((16, 16, 1))) + rng.normal(0, 1, (64, 96, 1)) * (2.0, 4.0, 6.0)
+        paths.append(folder / f"{i}.png")
+        Image.fromarray(np.clip(img + 0.5, 0, 255).astype(np.uint8)).save(paths[-1])
+    patches = estimate_camera(paths, clean).patches
+    assert patches is not None and patches.noise.shape[1:] == (16, 16, 3)
+    assert np.allclose(patches.noise.std(axis=(1, 2)).mean(axis=0), (2.0, 4.0, 6.0), rtol=0.3)
+    assert estimate_camera(paths, clean, with_patches=False).patches is None
+
+
 def test_a_clean_camera_gives_quiet_patches(tmp_path, clean):
     est = estimate_camera(noisy_photos(tmp_path / "lr", (0.0, 0.0, 0.0)), clean)
     assert est.patches is None or float(np.median(est.patches.noise.std(axis=(1, 2)))) < 1.0

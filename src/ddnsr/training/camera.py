@@ -13,8 +13,9 @@ pipeline (RealSR's "Impressionism" and the JPEG literature; docs/adapt.md has th
   statistic of clean photos put through blur, x1/4, unsharp masks of several amounts and that JPEG.
 * **Noise patches** (the noise injection of Ji et al., "Real-World Super-Resolution via Kernel Estimation
   and Noise Injection", NTIRE 2020): the camera's own noise, cut from flat :data:`NOISE_PATCH` px squares
-  of its photos (each minus its fitted plane per channel), is added to the synthetic LR before the JPEG, so
-  R sees the camera's real noise: its colour, grain size and the way the camera's processing shaped it.
+  of its photos (half that in small photos that have too few), each minus its fitted plane per channel,
+  is added to the synthetic LR before the JPEG, so R sees the camera's real noise: its colour, grain size
+  and the way the camera's processing shaped it.
   A patch is put where the LR's brightness is near the patch's own, as noise depends on brightness.
 * **Luma noise**: the 10th percentile of the spread of 8 x 8 luma blocks (the flattest parts of the
   photos), matched the same way (with the patches in the pipeline: the Gaussian is what they miss). The
@@ -268,7 +269,12 @@ def estimate_camera(photos: list[Path], clean: list[Path], max_photos: int = 32,
     real_arrays = [np.asarray(im, np.float32) for im in real]
     overshoot, spread = _overshoot(real_arrays), _flat_spread(real_arrays)
     # a square much busier than the flattest blocks is texture, not noise (the ceiling keeps it out)
-    patches = noise_patches(real_arrays, ceiling=max(3 * spread, 4.0)) if with_patches else None
+    patches = None
+    for size in (NOISE_PATCH, NOISE_PATCH // 2) if with_patches else ():
+        # small photos (a 120 x 80 px phone thumbnail) rarely hold a flat 32 px square, often a 16 px one
+        patches = noise_patches(real_arrays, size=size, ceiling=max(3 * spread, 4.0))
+        if patches is not None:
+            break
     base = CameraModel(jpeg=jpeg, patches=patches)
     lr = [downscale(np.asarray(_read_crop(p, 4 * _MAX_SIDE), np.float32) / 255, (1.0, 1.0, 0.0)) for p in clean]
     rng = np.random.default_rng(0)
