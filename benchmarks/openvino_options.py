@@ -30,6 +30,7 @@ from PIL import Image
 
 from ddnsr.formats.modelfile import load_model
 from ddnsr.formats.onnx_export import onnx_bytes
+from ddnsr.metrics import psnr
 
 
 def best_time(run: Callable[[], object], repeats: int) -> float:
@@ -90,10 +91,9 @@ def centre_crop(path: Path, size: int) -> np.ndarray:
     return np.ascontiguousarray(rgb[top: top + size, left: left + size].transpose(2, 0, 1)[None])
 
 
-def psnr8(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR (dB) between two network outputs after clipping and rounding both to 8 bits."""
-    mse = float(np.mean((np.round(np.clip(a, 0, 1) * 255) - np.round(np.clip(b, 0, 1) * 255)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
+def as_8bit(y: np.ndarray) -> np.ndarray:
+    """A 1 x 3 x H x W network output as an H x W x 3 uint8 image (clipped, rounded)."""
+    return np.round(np.clip(y[0].transpose(1, 2, 0), 0, 1) * 255).astype(np.uint8)
 
 
 def int8_rows(net: torch.nn.Module, core: ov.Core, hints: dict, args: argparse.Namespace, base: float) -> None:
@@ -116,10 +116,12 @@ def int8_rows(net: torch.nn.Module, core: ov.Core, hints: dict, args: argparse.N
         fp32.write_bytes(onnx_bytes(net))
         quantize_static(str(fp32), str(int8), Reader(), quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"],
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        with torch.no_grad():
+            refs = [as_8bit(net(torch.from_numpy(x)).numpy()) for x in tests]
         for label, path in (("OpenVINO fp32, real crops", fp32), ("OpenVINO int8 (QDQ), real crops", int8)):
             compiled = core.compile_model(core.read_model(str(path)), "CPU", hints)
-            with torch.no_grad():
-                worst = min(psnr8(compiled(x)[0], net(torch.from_numpy(x)).numpy()) for x in tests)
+            worst = min(psnr(as_8bit(compiled(x)[0]), ref, crop_border=0, channel="rgb")
+                        for x, ref in zip(tests, refs, strict=True))
             seconds = best_time(lambda c=compiled: c(tests[0]), args.repeats)
             print(f"  {label:36s} {seconds:.3f} s  x{base / seconds:.2f}  worst PSNR to eager {worst:.1f} dB")
 

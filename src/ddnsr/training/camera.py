@@ -47,7 +47,7 @@ _SHARPEN_GRID = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
 _NOISE_GRID = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0)
 _BLUR = (0.6, 1.4)  # HR px: blur is not estimated; each pair draws sigma along from this, across up to it
 _MAX_SIDE = 512  # estimates read at most a 512 x 512 crop of each photo (aligned to the JPEG grid)
-NOISE_PATCH = 32  # LR px: the side of a noise patch (the adaptation's LR crops are 32 px: one patch each)
+NOISE_PATCH = 32  # LR px: the side of a noise patch (the adaptation's 32 px LR crops get one each, or four of 16 px)
 _MAX_PATCHES = 512
 _PATCH_SHARE = 0.5  # the flatter half of the squares that pass the tests for flatness
 
@@ -117,12 +117,24 @@ class NoisePatches:
             return cls(noise=data["noise"].astype(np.float32), level=data["level"].astype(np.float32))
 
 
-def noise_patches(images: list[np.ndarray], size: int = NOISE_PATCH, ceiling: float = np.inf) -> NoisePatches | None:
-    """The noise of H x W x 3 photos (0..255): every ``size`` px square on a grid that is flat (at most 1%
-    of its values within 2 of the ends of the range; after a plane is fitted per channel, a luma residual
-    spread of at most ``ceiling`` and every channel :func:`_flat`: no edge, not even one of colour alone, no
-    texture that changes), the flattest :data:`_PATCH_SHARE` of those by residual spread, at most
-    :data:`_MAX_PATCHES` spread over them. None when fewer than 8 squares are flat."""
+def noise_patches(images: list[np.ndarray], sizes: tuple[int, ...] = (NOISE_PATCH, NOISE_PATCH // 2),
+                  ceiling: float = np.inf) -> NoisePatches | None:
+    """The noise of H x W x 3 photos (0..255), cut at the first of ``sizes`` at which at least 8 squares
+    are flat (small photos, a 120 x 80 px phone thumbnail, rarely hold a flat 32 px square but often a
+    16 px one); None when no size gives 8."""
+    for size in sizes:
+        found = _patches_of_size(images, size, ceiling)
+        if found is not None:
+            return found
+    return None
+
+
+def _patches_of_size(images: list[np.ndarray], size: int, ceiling: float) -> NoisePatches | None:
+    """Every ``size`` px square on a grid that is flat (at most 1% of its values within 2 of the ends of
+    the range; after a plane is fitted per channel, a luma residual spread of at most ``ceiling`` and every
+    channel :func:`_flat`: no edge, not even one of colour alone, no texture that changes), the flattest
+    :data:`_PATCH_SHARE` of those by residual spread, at most :data:`_MAX_PATCHES` spread over them. None
+    when fewer than 8 squares are flat."""
     noise, level, spread = [], [], []
     for im in images:
         squares = _tiles(np.asarray(im, np.float64), size)
@@ -269,12 +281,7 @@ def estimate_camera(photos: list[Path], clean: list[Path], max_photos: int = 32,
     real_arrays = [np.asarray(im, np.float32) for im in real]
     overshoot, spread = _overshoot(real_arrays), _flat_spread(real_arrays)
     # a square much busier than the flattest blocks is texture, not noise (the ceiling keeps it out)
-    patches = None
-    for size in (NOISE_PATCH, NOISE_PATCH // 2) if with_patches else ():
-        # small photos (a 120 x 80 px phone thumbnail) rarely hold a flat 32 px square, often a 16 px one
-        patches = noise_patches(real_arrays, size=size, ceiling=max(3 * spread, 4.0))
-        if patches is not None:
-            break
+    patches = noise_patches(real_arrays, ceiling=max(3 * spread, 4.0)) if with_patches else None
     base = CameraModel(jpeg=jpeg, patches=patches)
     lr = [downscale(np.asarray(_read_crop(p, 4 * _MAX_SIDE), np.float32) / 255, (1.0, 1.0, 0.0)) for p in clean]
     rng = np.random.default_rng(0)
