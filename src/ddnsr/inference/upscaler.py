@@ -444,6 +444,8 @@ class Upscaler(_TiledNetwork):
     Build it with :meth:`load`. ``up(image)`` takes a PIL image or an array (uint8, uint16 or float in
     [0, 1]; HxW or HxWxC with C = 1 gray, 2 gray + alpha, 3 RGB, 4 RGBA) and returns the same type,
     dtype and layout at 4x the height and width. :meth:`upscale_array` is the float RGB core.
+    The torch backend takes ``net`` over as it is (moved to the device, eval mode and channels_last in
+    place, not copied): give it a copy to keep using the module elsewhere in NCHW.
     """
 
     _kind = "reconstruction"
