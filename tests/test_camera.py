@@ -12,7 +12,14 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from ddnsr.training.camera import CameraModel, JpegSetting, NoisePatches, estimate_camera, noise_patches
+from ddnsr.training.camera import (
+    CameraModel,
+    JpegSetting,
+    NoisePatches,
+    anisotropic_blur,
+    estimate_camera,
+    noise_patches,
+)
 
 
 def scene(seed: int, size: int = 256, texture: bool = True) -> np.ndarray:
@@ -30,14 +37,14 @@ def scene(seed: int, size: int = 256, texture: bool = True) -> np.ndarray:
 
 
 def camera_folder(folder: Path, cam: CameraModel, sharpen: float, noise: float, n: int = 12,
-                  fmt: str = "png") -> list[Path]:
-    """``n`` LR photos of the scenes through ``cam`` with this sharpening and noise (blur 1 HR px)."""
+                  fmt: str = "png", blur: float = 1.0) -> list[Path]:
+    """``n`` LR photos of the scenes through ``cam`` with this sharpening, noise and blur (HR px)."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(7)
     out = []
     for i in range(n):
         if fmt == "png":
-            lr = cam.make(scene(100 + i), (1.0, 1.0, 0.0), sharpen, noise, rng)
+            lr = cam.make(scene(100 + i), (blur, blur, 0.0), sharpen, noise, rng)
             path = folder / f"{i}.png"
             Image.fromarray((lr * 255 + 0.5).astype(np.uint8)).save(path)
         else:  # a real camera's JPEG file: encoded once, with its own quality
@@ -94,8 +101,39 @@ def test_sharpening_and_noise_are_told_apart(tmp_path, clean):
     assert 3.0 < noisy.noise < 9.0 and noisy.sharpen < 0.6
 
 
+def test_blur_is_read_off_the_edges_and_only_widens_the_draw(tmp_path, clean):
+    cam = CameraModel(jpeg=JpegSetting(subsampling=2, quality=85))
+    sharp = estimate_camera(camera_folder(tmp_path / "a", cam, 0.0, 1.0, blur=0.8), clean)
+    soft = estimate_camera(camera_folder(tmp_path / "b", cam, 0.0, 1.0, blur=2.4), clean)
+    assert abs(sharp.blur - 0.8) < 0.35 and abs(soft.blur - 2.4) < 0.5, (sharp.blur, soft.blur)
+    assert sharp.blur_range() == (0.6, 1.4)  # a typical camera keeps the typical range
+    low, high = soft.blur_range()
+    assert low == 0.6 and high > 2.6  # a soft one reaches past its blur, and still down to sharp
+    # photos without strong edges (gradients and noise) say nothing of blur: the typical 1 px stays
+    rng = np.random.default_rng(4)
+    (tmp_path / "flat").mkdir()
+    flat = [tmp_path / "flat" / f"{i}.png" for i in range(6)]
+    for i, path in enumerate(flat):
+        img = np.linspace(30 + 10 * i, 200, 128)[None, :, None] + rng.normal(0, 2, (96, 128, 3))
+        Image.fromarray(np.clip(img + 0.5, 0, 255).astype(np.uint8)).save(path)
+    assert estimate_camera(flat, clean).blur == 1.0
+
+
+@pytest.mark.parametrize("sigmas", [(0.9, 0.5), (1.6, 0.7), (3.4, 2.0), (2.0, 2.0)])
+def test_every_blur_path_is_the_rotated_gaussian(sigmas):
+    # the direct, separable and FFT paths all give the 2-D kernel convolved with reflected edges
+    arr = np.random.default_rng(0).uniform(0, 255, (40, 70, 3))
+    radius = int(np.ceil(3 * max(sigmas)))
+    yy, xx = np.mgrid[-radius: radius + 1, -radius: radius + 1].astype(np.float64)
+    t = np.deg2rad(30.0)
+    along, across = xx * np.cos(t) + yy * np.sin(t), -xx * np.sin(t) + yy * np.cos(t)
+    k = np.exp(-0.5 * ((along / sigmas[0]) ** 2 + (across / sigmas[1]) ** 2))
+    ref = np.stack([ndimage.convolve(arr[..., c], k / k.sum(), mode="reflect") for c in range(3)], axis=-1)
+    assert np.abs(anisotropic_blur(arr, *sigmas, 30.0) - ref).max() < 1e-9
+
+
 def test_pairs_are_8_bit_sized_and_drawn_per_step():
-    cam = CameraModel(jpeg=JpegSetting(subsampling=2, quality=75), sharpen=1.0, noise=3.0)
+    cam = CameraModel(jpeg=JpegSetting(subsampling=2, quality=75), sharpen=1.0, noise=3.0, blur=2.0)
     hr = torch.from_numpy(np.stack([scene(1, 128), scene(2, 128)])).permute(0, 3, 1, 2).float()
     a = cam.degrade(hr, np.random.default_rng((0, 5)))
     b = cam.degrade(hr, np.random.default_rng((0, 5)))

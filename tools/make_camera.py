@@ -15,7 +15,9 @@ phones and compacts do:
   (shot + read noise), JPEG 70 with 4:2:0 chroma;
 * ``phone-b``: mild blur 0.8, area x1/4, low-frequency chroma noise (blotches 4 px wide), an in-camera
   unsharp mask (halos), JPEG 85 4:2:0;
-* ``compact``: blur 1.0, bicubic x1/4, luma and chroma noise, strong sharpening, JPEG 60 4:2:0.
+* ``compact``: blur 1.0, bicubic x1/4, luma and chroma noise, strong sharpening, JPEG 60 4:2:0;
+* ``soft``: a cheap lens and strong noise reduction: blur 2.2, bicubic x1/4, little noise, JPEG 80 4:2:0
+  (blur outside the 0.6-1.4 px the adaptation drew before it estimated blur).
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ CAMERAS = {
     "phone-b": Camera(blur=(0.8, 0.8, 0.0), down="area", noise=1.0, chroma=4.0, chroma_size=4.0, sharpen=0.8,
                       quality=85),
     "compact": Camera(blur=(1.0, 1.0, 0.0), noise=2.0, chroma=2.5, sharpen=1.5, quality=60),
+    "soft": Camera(blur=(2.2, 2.2, 0.0), noise=1.5, quality=80),
 }
 
 

@@ -164,7 +164,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--degradation", choices=CHOICES["degradation"],
                    help="R's training input: D(y, x) (the method; the default without --from), the bicubic x4 "
                    "downscale of y (baseline), or camera: y through the pipeline estimated from the --real-lr "
-                   "photos (their JPEG, sharpening and noise; the default with --from, docs/adapt.md)")
+                   "photos (their JPEG, sharpening, noise and blur; the default with --from, docs/adapt.md)")
     p.add_argument("--camera-noise", choices=CHOICES["camera_noise"],
                    help="--degradation camera's noise: the camera's own noise cut from flat squares of its photos, "
                    "plus Gaussian luma noise for what they miss (patches), or the Gaussian alone "

@@ -20,10 +20,13 @@ pipeline (RealSR's "Impressionism" and the JPEG literature; docs/adapt.md has th
 * **Luma noise**: the 10th percentile of the spread of 8 x 8 luma blocks (the flattest parts of the
   photos), matched the same way (with the patches in the pipeline: the Gaussian is what they miss). The
   two are fitted in turn, as each raises the other's statistic.
+* **Blur**: how soft the strong edges are (the share of a step's height outside its steepest pixel),
+  matched the same way over isotropic Gaussians before the x1/4; the fits are made in turn, as blur,
+  sharpening and noise each move the others' statistics.
 
-Blur is not estimated (statistics fits of it were far off, docs/adapt.md): each pair draws an
-anisotropic Gaussian from a range around a typical optics blur (:data:`_BLUR`), and sharpening and noise
-vary around the estimate, so R learns a neighbourhood of the camera rather than one exact setting.
+Each pair draws its own setting around the estimate (an anisotropic Gaussian from a typical optics range,
+widened when the blur estimate says the camera is softer: :meth:`CameraModel.blur_range`; sharpening and
+noise scaled at random), so R learns a neighbourhood of the camera rather than one exact setting.
 """
 
 from __future__ import annotations
@@ -38,14 +41,18 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageFilter, JpegImagePlugin
-from scipy import ndimage
+from scipy import ndimage, signal
 
 BLOCK = 8
 _QUALITIES = range(30, 101, 5)
 _SUBSAMPLINGS = (0, 1, 2)  # Pillow's 4:4:4, 4:2:2, 4:2:0
+_DIP = (2.0, 1.3)  # the JPEG ghost's dip: error this many times under the next coarser / finer quality
 _SHARPEN_GRID = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
 _NOISE_GRID = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0)
-_BLUR = (0.6, 1.4)  # HR px: blur is not estimated; each pair draws sigma along from this, across up to it
+_BLUR_GRID = (0.3, 0.6, 1.0, 1.4, 1.8, 2.2, 2.8, 3.5)  # HR px: the isotropic blurs the estimate tries
+_BLUR = (0.6, 1.4)  # HR px: the range of sigma each pair draws for a typical camera (along; across up to it)
+_BLUR_SPAN = 0.4  # HR px: a softer camera's range reaches this far above its blur estimate
+_MIN_EDGES = 200  # strong steps needed to read the blur off the photos (else the typical 1 px is kept)
 _MAX_SIDE = 512  # estimates read at most a 512 x 512 crop of each photo (aligned to the JPEG grid)
 NOISE_PATCH = 32  # LR px: the side of a noise patch (the adaptation's 32 px LR crops get one each, or four of 16 px)
 _MAX_PATCHES = 512
@@ -189,12 +196,14 @@ def _minus_plane(tiles: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class CameraModel:
     """The estimate: the camera's JPEG setting (or None), its in-camera sharpening (unsharp mask amount,
-    radius 1.5 LR px), its luma noise (standard deviation, 0..255 scale, as it reaches the file) and its
-    noise patches (:class:`NoisePatches`, or None: Gaussian luma noise alone)."""
+    radius 1.5 LR px), its luma noise (standard deviation, 0..255 scale, as it reaches the file), its blur
+    (the sigma of an isotropic Gaussian in HR px before the bicubic x1/4) and its noise patches
+    (:class:`NoisePatches`, or None: Gaussian luma noise alone)."""
 
     jpeg: JpegSetting | None
     sharpen: float = 0.0
     noise: float = 0.0
+    blur: float = 1.0
     patches: NoisePatches | None = dataclasses.field(default=None, compare=False, repr=False)
 
     def as_plain(self) -> dict:
@@ -206,24 +215,33 @@ class CameraModel:
     @classmethod
     def from_plain(cls, plain: dict, patches: NoisePatches | None = None) -> CameraModel:
         jpeg = JpegSetting(**plain["jpeg"]) if plain.get("jpeg") else None
-        return cls(jpeg=jpeg, sharpen=float(plain["sharpen"]), noise=float(plain["noise"]), patches=patches)
+        return cls(jpeg=jpeg, sharpen=float(plain["sharpen"]), noise=float(plain["noise"]),
+                   blur=float(plain.get("blur", 1.0)), patches=patches)  # camera.json before blur: 1 px
 
     def describe(self) -> str:
         jpeg = self.jpeg.describe() if self.jpeg else "no JPEG"
-        text = f"{jpeg}; sharpening {self.sharpen:.2f}; luma noise {self.noise:.1f}/255"
+        text = f"{jpeg}; blur {self.blur:.2f} px; sharpening {self.sharpen:.2f}; luma noise {self.noise:.1f}/255"
         return text + (f"; {self.patches.describe()}" if self.patches is not None else "")
 
     def degrade(self, hr: torch.Tensor, rng: np.random.Generator, scale: int = 4) -> torch.Tensor:
         """N x 3 x H x W clean HR in [0, 1] -> N x 3 x H/scale x W/scale LR, 8-bit values in [0, 1]. Each
         pair gets its own draw around the estimate (:meth:`make`), so R does not learn one exact setting."""
         out = []
+        low, high = self.blur_range()
         for img in hr.detach().float().clamp(0, 1).cpu().permute(0, 2, 3, 1).numpy():
-            blur = rng.uniform(*_BLUR)
-            out.append(self.make(img, blur=(blur, rng.uniform(_BLUR[0], blur), rng.uniform(0, 180)),
+            blur = rng.uniform(low, high)
+            out.append(self.make(img, blur=(blur, rng.uniform(low, blur), rng.uniform(0, 180)),
                                  sharpen=self.sharpen * rng.uniform(0.8, 1.2),
                                  noise=self.noise * rng.uniform(0.5, 1.0), rng=rng, scale=scale))
         batch = torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).to(hr.device, torch.float32)
         return batch.contiguous(memory_format=torch.channels_last)
+
+    def blur_range(self) -> tuple[float, float]:
+        """The sigmas (HR px) the pairs draw: :data:`_BLUR`, reaching up to :data:`_BLUR_SPAN` over the
+        estimate when it is softer. Only widened, never moved: the estimate reads the clean photos' content
+        too (0.6-0.75 px high on BSD100 cameras against Urban100-rich references, docs/adapt.md), and too
+        little assumed blur leaves an output soft where too much draws halos."""
+        return _BLUR[0], max(_BLUR[1], self.blur + _BLUR_SPAN)
 
     def make(self, hr: np.ndarray, blur: tuple[float, float, float], sharpen: float, noise: float,
              rng: np.random.Generator, scale: int = 4) -> np.ndarray:
@@ -258,42 +276,55 @@ def downscale(hr: np.ndarray, blur: tuple[float, float, float], scale: int = 4) 
 
 def anisotropic_blur(arr: np.ndarray, sigma_u: float, sigma_v: float, angle: float) -> np.ndarray:
     """H x W x 3 float blurred by a 2-D Gaussian (sigma ``sigma_u`` along ``angle`` degrees, ``sigma_v``
-    across), edges reflected."""
+    across), edges reflected. Wide kernels go through the FFT (the same result to 1e-12; a sigma of 3 px
+    costs 20x less than direct convolution)."""
     radius = int(np.ceil(3 * max(sigma_u, sigma_v)))
+    if sigma_u == sigma_v:  # the same kernel, separable
+        return np.stack([ndimage.gaussian_filter(arr[..., c], sigma_u, mode="reflect", radius=radius)
+                         for c in range(3)], axis=-1)
     yy, xx = np.mgrid[-radius: radius + 1, -radius: radius + 1].astype(np.float64)
     t = np.deg2rad(angle)
     along, across = xx * np.cos(t) + yy * np.sin(t), -xx * np.sin(t) + yy * np.cos(t)
     k = np.exp(-0.5 * ((along / sigma_u) ** 2 + (across / sigma_v) ** 2))
     k /= k.sum()
-    return np.stack([ndimage.convolve(arr[..., c], k, mode="reflect") for c in range(3)], axis=-1)
+    if radius < 5:
+        return np.stack([ndimage.convolve(arr[..., c], k, mode="reflect") for c in range(3)], axis=-1)
+    padded = np.pad(arr, ((radius, radius), (radius, radius), (0, 0)), mode="symmetric")  # = ndimage's reflect
+    return signal.oaconvolve(padded, k[..., None], mode="valid", axes=(0, 1))
 
 
 def estimate_camera(photos: list[Path], clean: list[Path], max_photos: int = 32,
                     with_patches: bool = True) -> CameraModel:
     """Estimate a camera from its photos (image files) against clean HR photos (image files, the
     reference content): JPEG from the files or the pixels, the noise patches (``with_patches``), then the
-    sharpening whose edge overshoot and the Gaussian noise whose flat-block spread match the camera's when
-    the clean photos are taken through the same pipeline (blur 1 HR px, bicubic x1/4, the patches, that
-    JPEG). At most ``max_photos`` of each, spread evenly."""
+    sharpening whose edge overshoot, the Gaussian noise whose flat-block spread and the blur whose edge
+    softness match the camera's when the clean photos are taken through the same pipeline (blur, bicubic
+    x1/4, noise, sharpening, the patches, that JPEG). At most ``max_photos`` of each, spread evenly."""
     photos, clean = _spread(photos, max_photos), _spread(clean, max_photos)
     real = [_read_crop(p) for p in photos]
     jpeg = _jpeg_from_files(photos) or _jpeg_from_pixels(real[:8])
     real_arrays = [np.asarray(im, np.float32) for im in real]
-    overshoot, spread = _overshoot(real_arrays), _flat_spread(real_arrays)
+    overshoot, spread, softness = _overshoot(real_arrays), _flat_spread(real_arrays), _softness(real_arrays)
     # a square much busier than the flattest blocks is texture, not noise (the ceiling keeps it out)
     patches = noise_patches(real_arrays, ceiling=max(3 * spread, 4.0)) if with_patches else None
     base = CameraModel(jpeg=jpeg, patches=patches)
-    lr = [downscale(np.asarray(_read_crop(p, 4 * _MAX_SIDE), np.float32) / 255, (1.0, 1.0, 0.0)) for p in clean]
-    rng = np.random.default_rng(0)
+    hr = [np.asarray(_read_crop(p, 4 * _MAX_SIDE), np.float32) / 255 for p in clean]
 
-    def reference(sharpen: float, noise: float) -> list[np.ndarray]:
-        return [base.finish(im, sharpen, noise, rng) * 255 for im in lr]
+    @functools.cache
+    def lr_at(blur: float) -> tuple[np.ndarray, ...]:
+        return tuple(downscale(im, (blur, blur, 0.0)) for im in hr)
 
-    sharpen = noise = 0.0
-    for _ in range(2):  # noise raises the overshoot and sharpening the spread: each is fitted given the other
-        sharpen = _match(overshoot, [(a, _overshoot(reference(a, noise))) for a in _SHARPEN_GRID])
-        noise = _match(spread, [(n, _flat_spread(reference(sharpen, n))) for n in _NOISE_GRID])
-    return dataclasses.replace(base, sharpen=sharpen, noise=noise)
+    def reference(blur: float, sharpen: float, noise: float) -> list[np.ndarray]:
+        rng = np.random.default_rng(0)
+        return [base.finish(im, sharpen, noise, rng) * 255 for im in lr_at(blur)]
+
+    blur, sharpen, noise = 1.0, 0.0, 0.0
+    for _ in range(2):  # each statistic moves with the other settings: each is fitted given the others
+        sharpen = _match(overshoot, [(a, _overshoot(reference(blur, a, noise))) for a in _SHARPEN_GRID])
+        noise = _match(spread, [(n, _flat_spread(reference(blur, sharpen, n))) for n in _NOISE_GRID])
+        if softness is not None:
+            blur = _match(softness, [(b, _softness(reference(b, sharpen, noise)) or 0.0) for b in _BLUR_GRID])
+    return dataclasses.replace(base, sharpen=sharpen, noise=noise, blur=blur)
 
 
 def _spread(paths: list[Path], count: int) -> list[Path]:
@@ -309,11 +340,11 @@ def _match(value: float, curve: list[tuple[float, float]]) -> float:
     return float(np.interp(value, np.maximum.accumulate(stats), settings))
 
 
-def _overshoot(images: list[np.ndarray]) -> float:
-    """Mean edge overshoot of H x W x 3 images (0..255): at each strong luma step between neighbours
-    (rows and columns, > 25 levels), how far the 4 pixels on each side reach beyond the far pixel of
-    their side, over the step's height. Blur and bicubic give a floor; sharpening halos raise it."""
-    values = []
+def _edge_profiles(images: list[np.ndarray]) -> np.ndarray:
+    """Luma profiles across the strong steps of H x W x 3 images (0..255): at each step between
+    neighbours (rows and columns, > 25 levels), the 8 pixels from 3 before to 4 after it, turned so that
+    the step rises, where the far pixels differ by at least 20 levels; N x 8 float64."""
+    profiles = [np.zeros((0, 8))]
     for im in images:
         y = _luma(im)
         for arr in (y, y.T):
@@ -321,15 +352,31 @@ def _overshoot(images: list[np.ndarray]) -> float:
             rows, cols = np.nonzero(np.abs(d) > 25)
             keep = (cols >= 3) & (cols + 5 < arr.shape[1])
             rows, cols = rows[keep], cols[keep]
-            if not len(rows):
-                continue
             prof = arr[rows[:, None], cols[:, None] + np.arange(-3, 5)] * np.sign(d[rows, cols])[:, None]
-            lo, hi = prof[:, :4], prof[:, 4:]
-            step = hi[:, -1] - lo[:, 0]
-            ok = step >= 20
-            over = (hi.max(axis=1) - hi[:, -1]) + (lo[:, 0] - lo.min(axis=1))
-            values.append(over[ok] / step[ok])
-    return float(np.concatenate(values).mean()) if values and sum(map(len, values)) else 0.0
+            profiles.append(prof[prof[:, -1] - prof[:, 0] >= 20])
+    return np.concatenate(profiles)
+
+
+def _overshoot(images: list[np.ndarray]) -> float:
+    """Mean edge overshoot of H x W x 3 images (0..255): at each strong step (:func:`_edge_profiles`), how
+    far the 4 pixels on each side reach beyond the far pixel of their side, over the step's height. Blur
+    and bicubic give a floor; sharpening halos raise it."""
+    prof = _edge_profiles(images)
+    if not len(prof):
+        return 0.0
+    lo, hi = prof[:, :4], prof[:, 4:]
+    over = (hi.max(axis=1) - hi[:, -1]) + (lo[:, 0] - lo.min(axis=1))
+    return float(np.mean(over / (prof[:, -1] - prof[:, 0])))
+
+
+def _softness(images: list[np.ndarray]) -> float | None:
+    """Mean softness of the strong steps of H x W x 3 images (0..255) (:func:`_edge_profiles`): 1 minus
+    the largest one-pixel rise over the step's height (0: the whole step in one pixel; blur spreads it,
+    sharpening steepens it). None with fewer than :data:`_MIN_EDGES` steps (nothing to read)."""
+    prof = _edge_profiles(images)
+    if len(prof) < _MIN_EDGES:
+        return None
+    return float(np.mean(1 - np.diff(prof, axis=1).max(axis=1) / (prof[:, -1] - prof[:, 0])))
 
 
 def _flat_spread(images: list[np.ndarray]) -> float:
@@ -342,7 +389,8 @@ def _flat_spread(images: list[np.ndarray]) -> float:
             continue
         ok = (blocks.min(axis=(1, 2)) > 2) & (blocks.max(axis=(1, 2)) < 253)
         spreads.append(_minus_plane(blocks)[ok].std(axis=(1, 2)))
-    return float(np.percentile(np.concatenate(spreads), 10)) if spreads else 0.0
+    values = np.concatenate(spreads) if spreads else np.zeros(0)
+    return float(np.percentile(values, 10)) if len(values) else 0.0  # 0: no block in range
 
 
 def _luma(rgb: np.ndarray) -> np.ndarray:
@@ -377,9 +425,10 @@ def _jpeg_from_files(paths: list[Path]) -> JpegSetting | None:
 
 def _jpeg_from_pixels(photos: list[Image.Image]) -> JpegSetting | None:
     """The quality and subsampling whose re-encoding changes the photos least at a clear dip of the
-    error curve, refined to a step of 1; None if none. A dip is under a third of the error one step
-    (5) below and under two thirds of the error one step above: re-encoding finer than the camera's
-    own quality changes little too, while the curve of an uncompressed photo only falls.
+    error curve, refined to a step of 1; None if none. A dip (:data:`_DIP`) is under half the error one
+    step (5) below and under 1/1.3 of the error one step above: re-encoding finer than the camera's own
+    quality changes little too, while the curve of an uncompressed photo only falls. (Until 2026-12-07 a
+    third and two thirds, which missed strongly sharpened Urban100 photos at quality 50 and 60.)
 
     The subsampling is then decided at that quality on its own: re-encoding a 4:2:0 photo changes it
     about as little at 4:4:4 as at 4:2:0 (its chroma is already smooth; 4:4:4 can even come out a little
@@ -397,7 +446,7 @@ def _jpeg_from_pixels(photos: list[Image.Image]) -> JpegSetting | None:
     for subsampling in _SUBSAMPLINGS:
         errs = [error(q, subsampling) for q in qualities]
         for i in range(1, len(qualities) - 1):
-            dip = errs[i] < errs[i - 1] / 3 and errs[i] < errs[i + 1] / 1.5
+            dip = errs[i] < errs[i - 1] / _DIP[0] and errs[i] < errs[i + 1] / _DIP[1]
             if dip and (best is None or errs[i] < best[0]):
                 best = (errs[i], qualities[i])
     if best is None:

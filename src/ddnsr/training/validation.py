@@ -99,9 +99,10 @@ def self_pairs(files: list[Path], camera: CameraModel) -> list[ValImage]:
     """Pairs made from the camera's own photos (ZSSR's idea, with the camera estimate as the degradation):
     the last :data:`MAX_IMAGES` readable photos of at least 64 px a side, each cut to its centre (at most
     :data:`SELF_CROP` px, a multiple of 4) as the HR, and that crop taken through the estimated pipeline
-    (mean blur, the estimate's sharpening and noise, a fixed seed) as the LR. The photo still holds the
-    camera's noise and JPEG, so the scores are lower than on clean ground truth, but the same for every
-    round: a model that restores the camera's photos better scores higher (docs/adapt.md, the agreement)."""
+    (the middle of the pairs' blur range, the estimated sharpening, 0.75 x its noise, a fixed seed) as
+    the LR. The photo still holds the camera's noise and JPEG, so the scores are lower than on clean
+    ground truth, but the same for every round: a model that restores the camera's photos better scores
+    higher (docs/adapt.md, the agreement)."""
     from ddnsr.training.data import load_rgb8
 
     out: list[ValImage] = []
@@ -118,7 +119,8 @@ def self_pairs(files: list[Path], camera: CameraModel) -> list[ValImage]:
         if c < 64:
             continue
         hr = np.ascontiguousarray(photo[top: top + c, left: left + c])
-        lr = camera.make(hr.astype(np.float32) / 255, (1.0, 1.0, 0.0), camera.sharpen, 0.75 * camera.noise, rng)
+        blur = (sum(camera.blur_range()) / 2,) * 2 + (0.0,)
+        lr = camera.make(hr.astype(np.float32) / 255, blur, camera.sharpen, 0.75 * camera.noise, rng)
         out.append(ValImage(path.name, (lr * 255 + 0.5).astype(np.uint8), hr))
     return out[::-1]
 
