@@ -8,7 +8,7 @@ Urban100) and each camera: the photos are taken through the camera (as ``make_ca
 their index, written once to WORK/CAMERA-CONTENT/), then ``estimate_camera`` reads them against the other
 clean photos (what ``ddnsr train --clean-hr`` would be given: the rest of the folder, both contents mixed).
 Prints one markdown row per camera: the true blur, sharpening and JPEG beside the estimate's, and the blur
-range the training pairs then draw. Takes 15-30 s a camera on 2 cores.
+range the training pairs then draw. Takes 15-40 s a camera on 2 cores.
 
 ``--jpeg`` checks the JPEG ghost alone (photos that are not JPEG files) over qualities and subsamplings:
 the first 8 photos of each content through each camera with its JPEG replaced by each of

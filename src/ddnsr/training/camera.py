@@ -308,11 +308,11 @@ def estimate_camera(photos: list[Path], clean: list[Path], max_photos: int = 32,
     # a square much busier than the flattest blocks is texture, not noise (the ceiling keeps it out)
     patches = noise_patches(real_arrays, ceiling=max(3 * spread, 4.0)) if with_patches else None
     base = CameraModel(jpeg=jpeg, patches=patches)
-    hr = [np.asarray(_read_crop(p, 4 * _MAX_SIDE), np.float32) / 255 for p in clean]
 
-    @functools.cache
+    @functools.lru_cache(maxsize=2)  # the clean photos at one blur: read again per blur, to keep memory low
     def lr_at(blur: float) -> tuple[np.ndarray, ...]:
-        return tuple(downscale(im, (blur, blur, 0.0)) for im in hr)
+        return tuple(downscale(np.asarray(_read_crop(p, 4 * _MAX_SIDE), np.float32) / 255,
+                               (blur, blur, 0.0)).astype(np.float32) for p in clean)
 
     def reference(blur: float, sharpen: float, noise: float) -> list[np.ndarray]:
         rng = np.random.default_rng(0)
