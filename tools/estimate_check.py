@@ -23,8 +23,7 @@ import dataclasses
 import time
 from pathlib import Path
 
-from make_camera import CAMERAS, IMAGE_EXTENSIONS, degrade
-from PIL import Image
+from make_camera import CAMERAS, IMAGE_EXTENSIONS, degrade, load_hr
 
 from ddnsr.training.camera import _jpeg_from_pixels, estimate_camera
 
@@ -39,17 +38,14 @@ def camera_photos(files: list[Path], camera: str, out: Path) -> list[Path]:
         tmp = out.with_name(out.name + ".part")
         tmp.mkdir(parents=True, exist_ok=True)
         for i, f in enumerate(files):
-            hr = Image.open(f).convert("RGB")
-            w, h = hr.size
-            degrade(hr.crop((0, 0, w - w % 4, h - h % 4)), seed=i, camera=camera).save(tmp / f"{f.stem}.png")
+            degrade(load_hr(f), seed=i, camera=camera).save(tmp / f"{f.stem}.png")
         tmp.rename(out)
     return sorted(out.iterdir())
 
 
 def jpeg_rows(files: list[Path], content: str, cameras: list[str]) -> int:
     """Print a row per camera and JPEG case (the ghost on ``files``' first 8 photos); the number wrong."""
-    hrs = [Image.open(f).convert("RGB") for f in files[:8]]
-    hrs = [h.crop((0, 0, h.size[0] - h.size[0] % 4, h.size[1] - h.size[1] % 4)) for h in hrs]
+    hrs = [load_hr(f) for f in files[:8]]
     wrong = 0
     for camera in cameras:
         for quality, subsampling in JPEG_CASES:

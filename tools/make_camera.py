@@ -88,6 +88,13 @@ def degrade(hr: Image.Image, seed: int, camera: Camera | str = "gauss") -> Image
     return Image.open(buf).convert("RGB")
 
 
+def load_hr(path: Path) -> Image.Image:
+    """A clean photo as RGB, cropped at its bottom / right to a multiple of 4 (the camera's x1/4)."""
+    hr = Image.open(path).convert("RGB")
+    w, h = hr.size
+    return hr.crop((0, 0, w - w % 4, h - h % 4))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--camera", choices=sorted(CAMERAS), default="gauss")
@@ -101,9 +108,7 @@ def main() -> None:
     for sub in ("lr", "test-lr", "test-hr"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     for i, f in enumerate(files):
-        hr = Image.open(f).convert("RGB")
-        w, h = hr.size
-        hr = hr.crop((0, 0, w - w % 4, h - h % 4))
+        hr = load_hr(f)
         lr = degrade(hr, seed=i, camera=args.camera)
         held = i >= len(files) - args.held_out
         lr.save(out / ("test-lr" if held else "lr") / f"{f.stem}.png")

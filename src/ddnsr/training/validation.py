@@ -107,6 +107,7 @@ def self_pairs(files: list[Path], camera: CameraModel) -> list[ValImage]:
 
     out: list[ValImage] = []
     rng = np.random.default_rng(0)
+    blur = (sum(camera.blur_range()) / 2,) * 2 + (0.0,)  # the middle of the range the pairs draw
     for path in reversed(files):
         if len(out) == MAX_IMAGES:
             break
@@ -119,7 +120,6 @@ def self_pairs(files: list[Path], camera: CameraModel) -> list[ValImage]:
         if c < 64:
             continue
         hr = np.ascontiguousarray(photo[top: top + c, left: left + c])
-        blur = (sum(camera.blur_range()) / 2,) * 2 + (0.0,)
         lr = camera.make(hr.astype(np.float32) / 255, blur, camera.sharpen, 0.75 * camera.noise, rng)
         out.append(ValImage(path.name, (lr * 255 + 0.5).astype(np.uint8), hr))
     return out[::-1]
