@@ -1,7 +1,7 @@
 """Inference speed and memory: a plain eager fp32 whole-image baseline against the fast paths, in one run.
 
     python benchmarks/infer.py [--models track1,track1-ft] [--sizes 128,96] [--repeats N] [--threads N]
-                               [--variants torch,onnxruntime,openvino,openvino-bf16] [--image PHOTO]
+                               [--variants torch,onnxruntime,openvino,openvino-bf16,ncnn] [--image PHOTO]
     python benchmarks/infer.py --paths [--configs cpu,paper] [--device cpu|cuda] [--repeats N]
     python benchmarks/infer.py --big [--big-model cpu|paper|tiny] [--big-size 4000x3000]
     python benchmarks/infer.py --video      (benchmarks/video.py: video frames/s, time outside the network)
@@ -10,11 +10,12 @@ The default (CPU) is the runtime table of issue 29: the bundled R at both sizes 
 a crop of a real photo (the bundled demo photo, mirrored where smaller; ``--image``), each runtime through the
 same ``Upscaler`` path (padding, tiles, output): eager fp32 (NCHW, whole image: the baseline and the fp32
 reference), the torch default (channels_last; bf16 where the CPU has native bf16), ONNX Runtime fp32, OpenVINO
-fp32 and OpenVINO's bf16 hint (only where the CPU has native bf16). Printed per variant: output MP/s, the ratio
-to eager, PSNR to the eager output after rounding both to 8 bits (the 40 dB rule), and the first call (building
-the engine: export, compile; plus one upscale) with an empty cache and, for OpenVINO, with the cache filled
-(the cache lives in a temporary folder for the run). ``<- auto`` marks what ``--backend auto`` runs here. The
-header states the CPU's model name and its avx512_bf16 / amx flags. Numbers: docs/speed.md.
+fp32, OpenVINO's bf16 hint (only where the CPU has native bf16) and ncnn fp32 (Winograd convolutions).
+Printed per variant: output MP/s, the ratio to eager, PSNR to the eager output after rounding both to 8 bits
+(the 40 dB rule), and the first call (building the engine: export, compile; plus one upscale) with an empty
+cache and, for OpenVINO, with the cache filled (the cache lives in a temporary folder for the run).
+``<- auto`` marks what ``--backend auto`` runs here. The header states the CPU's model name and its
+avx512_bf16 / amx flags. Numbers: docs/speed.md.
 
 ``--paths``, the earlier fast-path table: R at the bundled size (the ``cpu`` training preset: 6 blocks x 32
 features, growth 16) and at the paper size (23 x 64, growth 32), random weights (ESRGAN init, the last layer
@@ -105,10 +106,10 @@ CONFIGS = {
     "tiny": dict(num_feat=8, num_block=1, num_grow_ch=4),
 }
 CPU_SIZES = {"cpu": 128, "paper": 64, "tiny": 128}
-RUNTIME_VARIANTS = ("torch", "onnxruntime", "openvino", "openvino-bf16")
+RUNTIME_VARIANTS = ("torch", "onnxruntime", "openvino", "openvino-bf16", "ncnn")
 RUNTIME_LABELS = {"eager": "eager fp32 (baseline)", "torch": "torch default ({precision} + channels_last)",
                   "onnxruntime": "ONNX Runtime fp32", "openvino": "OpenVINO fp32",
-                  "openvino-bf16": "OpenVINO bf16 hint"}
+                  "openvino-bf16": "OpenVINO bf16 hint", "ncnn": "ncnn fp32 (Winograd)"}
 
 
 # ---------------------------------------------------------------------------------------------- memory
@@ -331,7 +332,7 @@ def _versions() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     found = [f"torch {torch.__version__}"]
-    for package in ("onnxruntime", "openvino"):
+    for package in ("onnxruntime", "openvino", "ncnn"):
         try:
             found.append(f"{package} {version(package)}")
         except PackageNotFoundError:

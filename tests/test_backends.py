@@ -1,5 +1,6 @@
-"""ddnsr.inference.backends and openvino_backend: the runtime ``auto`` picks, OpenVINO's output against
-torch fp32 (the 40 dB rule), the same tiling / 16-bit / alpha path, and the compiled-model cache."""
+"""ddnsr.inference.backends, openvino_backend and ncnn_backend: the runtime ``auto`` picks, OpenVINO's and
+ncnn's output against torch fp32 (the 40 dB rule), the same tiling / 16-bit / alpha path, OpenVINO's
+compiled-model cache and ncnn's upsampling in pieces."""
 
 from __future__ import annotations
 
@@ -61,8 +62,8 @@ def test_auto_follows_the_cpu_and_what_is_installed(monkeypatch) -> None:
     monkeypatch.setenv("DDNSR_CPU_BF16", "1")
     assert backends.auto_choice(CPU)[:2] == ("openvino", "bf16")
     assert Upscaler.load(tiny_r(), device="cpu").backend == "openvino"
-    monkeypatch.setenv("DDNSR_CPU_BF16", "0")
-    assert backends.auto_choice(CPU)[:2] == ("openvino", "fp32")
+    monkeypatch.setenv("DDNSR_CPU_BF16", "0")  # a narrow R (8 features): OpenVINO, not ncnn
+    assert backends.auto_choice(CPU, tiny_r())[:2] == ("openvino", "fp32")
     up = Upscaler.load(tiny_r(), device="cpu")
     assert (up.backend, up.precision) == ("openvino", "fp32")
     monkeypatch.setattr(backends, "installed", lambda runtime: runtime == "onnxruntime")
@@ -72,6 +73,23 @@ def test_auto_follows_the_cpu_and_what_is_installed(monkeypatch) -> None:
     monkeypatch.setenv("DDNSR_CPU_BF16", "1")
     up = Upscaler.load(tiny_r(), device="cpu")
     assert (up.backend, up.precision, up._engine.autocast) == ("torch", "bf16", torch.bfloat16)
+
+
+def test_auto_runs_a_full_width_r_by_ncnn_on_cpus_without_native_bf16(monkeypatch) -> None:
+    wide = RRDBNet(num_feat=64, num_block=1, num_grow_ch=32).eval()
+    d = DegradationNet(filters=4, res_blocks=1)
+    monkeypatch.setenv("DDNSR_CPU_BF16", "0")
+    assert backends.auto_choice(CPU, wide)[:2] == ("ncnn", "fp32")
+    assert backends.auto_choice(CPU)[:2] == ("ncnn", "fp32")  # the default model is full-width
+    assert backends.auto_choice(CPU, tiny_r())[:2] == ("openvino", "fp32")  # narrow: OpenVINO measured faster
+    assert backends.auto_choice(CPU, d)[:2] == ("openvino", "fp32")  # ncnn runs R only
+    up = Upscaler.load(wide, device="cpu")
+    assert (up.backend, up.precision) == ("ncnn", "fp32")
+    monkeypatch.setattr(backends, "installed", lambda runtime: runtime != "ncnn")
+    assert backends.auto_choice(CPU, wide)[:2] == ("openvino", "fp32")
+    monkeypatch.setenv("DDNSR_CPU_BF16", "1")
+    monkeypatch.setattr(backends, "installed", lambda runtime: True)
+    assert backends.auto_choice(CPU, wide)[:2] == ("openvino", "bf16")  # native bf16: OpenVINO's bf16
 
 
 def test_auto_keeps_torch_on_gpus_for_named_precisions_and_other_networks(monkeypatch) -> None:
@@ -84,16 +102,23 @@ def test_auto_keeps_torch_on_gpus_for_named_precisions_and_other_networks(monkey
 
 
 def test_unusable_backends_are_one_line_setting_errors(monkeypatch) -> None:
-    for args, match in [(("tensorrt", CPU, "auto"), "backend must be one of auto, torch, onnxruntime, openvino"),
+    for args, match in [(("tensorrt", CPU, "auto"), "backend must be one of auto, torch, onnxruntime, openvino, ncnn"),
                         (("openvino", torch.device("cuda"), "auto"), "--backend openvino runs on the CPU only"),
                         (("onnxruntime", CPU, "bf16"), "CPU in fp32 only"),
-                        (("openvino", CPU, "fp16"), "openvino runs in fp32 or bf16")]:
+                        (("openvino", CPU, "fp16"), "openvino runs in fp32 or bf16"),
+                        (("ncnn", CPU, "bf16"), "ncnn runs in fp32 only"),
+                        (("ncnn", CPU, "auto", DegradationNet(filters=4, res_blocks=1)),
+                         "ncnn runs R .* only, not a DegradationNet"),
+                        (("ncnn", CPU, "auto", RRDBNet(num_feat=8, num_block=1, num_grow_ch=4, scale=2)),
+                         "ncnn runs R .* only")]:
         with pytest.raises(SettingError, match=match) as err:
             backends.choose(*args)
         assert "\n" not in str(err.value)
     monkeypatch.setattr(backends, "installed", lambda runtime: False)
     with pytest.raises(SettingError, match="--backend openvino needs openvino: pip install openvino"):
         backends.choose("openvino", CPU, "auto")
+    with pytest.raises(SettingError, match="--backend ncnn needs ncnn: pip install ncnn"):
+        backends.choose("ncnn", CPU, "auto")
 
 
 # ------------------------------------------------------------------------------------- the 40 dB rule
@@ -111,6 +136,45 @@ def test_openvino_upscales_track1_within_40_db_of_torch_fp32(precision: str) -> 
         assert np.abs(out.astype(int) - exact).max() <= 1
 
 
+def test_ncnn_upscales_track1_within_one_level_of_torch_fp32() -> None:
+    rgb = photo()
+    exact = as8(Upscaler.load("track1", device="cpu", precision="fp32", backend="torch").upscale_array(rgb))
+    up = Upscaler.load("track1", device="cpu", backend="ncnn")
+    assert (up.backend, up.precision) == ("ncnn", "fp32")
+    out = as8(up.upscale_array(rgb))
+    assert out.shape == exact.shape == (160, 144, 3)
+    assert np.abs(out.astype(int) - exact).max() <= 1  # Winograd fp32: float rounding only
+
+
+def test_ncnn_upsamples_in_pieces_that_join_exactly(monkeypatch) -> None:
+    """The upsampling graph runs on pieces of the features with HALO pixels of context: the output equals
+    the network's whatever the piece size, and a halo too small for the convolutions shows at the seams."""
+    import ddnsr.inference.ncnn_backend as nb
+
+    torch.manual_seed(1)
+    net = RRDBNet(num_feat=16, num_block=1, num_grow_ch=8, init="esrgan").eval()
+    x = torch.rand(2, 3, 23, 30)
+    with torch.no_grad():
+        expected = net(x)
+    engine = nb.NcnnEngine(net)
+    assert engine(x).shape == (2, 3, 92, 120)
+    monkeypatch.setattr(nb, "PIECE", 7)
+    assert torch.allclose(engine(x), expected, atol=1e-4)
+    monkeypatch.setattr(nb, "HALO", 1)
+    assert (engine(x) - expected).abs().max() > 1e-2
+
+
+def test_the_tile_planner_leaves_room_for_what_ncnn_holds() -> None:
+    """ncnn's transformed weights come off the CPU tile budget: its tiles are never larger than torch's."""
+    wide = RRDBNet(num_feat=64, num_block=2, num_grow_ch=32).eval()
+    engine = Upscaler.load(wide, device="cpu", backend="ncnn")._engine
+    assert engine.resident_bytes >= 5 * 4 * sum(p.numel() for p in wide.parameters()) * 0.99
+    big = 3000
+    ncnn_tile = Upscaler.load(wide, device="cpu", backend="ncnn").tile_for(big, big)
+    torch_tile = Upscaler.load(wide, device="cpu", backend="torch", precision="fp32").tile_for(big, big)
+    assert 0 < ncnn_tile <= torch_tile
+
+
 def test_the_auto_default_keeps_40_db_on_both_paths() -> None:
     """Whatever ``auto`` picks (DDNSR_CPU_BF16=1|0 forces either path), the default is within 40 dB."""
     rgb = photo()
@@ -121,20 +185,21 @@ def test_the_auto_default_keeps_40_db_on_both_paths() -> None:
     assert psnr(a, b, channel="rgb", crop_border=0) >= 40.0
 
 
-def test_tiles_16_bit_and_alpha_come_out_as_on_the_torch_path(tmp_path) -> None:
-    """The CLI with --backend openvino and torch on a 16-bit RGBA PNG in small tiles: the same file layout,
-    the same alpha, colour within the 40 dB rule."""
+@pytest.mark.parametrize("backend", ["openvino", "ncnn"])
+def test_tiles_16_bit_and_alpha_come_out_as_on_the_torch_path(tmp_path, backend: str) -> None:
+    """The CLI with --backend openvino / ncnn and torch on a 16-bit RGBA PNG in small tiles: the same file
+    layout, the same alpha, colour within the 40 dB rule."""
     from ddnsr.imageio import read_image, write_image
 
     rgb = photo(24, 32).astype(np.float32) / 255
     alpha = np.linspace(0, 1, 24 * 32, dtype=np.float32).reshape(24, 32)
     write_image(tmp_path / "p.png", rgb, alpha=alpha, bit_depth=16)
     outs = {}
-    for backend in ("torch", "openvino"):
-        assert cli_main(["upscale", str(tmp_path / "p.png"), "-o", str(tmp_path / backend), "--model", "track1",
-                         "--tile", "16", "--device", "cpu", "--backend", backend, "-q"]) == 0
-        outs[backend] = read_image(tmp_path / backend / "p.png")
-    ov, pt = outs["openvino"], outs["torch"]
+    for name in ("torch", backend):
+        assert cli_main(["upscale", str(tmp_path / "p.png"), "-o", str(tmp_path / name), "--model", "track1",
+                         "--tile", "16", "--device", "cpu", "--backend", name, "-q"]) == 0
+        outs[name] = read_image(tmp_path / name / "p.png")
+    ov, pt = outs[backend], outs["torch"]
     assert ov.bit_depth == pt.bit_depth == 16 and ov.rgb.shape == pt.rgb.shape == (96, 128, 3)
     assert np.array_equal(ov.alpha, pt.alpha)
     assert psnr(as8(ov.rgb), as8(pt.rgb), channel="rgb", crop_border=0) >= 40.0
@@ -218,7 +283,8 @@ def test_info_says_what_auto_runs_and_why(monkeypatch, capsys) -> None:
     monkeypatch.setattr("ddnsr.inference.device.resolve_device", lambda name="auto": CPU)
     assert cli_main(["info"]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("--backend auto"))
-    assert "runs openvino fp32 here (CPU without native bf16" in line and "openvino 20" in line
+    assert "runs ncnn fp32 here (CPU without native bf16" in line and "D: openvino fp32" in line
+    assert "ncnn 1." in line and "openvino 20" in line
 
 
 def test_an_openvino_tile_can_be_cancelled_while_it_runs():
@@ -246,3 +312,28 @@ def test_an_openvino_tile_can_be_cancelled_while_it_runs():
     with torch.no_grad():
         expected = load_model("track1").eval()(small)
     assert torch.allclose(engine(small), expected, atol=1e-3)
+
+
+def test_an_ncnn_tile_can_be_cancelled_while_it_runs():
+    """ddnsr serve's Cancel inside a tile on ncnn: ``while_running`` raising propagates at once, the tile
+    finishes in the background, and the engine runs the next call exactly."""
+    from ddnsr.formats.modelfile import load_model
+    from ddnsr.inference.ncnn_backend import NcnnEngine
+
+    net = load_model("track1").eval()
+    engine = NcnnEngine(net)
+    calls = []
+
+    def cancel() -> None:
+        calls.append(1)
+        raise KeyboardInterrupt  # any exception: ddnsr serve raises its Cancelled
+
+    engine.while_running = cancel
+    with pytest.raises(KeyboardInterrupt):
+        engine(torch.rand(1, 3, 160, 160))
+    assert calls == [1]
+    engine.while_running = None
+    small = torch.rand(1, 3, 8, 8)
+    with torch.no_grad():
+        expected = net(small)
+    assert torch.allclose(engine(small), expected, atol=1e-4)

@@ -89,19 +89,25 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def _backend_line(device) -> str:
-    """Which runtime ``ddnsr upscale --backend auto`` picks here, in what precision, why, and the versions."""
+    """Which runtime ``ddnsr upscale`` / ``degrade`` pick with ``--backend auto`` here, in what precision, why,
+    and the versions."""
     from importlib.metadata import PackageNotFoundError, version
 
     from ddnsr.inference.backends import auto_choice
+    from ddnsr.nets import DegradationNet
 
     backend, precision, why = auto_choice(device)
+    line = f"--backend auto runs {backend} {precision} here ({why}"
+    d_backend, d_precision, d_why = auto_choice(device, DegradationNet(filters=4, res_blocks=1))
+    if (d_backend, d_precision) != (backend, precision):
+        line += f"; D: {d_backend} {d_precision}"
     found = []
-    for package in ("openvino", "onnxruntime"):
+    for package in ("ncnn", "openvino", "onnxruntime"):
         try:
             found.append(f"{package} {version(package)}")
         except PackageNotFoundError:
             found.append(f"{package} not installed")
-    return f"--backend auto runs {backend} {precision} here ({why}; {', '.join(found)})"
+    return f"{line}; {', '.join(found)})"
 
 
 def run_convert(args: argparse.Namespace) -> int:

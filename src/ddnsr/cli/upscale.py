@@ -86,7 +86,7 @@ def _common(p: argparse.ArgumentParser, *, overlap: int, max_pixels: int, tile_u
     p.add_argument("--threads", type=t.positive, default=None, help="CPU threads for torch (default: torch's)")
     p.add_argument("--backend", choices=BACKENDS, default="auto",
                    help="default: auto (the fastest runtime within 40 dB of fp32 here; ddnsr info shows it); "
-                   "torch, onnxruntime (CPU, fp32) or openvino (CPU)")
+                   "torch, onnxruntime (CPU, fp32), openvino (CPU) or ncnn (CPU, fp32, R only)")
     p.add_argument("--max-pixels", type=t.non_negative, default=max_pixels,
                    help=f"refuse inputs with more pixels (default: {max_pixels:_}; 0: no limit)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip them)")

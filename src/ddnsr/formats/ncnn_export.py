@@ -127,13 +127,9 @@ class _Graph:
         return f"{MAGIC}\n{len(lines)} {len(blob_names)}\n" + "\n".join(lines) + "\n"
 
 
-def ncnn_graph(net: RRDBNet, half: bool = True) -> tuple[str, bytes]:
-    """The ``.param`` text and ``.bin`` bytes of an RGB x4 RRDBNet (``half``: float16 weight storage)."""
-    check_exportable(net, type(net).__name__, "ncnn")
-    g = _Graph(half)
-    x = g.add("Input", [], "", INPUT_BLOB)
-    feat = g.conv(x, net.conv_first, act=False)
-    h = feat
+def _trunk(g: _Graph, x: str, net: RRDBNet, output: str | None = None) -> str:
+    """Add ``conv_first``, the RRDB blocks and the skip over them; the blob of the features back."""
+    feat = h = g.conv(x, net.conv_first, act=False)
     for block in net.body:
         block_in = h
         for rdb in (block.rdb1, block.rdb2, block.rdb3):
@@ -142,11 +138,30 @@ def ncnn_graph(net: RRDBNet, half: bool = True) -> tuple[str, bytes]:
                 xs.append(g.conv(g.concat(xs) if len(xs) > 1 else xs[0], getattr(rdb, f"conv{i}"), act=True))
             h = g.weighted_sum(g.conv(g.concat(xs), rdb.conv5, act=False), h)
         h = g.weighted_sum(h, block_in)
-    feat = g.add("BinaryOp", [feat, g.conv(h, net.conv_body, act=False)])  # op 0 (add), the default
+    return g.add("BinaryOp", [feat, g.conv(h, net.conv_body, act=False)], output=output)  # op 0: add
+
+
+def ncnn_graph(net: RRDBNet, half: bool = True, part: str = "whole") -> tuple[str, bytes]:
+    """The ``.param`` text and ``.bin`` bytes of an RGB x4 RRDBNet (``half``: float16 weight storage).
+
+    ``part``: ``whole`` (what ``ddnsr export`` writes); ``features``, the input-size part (``conv_first``, the
+    RRDB blocks and their skip; output blob ``output``, ``num_feat`` channels); ``upsampling``, those features
+    (input blob ``data``) to the image. :mod:`ddnsr.inference.ncnn_backend` runs the features on a tile and
+    the upsampling on pieces of them.
+    """
+    if part not in ("whole", "features", "upsampling"):
+        raise ValueError(f"part must be whole, features or upsampling, got {part!r}")
+    check_exportable(net, type(net).__name__, "ncnn")
+    g = _Graph(half)
+    x = g.add("Input", [], "", INPUT_BLOB)
+    if part != "upsampling":
+        x = _trunk(g, x, net, output=OUTPUT_BLOB if part == "features" else None)
+        if part == "features":
+            return g.param_text(), bytes(g.weights)
     for i in range(1, net.num_up + 1):
-        feat = g.add("Interp", [feat], "0=1 1=2.000000e+00 2=2.000000e+00")
-        feat = g.conv(feat, getattr(net, f"conv_up{i}"), act=True)
-    g.conv(g.conv(feat, net.conv_hr, act=True), net.conv_last, act=False, output=OUTPUT_BLOB)
+        x = g.add("Interp", [x], "0=1 1=2.000000e+00 2=2.000000e+00")
+        x = g.conv(x, getattr(net, f"conv_up{i}"), act=True)
+    g.conv(g.conv(x, net.conv_hr, act=True), net.conv_last, act=False, output=OUTPUT_BLOB)
     return g.param_text(), bytes(g.weights)
 
 

@@ -1,4 +1,4 @@
-"""Which runtime runs the network: ``--backend auto|torch|onnxruntime|openvino`` (one home for the choice).
+"""Which runtime runs the network: ``--backend auto|torch|onnxruntime|openvino|ncnn`` (one home for the choice).
 
 ``auto`` (the default) with ``--precision auto`` picks the fastest path that keeps the output within 40 dB
 PSNR of fp32 on this machine (measured by ``benchmarks/infer.py``; docs/speed.md):
@@ -6,12 +6,16 @@ PSNR of fp32 on this machine (measured by ``benchmarks/infer.py``; docs/speed.md
 * CUDA, MPS: torch (fp16 autocast on CUDA, fp32 on MPS);
 * a CPU with native bf16 (AVX512-BF16, AMX): OpenVINO with its bf16 hint where installed and measured to
   keep 40 dB (:data:`OPENVINO_BF16_KEEPS_40DB`), else torch bf16 autocast + channels_last;
-* any other CPU: OpenVINO fp32 where installed, else ONNX Runtime fp32, else torch fp32 + channels_last.
+* any other CPU: for a full-width R (64 features or more, as ``track1-ft`` and Real-ESRGAN x4plus), ncnn
+  fp32, whose Winograd 3x3 convolutions ran it at 1.58x eager fp32 on an AVX2 CPU where OpenVINO ran it at
+  1.25x; for a narrower R (the bundled-size ``track1``: OpenVINO 1.88x, ncnn 1.70x in the same run), for D
+  (which ncnn does not run) and where ncnn is missing, OpenVINO fp32, else ONNX Runtime fp32, else torch
+  fp32 + channels_last.
 
 Naming a precision (``--precision fp32`` / ``bf16``) with ``auto`` keeps the torch path, the exact
 reference (fp32) or the precision asked for; naming a backend runs that backend. OpenVINO and ONNX Runtime
-run R and D as exported to ONNX (:mod:`ddnsr.formats.onnx_export`); ``auto`` keeps torch for any other
-network.
+run R and D as exported to ONNX (:mod:`ddnsr.formats.onnx_export`), ncnn runs R as exported to ncnn
+(:mod:`ddnsr.formats.ncnn_export`); ``auto`` keeps torch for any other network.
 """
 
 from __future__ import annotations
@@ -24,10 +28,17 @@ from torch import nn
 from ddnsr.errors import SettingError
 from ddnsr.inference.device import cpu_has_native_bf16, inference_precision
 
-__all__ = ["BACKENDS", "OPENVINO_BF16_KEEPS_40DB", "auto_choice", "choose", "installed", "make_engine"]
+__all__ = ["BACKENDS", "OPENVINO_BF16_KEEPS_40DB", "auto_choice", "choose", "installed", "make_engine", "ncnn_runs",
+           "NCNN_MIN_FEATURES"]
 
-BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
-_INSTALL = {"onnxruntime": "pip install 'ddnsr[export]'", "openvino": "pip install openvino"}
+BACKENDS = ("auto", "torch", "onnxruntime", "openvino", "ncnn")
+_INSTALL = {"onnxruntime": "pip install 'ddnsr[export]'", "openvino": "pip install openvino",
+            "ncnn": "pip install ncnn"}
+
+#: The feature width from which ``auto`` runs R by ncnn rather than OpenVINO on CPUs without native bf16
+#: (``benchmarks/infer.py`` on the AVX2 EPYC, one run: 64 features ncnn 1.58x eager / OpenVINO 1.25x;
+#: 32 features ncnn 1.70x / OpenVINO 1.88x).
+NCNN_MIN_FEATURES = 64
 
 #: Whether OpenVINO's bf16 hint keeps the upscaler's output within 40 dB PSNR of fp32 on real photos.
 #: Measured on an AVX512-BF16/AMX Xeon (docs/speed.md; benchmarks/agreement.py): 10 real LR crops, 8-bit outputs
@@ -36,7 +47,7 @@ OPENVINO_BF16_KEEPS_40DB = True
 
 
 def installed(runtime: str) -> bool:
-    """Whether the Python package of ``runtime`` (onnxruntime / openvino) can be imported."""
+    """Whether the Python package of ``runtime`` (onnxruntime / openvino / ncnn) can be imported."""
     return importlib.util.find_spec(runtime) is not None
 
 
@@ -45,6 +56,28 @@ def exportable(net: nn.Module | None) -> bool:
     from ddnsr.nets import DegradationNet, RRDBNet
 
     return net is None or isinstance(net, (RRDBNet, DegradationNet))
+
+
+def ncnn_runs(net: nn.Module | None) -> bool:
+    """Whether ``net`` is an R that the ncnn graph writer takes (an RGB x4 RRDBNet); None (unknown) counts as yes."""
+    from ddnsr.errors import ModelFileError
+    from ddnsr.formats.onnx_export import check_exportable
+    from ddnsr.nets import RRDBNet
+
+    if net is None:
+        return True
+    if not isinstance(net, RRDBNet):
+        return False
+    try:
+        check_exportable(net, "R", "ncnn")
+    except ModelFileError:
+        return False
+    return True
+
+
+def _width(net: nn.Module | None) -> int:
+    """R's feature count (the default model's, 64, when ``net`` is None: not known yet)."""
+    return 64 if net is None else int(getattr(net, "config", {}).get("num_feat", 64))
 
 
 def auto_choice(device: torch.device, net: nn.Module | None = None) -> tuple[str, str, str]:
@@ -57,6 +90,9 @@ def auto_choice(device: torch.device, net: nn.Module | None = None) -> tuple[str
         if installed("openvino") and OPENVINO_BF16_KEEPS_40DB:
             return "openvino", "bf16", "CPU with native bf16: OpenVINO's bf16 hint is the fastest within 40 dB"
         return "torch", inference_precision(device), "CPU with native bf16, OpenVINO not installed: torch bf16"
+    if installed("ncnn") and ncnn_runs(net) and _width(net) >= NCNN_MIN_FEATURES:
+        return "ncnn", "fp32", ("CPU without native bf16: ncnn's Winograd convolutions run a full-width R "
+                                "fastest in fp32")
     for runtime in ("openvino", "onnxruntime"):
         if installed(runtime):
             return runtime, "fp32", f"CPU without native bf16: {runtime} fp32 is faster than torch fp32"
@@ -81,6 +117,11 @@ def choose(backend: str, device: torch.device, precision: str, net: nn.Module | 
         raise SettingError(f"--backend {backend} runs on the CPU only (asked: {device.type})")
     if backend == "onnxruntime" and precision not in ("auto", "fp32"):
         raise SettingError(f"--backend onnxruntime runs on the CPU in fp32 only (asked: {device.type}, {precision})")
+    if backend == "ncnn" and precision not in ("auto", "fp32"):
+        raise SettingError(f"--backend ncnn runs in fp32 only here (asked: {precision})")
+    if backend == "ncnn" and not ncnn_runs(net):
+        raise SettingError(f"--backend ncnn runs R (an RGB x4 RRDBNet) only, not a {type(net).__name__}: "
+                           "use openvino, onnxruntime or torch")
     if backend == "openvino" and precision not in ("auto", "fp32", "bf16"):
         raise SettingError(f"--backend openvino runs in fp32 or bf16 (asked: {precision})")
     if not installed(backend):
@@ -92,6 +133,10 @@ def choose(backend: str, device: torch.device, precision: str, net: nn.Module | 
 
 def make_engine(backend: str, net: nn.Module, precision: str):
     """The engine of a resolved, checked (backend, precision) on the CPU: ``engine(*inputs)`` -> float32 tensor."""
+    if backend == "ncnn":
+        from ddnsr.inference.ncnn_backend import NcnnEngine
+
+        return NcnnEngine(net)
     if backend == "openvino":
         from ddnsr.inference.openvino_backend import OpenVinoEngine
 

@@ -390,11 +390,11 @@ class _TiledNetwork:
         self.tile = tile
         self.overlap = overlap
         self.name = name
-        # the runtime and its precision (ddnsr.inference.backends: auto, torch, onnxruntime, openvino)
+        # the runtime and its precision (ddnsr.inference.backends: auto, torch, onnxruntime, openvino, ncnn)
         self.backend, self.precision = choose_backend(backend, device, precision, net)
         if self.backend == "torch":
             self._engine = _Engine(net, device, _autocast_dtype(self.precision, device), channels_last)
-        else:  # OpenVINO / ONNX Runtime on the CPU: the same tiling and formats, another network call
+        else:  # OpenVINO / ONNX Runtime / ncnn on the CPU: the same tiling and formats, another network call
             self._engine = make_engine(self.backend, net, self.precision)
             self.precision = getattr(self._engine, "precision", self.precision)
 
@@ -415,7 +415,7 @@ class _TiledNetwork:
             threads: CPU threads for torch (process-wide); None leaves the setting alone.
             overlap: pixels of context around each tile (None: the class default).
             backend: ``auto`` (default: the fastest runtime within 40 dB of fp32 on this machine), ``torch``,
-                ``onnxruntime`` or ``openvino`` (CPU; see :mod:`ddnsr.inference.backends`).
+                ``onnxruntime``, ``openvino`` or ``ncnn`` (CPU; see :mod:`ddnsr.inference.backends`).
 
         Raises:
             ModelFileError, SettingError: no such model, a network of the wrong kind or scale, an unusable
@@ -433,6 +433,9 @@ class _TiledNetwork:
         if self.tile is not None:
             return self.tile
         budget = None if self.device.type != "cpu" else _cpu_budget(height * width)
+        resident = getattr(self._engine, "resident_bytes", 0)  # held beyond torch's weights (ncnn's transforms)
+        if budget is not None and resident:
+            budget = max(budget - resident, 256 * 1024**2)
         return auto_tile(height, width, device=self.device, bytes_per_pixel_estimate=self.bytes_per_pixel,
                          budget_bytes=budget, overlap=self.overlap, border=getattr(self, "border", 0),
                          **self._tile_rule)

@@ -556,12 +556,13 @@ class Worker:
 def add_cancel_points(runner: object, check: Callable[[], None]) -> int:
     """Call ``check`` before each block of the network's ``nn.Sequential`` stacks (RRDBNet's RRDB blocks,
     D's layers), so that a cancel stops a job within one block rather than one tile. ``runner`` is an
-    :class:`~ddnsr.inference.upscaler.Upscaler` / ``Degrader``; returns the block count. OpenVINO's engine
-    calls ``check`` every 50 ms of a tile instead (and cancels its request); returns 1 then."""
+    :class:`~ddnsr.inference.upscaler.Upscaler` / ``Degrader``; returns the block count. OpenVINO's and ncnn's
+    engines call ``check`` every 50 ms of a tile instead (OpenVINO cancels its request; ncnn, which cannot be
+    interrupted, finishes the tile in the background); returns 1 then."""
     from torch import nn
 
     engine = getattr(runner, "_engine", None)
-    if hasattr(engine, "while_running"):  # OpenVINO
+    if hasattr(engine, "while_running"):  # OpenVINO, ncnn
         engine.while_running = check
         return 1
     net = getattr(engine, "net", None)
