@@ -17,7 +17,9 @@ phones and compacts do:
   unsharp mask (halos), JPEG 85 4:2:0;
 * ``compact``: blur 1.0, bicubic x1/4, luma and chroma noise, strong sharpening, JPEG 60 4:2:0;
 * ``soft``: a cheap lens and strong noise reduction: blur 2.2, bicubic x1/4, little noise, JPEG 80 4:2:0
-  (blur outside the 0.6-1.4 px the adaptation drew before it estimated blur).
+  (blur outside the 0.6-1.4 px the adaptation drew before it estimated blur);
+* ``sharp``: a clean camera: blur 0.8, bicubic x1/4, noise 0.8/255, JPEG 92 4:2:0 (bicubic is strong here,
+  so a model gains little fidelity over it).
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ CAMERAS = {
                       quality=85),
     "compact": Camera(blur=(1.0, 1.0, 0.0), noise=2.0, chroma=2.5, sharpen=1.5, quality=60),
     "soft": Camera(blur=(2.2, 2.2, 0.0), noise=1.5, quality=80),
+    # a clean, sharp camera (little noise, light JPEG): bicubic is strong, so fidelity is hard to gain
+    "sharp": Camera(blur=(0.8, 0.8, 0.0), noise=0.8, quality=92),
 }
 
 

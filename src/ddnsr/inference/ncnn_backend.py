@@ -30,20 +30,13 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["HALO", "PIECE", "NcnnEngine", "ncnn_version"]
+__all__ = ["HALO", "PIECE", "NcnnEngine"]
 
 #: Largest side (input pixels) of one piece of the features that the upsampling graph runs on.
 PIECE = 64
 #: Context around each piece, in input pixels: the upsampling reaches 1.25 (a 3x3 convolution at 2x, three
 #: at 4x), so 2 join the pieces exactly (tests/test_backends.py shows that 1 does not).
 HALO = 2
-
-
-def ncnn_version() -> str:
-    """The installed ncnn Python package's version."""
-    import ncnn
-
-    return str(ncnn.__version__)
 
 
 def _spans(size: int, piece: int) -> list[tuple[int, int]]:
