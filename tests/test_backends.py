@@ -170,9 +170,12 @@ def test_the_tile_planner_leaves_room_for_what_ncnn_holds() -> None:
     engine = Upscaler.load(wide, device="cpu", backend="ncnn")._engine
     assert engine.resident_bytes >= 5 * 4 * sum(p.numel() for p in wide.parameters()) * 0.99
     big = 3000
-    ncnn_tile = Upscaler.load(wide, device="cpu", backend="ncnn").tile_for(big, big)
+    up = Upscaler.load(wide, device="cpu", backend="ncnn")
+    ncnn_tile = up.tile_for(big, big)
     torch_tile = Upscaler.load(wide, device="cpu", backend="torch", precision="fp32").tile_for(big, big)
     assert 0 < ncnn_tile <= torch_tile
+    up._engine.resident_bytes = 512 * 1024**2  # what the planner takes off, made large
+    assert up.tile_for(big, big) < ncnn_tile
 
 
 def test_the_auto_default_keeps_40_db_on_both_paths() -> None:

@@ -228,7 +228,7 @@ def test_thin_images_stay_within_the_tile_budget_including_the_border(monkeypatc
     net = RRDBNet(num_feat=8, num_block=1, num_grow_ch=4).eval()
     up = upscaler_module.Upscaler(net, device=torch.device("cpu"), precision="fp32")
     budget_pixels = 64 * 64
-    monkeypatch.setattr(upscaler_module, "_cpu_budget", lambda pixels: budget_pixels * up.bytes_per_pixel)
+    monkeypatch.setattr(upscaler_module, "_cpu_budget", lambda pixels, held=0: budget_pixels * up.bytes_per_pixel)
     fed: list[tuple[int, ...]] = []
     net.register_forward_pre_hook(lambda module, args: fed.append(tuple(args[0].shape)))
     rgb = np.random.default_rng(0).random((*size, 3), dtype=np.float32)

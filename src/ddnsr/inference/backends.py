@@ -62,14 +62,11 @@ def ncnn_runs(net: nn.Module | None) -> bool:
     """Whether ``net`` is an R that the ncnn graph writer takes (an RGB x4 RRDBNet); None (unknown) counts as yes."""
     from ddnsr.errors import ModelFileError
     from ddnsr.formats.onnx_export import check_exportable
-    from ddnsr.nets import RRDBNet
 
     if net is None:
         return True
-    if not isinstance(net, RRDBNet):
-        return False
     try:
-        check_exportable(net, "R", "ncnn")
+        check_exportable(net, "R", "ncnn")  # refuses D, other networks, other scales and channel counts
     except ModelFileError:
         return False
     return True

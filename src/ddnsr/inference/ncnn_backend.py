@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ddnsr.formats.ncnn_export import INPUT_BLOB, OUTPUT_BLOB, ncnn_graph
+
 __all__ = ["HALO", "PIECE", "NcnnEngine"]
 
 #: Largest side (input pixels) of one piece of the features that the upsampling graph runs on.
@@ -60,8 +62,7 @@ class NcnnEngine:
     def __init__(self, net: nn.Module, threads: int | None = None) -> None:
         import ncnn
 
-        from ddnsr.formats.ncnn_export import ncnn_graph
-
+        self._ncnn = ncnn
         net = net.float().eval()
         self.threads = int(threads or torch.get_num_threads())
         # one pair of memory pools for both graphs, so that the upsampling's pieces reuse the features' blobs
@@ -79,9 +80,7 @@ class NcnnEngine:
     def _load(self, param: str, weights: bytes):
         """(ncnn.Net, its weight bytes): one graph, fp32 on the CPU, on the engine's memory pools. The bytes
         are kept (ncnn may read them in place)."""
-        import ncnn
-
-        graph = ncnn.Net()
+        graph = self._ncnn.Net()
         opt = graph.opt
         opt.num_threads = self.threads
         opt.use_vulkan_compute = False
@@ -96,14 +95,9 @@ class NcnnEngine:
 
     def _run(self, part: int, x: np.ndarray) -> np.ndarray:
         """One graph (0: features, 1: upsampling) on a CxHxW float32 array."""
-        import ncnn
-
-        from ddnsr.formats.ncnn_export import INPUT_BLOB, OUTPUT_BLOB
-
-        graph = self._parts[part][0]
         x = np.ascontiguousarray(x)  # kept alive to the end: ncnn.Mat reads the array in place
-        extractor = graph.create_extractor()
-        extractor.input(INPUT_BLOB, ncnn.Mat(x))
+        extractor = self._parts[part][0].create_extractor()
+        extractor.input(INPUT_BLOB, self._ncnn.Mat(x))
         status, out = extractor.extract(OUTPUT_BLOB)
         if status != 0:
             raise RuntimeError(f"ncnn failed on a {x.shape[1]}x{x.shape[2]} input (status {status})")

@@ -109,10 +109,11 @@ Progress = Callable[[int, int], None]
 # --------------------------------------------------------------------------------------------- settings
 
 
-def _cpu_budget(input_pixels: int) -> int:
+def _cpu_budget(input_pixels: int, held: int = 0) -> int:
     """Bytes one tile may use on the CPU: the process's bound over its output, less the float32 input
-    (held once, plus a tile-sized copy) and a fixed reserve; between 256 MiB and 2 GiB."""
-    budget = _CPU_LIMIT_OVER_OUTPUT - _CPU_RESERVE - 12 * input_pixels
+    (held once, plus a tile-sized copy), a fixed reserve and ``held`` (what the engine keeps beyond the
+    torch path's weights: ncnn's transformed kernels); between 256 MiB and 2 GiB."""
+    budget = _CPU_LIMIT_OVER_OUTPUT - _CPU_RESERVE - 12 * input_pixels - held
     return int(min(max(budget, 256 * 1024**2), 2 * 1024**3))
 
 
@@ -432,10 +433,9 @@ class _TiledNetwork:
         """The tile size used for an input of ``height`` x ``width`` (0: whole image)."""
         if self.tile is not None:
             return self.tile
-        budget = None if self.device.type != "cpu" else _cpu_budget(height * width)
-        resident = getattr(self._engine, "resident_bytes", 0)  # held beyond torch's weights (ncnn's transforms)
-        if budget is not None and resident:
-            budget = max(budget - resident, 256 * 1024**2)
+        budget = None
+        if self.device.type == "cpu":
+            budget = _cpu_budget(height * width, getattr(self._engine, "resident_bytes", 0))
         return auto_tile(height, width, device=self.device, bytes_per_pixel_estimate=self.bytes_per_pixel,
                          budget_bytes=budget, overlap=self.overlap, border=getattr(self, "border", 0),
                          **self._tile_rule)
