@@ -44,9 +44,10 @@ from PIL import Image, ImageFilter, JpegImagePlugin
 from scipy import ndimage, signal
 
 BLOCK = 8
-_QUALITIES = range(30, 101, 5)
+_QUALITIES = range(30, 96)  # the JPEG ghost's candidates, each judged against the qualities _GHOST_STEP away
+_GHOST_STEP = 5
 _SUBSAMPLINGS = (0, 1, 2)  # Pillow's 4:4:4, 4:2:2, 4:2:0
-_DIP = (2.0, 1.3)  # the JPEG ghost's dip: error this many times under the next coarser / finer quality
+_DIP = (2.0, 1.3)  # the JPEG ghost's dip: error this many times under the coarser / finer quality
 _SHARPEN_GRID = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
 _NOISE_GRID = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0)
 _BLUR_GRID = (0.3, 0.6, 1.0, 1.4, 1.8, 2.2, 2.8, 3.5)  # HR px: the isotropic blurs the estimate tries
@@ -424,35 +425,44 @@ def _jpeg_from_files(paths: list[Path]) -> JpegSetting | None:
 
 
 def _jpeg_from_pixels(photos: list[Image.Image]) -> JpegSetting | None:
-    """The quality and subsampling whose re-encoding changes the photos least at a clear dip of the
-    error curve, refined to a step of 1; None if none. A dip (:data:`_DIP`) is under half the error one
-    step (5) below and under 1/1.3 of the error one step above: re-encoding finer than the camera's own
-    quality changes little too, while the curve of an uncompressed photo only falls. (Until 2026-12-07 a
-    third and two thirds, which missed strongly sharpened Urban100 photos at quality 50 and 60.)
+    """The quality and subsampling of the JPEG encoder the photos went through, read from their pixels
+    (the "JPEG ghost"); None if they show none.
 
-    The subsampling is then decided at that quality on its own: re-encoding a 4:2:0 photo changes it
-    about as little at 4:4:4 as at 4:2:0 (its chroma is already smooth; 4:4:4 can even come out a little
-    lower), while subsampling a 4:4:4 photo's chroma adds an error many times larger. So the coarsest
-    subsampling (4:2:0, then 4:2:2) whose error stays within twice the least wins."""
+    The quality: re-encoding at the camera's own quality leaves the luma almost unchanged, while any
+    other quality re-quantises it. So the luma error of re-encoding (at 4:4:4: luma does not depend on
+    the subsampling) is scanned over every quality, and the camera's is the one with the least error
+    among the clear dips: under half the error :data:`_GHOST_STEP` qualities coarser, and under 1/1.3 of
+    the error at some quality up to that many finer. The curve of an uncompressed photo only falls, so
+    it has no dip. (Until 2026-12-07 the RGB error on a grid of 5 with the finer quality 5 above alone:
+    at quality 90-94 the dip falls between grid points and the chroma's re-subsampling fills it, so a
+    clean camera's JPEG 92 read as none.)
+
+    The subsampling is then the one, at that quality, whose first re-encoding changes the photos least
+    against how much a second re-encoding changes the result: the camera's own setting is nearly
+    idempotent already (ratio 2-4 on the synthetic cameras), while a coarser subsampling removes chroma
+    detail the photos have and a finer one moves the chroma onto a new block grid, once (ratio 4-100).
+    (Until 2026-12-07 the coarsest within twice the least RGB error, which read saturated colour edges
+    at quality 92 4:2:0 as 4:4:4: re-subsampling them is not idempotent, and at that quality the luma
+    error no longer hides it.)"""
     arrays = [np.asarray(im, np.float64) for im in photos]
 
     @functools.cache
-    def error(quality: int, subsampling: int) -> float:
-        setting = JpegSetting(subsampling=subsampling, quality=quality)
-        return float(np.mean([np.mean((setting.apply(im.astype(np.uint8)) - im) ** 2) for im in arrays]))
+    def luma(quality: int) -> float:
+        setting = JpegSetting(subsampling=0, quality=quality)
+        return float(np.mean([np.mean(_luma(setting.apply(im.astype(np.uint8)) - im) ** 2) for im in arrays]))
 
-    best: tuple[float, int] | None = None
-    qualities = list(_QUALITIES)
-    for subsampling in _SUBSAMPLINGS:
-        errs = [error(q, subsampling) for q in qualities]
-        for i in range(1, len(qualities) - 1):
-            dip = errs[i] < errs[i - 1] / _DIP[0] and errs[i] < errs[i + 1] / _DIP[1]
-            if dip and (best is None or errs[i] < best[0]):
-                best = (errs[i], qualities[i])
-    if best is None:
+    def settles(quality: int, subsampling: int) -> float:
+        setting = JpegSetting(subsampling=subsampling, quality=quality)
+        once = [setting.apply(im.astype(np.uint8)).astype(np.float64) for im in arrays]
+        twice = [setting.apply(im.astype(np.uint8)) for im in once]
+        first = np.mean([np.mean((a - b) ** 2) for a, b in zip(once, arrays, strict=True)])
+        second = np.mean([np.mean((a - b) ** 2) for a, b in zip(twice, once, strict=True)])
+        return float((first + 0.01) / (second + 0.01))  # 0.01: both 0 for a 4:4:4 photo of flat colours
+
+    dips = [q for q in _QUALITIES if luma(q) < luma(q - _GHOST_STEP) / _DIP[0]
+            and any(luma(q) < luma(q + k) / _DIP[1] for k in range(1, _GHOST_STEP + 1))]
+    if not dips:
         return None
-    quality = best[1]
-    least = min(error(quality, s) for s in _SUBSAMPLINGS)
-    subsampling = max(s for s in _SUBSAMPLINGS if error(quality, s) <= 2 * least)
-    quality = min(range(quality - 4, quality + 5), key=lambda q: error(q, subsampling))
+    quality = min(dips, key=luma)
+    subsampling = min(_SUBSAMPLINGS, key=lambda s: settles(quality, s))
     return JpegSetting(subsampling=subsampling, quality=quality)
