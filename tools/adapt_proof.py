@@ -1,10 +1,12 @@
 """The adaptation proof in one command: for each camera, the README's command, its oracle bound, and scores.
 
     python tools/adapt_proof.py --cameras gauss,phone-a,phone-b,compact --minutes 20 --out /tmp/proof \\
-        [--flags "--mode psnr"] [--oracle] [--also LABEL=MODEL] [--clean ../shared/data/clean-hr]
+        [--flags "--mode psnr"] [--oracle] [--also LABEL=MODEL] [--clean ../shared/data/clean-hr] \\
+        [--content DIR]
 
 For each camera of tools/make_camera.py: makes the camera (40 clean photos: 32 to adapt on, 8 held out
-with ground truth), then runs
+with ground truth; the first 40 of CLEAN, or with ``--content DIR`` up to 40 photos of DIR, a fifth held
+out, while the whole of CLEAN is the clean stream), then runs
 
     ddnsr train --real-lr CAM/lr --clean-hr CLEAN --from track1 --minutes M --run-dir OUT/CAM-run [FLAGS]
 
@@ -64,8 +66,10 @@ def scores(report: Path) -> dict[str, list[str]]:
 def prove(camera: str, args: argparse.Namespace, clean_dir: Path) -> list[str]:
     out = args.out / camera
     out.mkdir(parents=True, exist_ok=True)
-    run([sys.executable, str(HERE / "make_camera.py"), "--camera", camera, "--clean", str(args.clean),
-         "--out", str(out), "--count", "40", "--held-out", "8"], out / "make.log")
+    source = args.content or args.clean
+    count = 40 if args.content is None else min(40, sum(1 for f in source.iterdir() if f.is_file()))
+    run([sys.executable, str(HERE / "make_camera.py"), "--camera", camera, "--clean", str(source),
+         "--out", str(out), "--count", str(count), "--held-out", str(count // 5)], out / "make.log")
     flags = shlex.split(args.flags)
     base = ["--real-lr", str(out / "lr"), "--clean-hr", str(clean_dir), "--from", "track1",
             "--minutes", str(args.minutes), "--quiet", *flags]
@@ -115,11 +119,13 @@ def main() -> None:
                     help="another model to score beside them, e.g. realesrgan-x4plus=x4plus.safetensors "
                          "(ddnsr convert makes one from Real-ESRGAN's ncnn files)")
     ap.add_argument("--clean", type=Path, default=SHARED)
+    ap.add_argument("--content", type=Path, help="make the cameras from these photos instead of CLEAN's "
+                                                  "first 40 (the clean stream is then all of CLEAN)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     clean_dir = args.out / "clean"  # the clean photos the cameras were not made from (41st on)
     clean_dir.mkdir(parents=True, exist_ok=True)
-    for f in sorted(p for p in args.clean.iterdir() if p.is_file())[40:]:
+    for f in sorted(p for p in args.clean.iterdir() if p.is_file())[0 if args.content else 40:]:
         link = clean_dir / f.name
         if not link.exists():
             link.symlink_to(f.resolve())

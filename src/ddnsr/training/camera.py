@@ -439,8 +439,9 @@ def _jpeg_from_pixels(photos: list[Image.Image]) -> JpegSetting | None:
 
     The subsampling is then the one, at that quality, whose first re-encoding changes the photos least
     against how much a second re-encoding changes the result: the camera's own setting is nearly
-    idempotent already (ratio 2-4 on the synthetic cameras), while a coarser subsampling removes chroma
-    detail the photos have and a finer one moves the chroma onto a new block grid, once (ratio 4-100).
+    idempotent already, while a coarser subsampling removes chroma detail the photos have and a finer
+    one moves the chroma onto a new block grid, once (``tools/estimate_check.py --jpeg``: the
+    subsampling right in all 180 cases, quality 40-95 at 4:4:4, 4:2:2 and 4:2:0).
     (Until 2026-12-07 the coarsest within twice the least RGB error, which read saturated colour edges
     at quality 92 4:2:0 as 4:4:4: re-subsampling them is not idempotent, and at that quality the luma
     error no longer hides it.)"""
