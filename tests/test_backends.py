@@ -167,10 +167,9 @@ def test_ncnn_upsamples_in_pieces_that_join_exactly(monkeypatch) -> None:
 def test_the_tile_planner_leaves_room_for_what_ncnn_holds() -> None:
     """ncnn's transformed weights come off the CPU tile budget: its tiles are never larger than torch's."""
     wide = RRDBNet(num_feat=64, num_block=2, num_grow_ch=32).eval()
-    engine = Upscaler.load(wide, device="cpu", backend="ncnn")._engine
-    assert engine.resident_bytes >= 5 * 4 * sum(p.numel() for p in wide.parameters()) * 0.99
-    big = 3000
     up = Upscaler.load(wide, device="cpu", backend="ncnn")
+    assert up._engine.resident_bytes >= 5 * 4 * sum(p.numel() for p in wide.parameters()) * 0.99
+    big = 3000
     ncnn_tile = up.tile_for(big, big)
     torch_tile = Upscaler.load(wide, device="cpu", backend="torch", precision="fp32").tile_for(big, big)
     assert 0 < ncnn_tile <= torch_tile

@@ -29,6 +29,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from make_camera import IMAGE_EXTENSIONS
+
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "data" / "clean-hr"
 
@@ -67,7 +69,8 @@ def prove(camera: str, args: argparse.Namespace, clean_dir: Path) -> list[str]:
     out = args.out / camera
     out.mkdir(parents=True, exist_ok=True)
     source = args.content or args.clean
-    count = 40 if args.content is None else min(40, sum(1 for f in source.iterdir() if f.is_file()))
+    count = 40 if args.content is None else min(40, sum(f.suffix.lower() in IMAGE_EXTENSIONS
+                                                         for f in source.iterdir()))
     run([sys.executable, str(HERE / "make_camera.py"), "--camera", camera, "--clean", str(source),
          "--out", str(out), "--count", str(count), "--held-out", str(count // 5)], out / "make.log")
     flags = shlex.split(args.flags)
@@ -123,7 +126,7 @@ def main() -> None:
                                                   "first 40 (the clean stream is then all of CLEAN)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
-    clean_dir = args.out / "clean"  # the clean photos the cameras were not made from (41st on)
+    clean_dir = args.out / "clean"  # the clean photos the cameras were not made from (41st on, or all)
     clean_dir.mkdir(parents=True, exist_ok=True)
     for f in sorted(p for p in args.clean.iterdir() if p.is_file())[0 if args.content else 40:]:
         link = clean_dir / f.name

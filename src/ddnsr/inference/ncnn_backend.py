@@ -26,6 +26,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+import ncnn
 import numpy as np
 import torch
 from torch import nn
@@ -60,9 +61,6 @@ class NcnnEngine:
     precision = "fp32"
 
     def __init__(self, net: nn.Module, threads: int | None = None) -> None:
-        import ncnn
-
-        self._ncnn = ncnn
         net = net.float().eval()
         self.threads = int(threads or torch.get_num_threads())
         # one pair of memory pools for both graphs, so that the upsampling's pieces reuse the features' blobs
@@ -80,7 +78,7 @@ class NcnnEngine:
     def _load(self, param: str, weights: bytes):
         """(ncnn.Net, its weight bytes): one graph, fp32 on the CPU, on the engine's memory pools. The bytes
         are kept (ncnn may read them in place)."""
-        graph = self._ncnn.Net()
+        graph = ncnn.Net()
         opt = graph.opt
         opt.num_threads = self.threads
         opt.use_vulkan_compute = False
@@ -97,7 +95,7 @@ class NcnnEngine:
         """One graph (0: features, 1: upsampling) on a CxHxW float32 array."""
         x = np.ascontiguousarray(x)  # kept alive to the end: ncnn.Mat reads the array in place
         extractor = self._parts[part][0].create_extractor()
-        extractor.input(INPUT_BLOB, self._ncnn.Mat(x))
+        extractor.input(INPUT_BLOB, ncnn.Mat(x))
         status, out = extractor.extract(OUTPUT_BLOB)
         if status != 0:
             raise RuntimeError(f"ncnn failed on a {x.shape[1]}x{x.shape[2]} input (status {status})")
