@@ -29,7 +29,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from make_camera import IMAGE_EXTENSIONS
+from ddnsr.training.data import list_images
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "data" / "clean-hr"
@@ -69,8 +69,7 @@ def prove(camera: str, args: argparse.Namespace, clean_dir: Path) -> list[str]:
     out = args.out / camera
     out.mkdir(parents=True, exist_ok=True)
     source = args.content or args.clean
-    count = 40 if args.content is None else min(40, sum(f.suffix.lower() in IMAGE_EXTENSIONS
-                                                         for f in source.iterdir()))
+    count = 40 if args.content is None else min(40, len(list_images([source])))
     run([sys.executable, str(HERE / "make_camera.py"), "--camera", camera, "--clean", str(source),
          "--out", str(out), "--count", str(count), "--held-out", str(count // 5)], out / "make.log")
     flags = shlex.split(args.flags)
@@ -128,7 +127,7 @@ def main() -> None:
     args = ap.parse_args()
     clean_dir = args.out / "clean"  # the clean photos the cameras were not made from (41st on, or all)
     clean_dir.mkdir(parents=True, exist_ok=True)
-    for f in sorted(p for p in args.clean.iterdir() if p.is_file())[0 if args.content else 40:]:
+    for f in list_images([args.clean])[0 if args.content else 40:]:
         link = clean_dir / f.name
         if not link.exists():
             link.symlink_to(f.resolve())

@@ -23,9 +23,10 @@ import dataclasses
 import time
 from pathlib import Path
 
-from make_camera import CAMERAS, IMAGE_EXTENSIONS, degrade, load_hr
+from make_camera import CAMERAS, degrade, load_hr
 
 from ddnsr.training.camera import _jpeg_from_pixels, estimate_camera
+from ddnsr.training.data import list_images
 
 HERE = Path(__file__).resolve().parent
 COUNT = {"bsd100": 32, "urban100": 24}
@@ -71,7 +72,7 @@ def main() -> None:
     p.add_argument("--work", type=Path, default=Path("/tmp/estimate-check"))
     p.add_argument("--jpeg", action="store_true", help="check the JPEG ghost alone over JPEG_CASES")
     args = p.parse_args()
-    every = sorted(f for f in args.clean.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)
+    every = list_images([args.clean])
     if args.jpeg:
         print("| content | camera | true (quality, subsampling) | read | |\n| --- | --- | --- | --- | --- |")
         wrong = sum(jpeg_rows([f for f in every if f.name.startswith(content)], content, args.cameras.split(","))

@@ -34,8 +34,7 @@ from PIL import Image, ImageFilter
 from scipy import ndimage
 
 from ddnsr.training.camera import anisotropic_blur  # the same rotated Gaussian the estimate draws
-
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+from ddnsr.training.data import list_images  # the images a training run would read from the folder
 
 
 @dataclass(frozen=True)
@@ -107,7 +106,7 @@ def main() -> None:
     p.add_argument("--count", type=int, default=40)
     p.add_argument("--held-out", type=int, default=8)
     args = p.parse_args()
-    files = sorted(f for f in Path(args.clean).iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)[: args.count]
+    files = list_images([args.clean])[: args.count]
     out = Path(args.out)
     for sub in ("lr", "test-lr", "test-hr"):
         (out / sub).mkdir(parents=True, exist_ok=True)
