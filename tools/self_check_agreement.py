@@ -1,9 +1,12 @@
 """Does the run's own validation rank models as held-out ground truth does? (issue 25, item 2)
 
     python tools/self_check_agreement.py --camera CAM --clean CLEAN --model track1 --model RUN/... [...]
+    python tools/self_check_agreement.py --photos LR --test-lr LR2 --test-hr HR2 --clean CLEAN --model ...
 
 CAM is a folder made by tools/make_camera.py (``lr/`` the camera's photos, ``test-lr/`` and ``test-hr/``
-held-out pairs); CLEAN the clean HR photos of the run. For every model it computes
+held-out pairs, with the same file names); ``--photos``, ``--test-lr`` and ``--test-hr`` name those
+folders one by one instead (a real camera: the photos a run adapted on, and held-out pairs of it). CLEAN
+is the clean HR photos of the run. For every model it computes
 
 * the truth: PSNR-Y on the held-out pairs, whole images (as ``ddnsr evaluate``);
 * the self-check that ``ddnsr train --degradation camera`` validates with when no ``--val-lr`` is given:
@@ -39,17 +42,26 @@ def kendall(a: list[float], b: list[float]) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--camera", type=Path, required=True)
+    ap.add_argument("--camera", type=Path, help="a tools/make_camera.py folder (lr/, test-lr/, test-hr/)")
+    ap.add_argument("--photos", type=Path, help="the camera's photos (default: CAM/lr)")
+    ap.add_argument("--test-lr", type=Path, help="held-out LR photos (default: CAM/test-lr)")
+    ap.add_argument("--test-hr", type=Path, help="their HR photos, same names (default: CAM/test-hr)")
     ap.add_argument("--clean", type=Path, required=True)
     ap.add_argument("--model", action="append", required=True, help="a bundled name or a model file")
     ap.add_argument("--label", action="append")
     args = ap.parse_args()
+    folders = {}
+    for name in ("photos", "test_lr", "test_hr"):
+        default = args.camera / {"photos": "lr"}.get(name, name.replace("_", "-")) if args.camera else None
+        folders[name] = getattr(args, name) or default
+        if folders[name] is None:
+            ap.error(f"--{name.replace('_', '-')} is needed without --camera")
     labels = args.label or args.model
     cpu = torch.device("cpu")
-    photos = list_images([args.camera / "lr"])
+    photos = list_images([folders["photos"]])
     camera = estimate_camera(photos, list_images([args.clean]))
     pairs, crops = self_pairs(photos, camera), last_readable(photos)
-    held = [(load_rgb8(p), load_rgb8(args.camera / "test-hr" / p.name)) for p in list_images([args.camera / "test-lr"])]
+    held = [(load_rgb8(p), load_rgb8(folders["test_hr"] / p.name)) for p in list_images([folders["test_lr"]])]
     rows = []
     for label, spec in zip(labels, args.model, strict=True):
         net = load_model(spec).to(cpu)
@@ -57,7 +69,7 @@ def main() -> None:
         self_check = mean_scores(pairs, net, cpu)["psnr_y"]  # what the run's validation computes
         old = mean_scores(crops, net, cpu)["niqe"]
         rows.append((label, truth, self_check, old))
-    print(f"camera {args.camera.name}: {camera.describe()}\n")
+    print(f"camera {folders['photos']}: {camera.describe()}\n")
     print("| model | held-out PSNR-Y ↑ (truth) | self-check PSNR-Y ↑ | NIQE on 6 crops ↓ |")
     print("| --- | ---: | ---: | ---: |")
     for label, truth, self_check, old in rows:

@@ -52,7 +52,7 @@ _SHARPEN_GRID = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
 _NOISE_GRID = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0)
 _BLUR_GRID = (0.3, 0.6, 1.0, 1.4, 1.8, 2.2, 2.8, 3.5)  # HR px: the isotropic blurs the estimate tries
 _BLUR = (0.6, 1.4)  # HR px: the range of sigma each pair draws for a typical camera (along; across up to it)
-_BLUR_SPAN = 0.4  # HR px: a softer camera's range reaches this far above its blur estimate
+_BLUR_MARGIN = 0.6  # HR px: a camera read softer than _BLUR[1] + this draws up to its estimate minus this
 _MIN_EDGES = 200  # strong steps needed to read the blur off the photos (else the typical 1 px is kept)
 _MAX_SIDE = 512  # estimates read at most a 512 x 512 crop of each photo (aligned to the JPEG grid)
 NOISE_PATCH = 32  # LR px: the side of a noise patch (the adaptation's 32 px LR crops get one each, or four of 16 px)
@@ -238,11 +238,12 @@ class CameraModel:
         return batch.contiguous(memory_format=torch.channels_last)
 
     def blur_range(self) -> tuple[float, float]:
-        """The sigmas (HR px) the pairs draw: :data:`_BLUR`, reaching up to :data:`_BLUR_SPAN` over the
-        estimate when it is softer. Only widened, never moved: the estimate reads the clean photos' content
-        too (0.6-0.75 px high on BSD100 cameras against Urban100-rich references, docs/adapt.md), and too
-        little assumed blur leaves an output soft where too much draws halos."""
-        return _BLUR[0], max(_BLUR[1], self.blur + _BLUR_SPAN)
+        """The sigmas (HR px) the pairs draw: :data:`_BLUR`, reaching up to the estimate minus
+        :data:`_BLUR_MARGIN` when that is softer. Only widened, never moved, and kept under the estimate:
+        it reads the clean photos' content too (0.6-0.75 px high on BSD100 cameras against Urban100-rich
+        references), a real lens read at 2 px still did best on pairs of 0.6-1.4, and too much assumed
+        blur draws halos where too little leaves an output a little soft (docs/adapt.md, "Blur")."""
+        return _BLUR[0], max(_BLUR[1], self.blur - _BLUR_MARGIN)
 
     def make(self, hr: np.ndarray, blur: tuple[float, float, float], sharpen: float, noise: float,
              rng: np.random.Generator, scale: int = 4) -> np.ndarray:
