@@ -50,18 +50,21 @@ def main() -> None:
     ap.add_argument("--model", action="append", required=True, help="a bundled name or a model file")
     ap.add_argument("--label", action="append")
     args = ap.parse_args()
-    folders = {}
-    for name in ("photos", "test_lr", "test_hr"):
-        default = args.camera / {"photos": "lr"}.get(name, name.replace("_", "-")) if args.camera else None
-        folders[name] = getattr(args, name) or default
-        if folders[name] is None:
-            ap.error(f"--{name.replace('_', '-')} is needed without --camera")
+
+    def folder(given: Path | None, sub: str, flag: str) -> Path:
+        """``given``, else ``CAM/sub``; an argparse error when neither is there."""
+        if given is None and args.camera is None:
+            ap.error(f"{flag} is needed without --camera")
+        return given or args.camera / sub
+
+    photos_dir = folder(args.photos, "lr", "--photos")
+    test_lr, test_hr = folder(args.test_lr, "test-lr", "--test-lr"), folder(args.test_hr, "test-hr", "--test-hr")
     labels = args.label or args.model
     cpu = torch.device("cpu")
-    photos = list_images([folders["photos"]])
+    photos = list_images([photos_dir])
     camera = estimate_camera(photos, list_images([args.clean]))
     pairs, crops = self_pairs(photos, camera), last_readable(photos)
-    held = [(load_rgb8(p), load_rgb8(folders["test_hr"] / p.name)) for p in list_images([folders["test_lr"]])]
+    held = [(load_rgb8(p), load_rgb8(test_hr / p.name)) for p in list_images([test_lr])]
     rows = []
     for label, spec in zip(labels, args.model, strict=True):
         net = load_model(spec).to(cpu)
@@ -69,7 +72,7 @@ def main() -> None:
         self_check = mean_scores(pairs, net, cpu)["psnr_y"]  # what the run's validation computes
         old = mean_scores(crops, net, cpu)["niqe"]
         rows.append((label, truth, self_check, old))
-    print(f"camera {folders['photos']}: {camera.describe()}\n")
+    print(f"camera {photos_dir}: {camera.describe()}\n")
     print("| model | held-out PSNR-Y ↑ (truth) | self-check PSNR-Y ↑ | NIQE on 6 crops ↓ |")
     print("| --- | ---: | ---: | ---: |")
     for label, truth, self_check, old in rows:
