@@ -16,6 +16,7 @@ from ddnsr.training.camera import (
     CameraModel,
     JpegSetting,
     NoisePatches,
+    _overshoot,
     anisotropic_blur,
     estimate_camera,
     noise_patches,
@@ -119,6 +120,25 @@ def test_blur_is_read_off_the_edges_and_only_widens_the_draw(tmp_path, clean):
         img = np.linspace(30 + 10 * i, 200, 128)[None, :, None] + rng.normal(0, 2, (96, 128, 3))
         Image.fromarray(np.clip(img + 0.5, 0, 255).astype(np.uint8)).save(path)
     assert estimate_camera(flat, clean).blur == 1.0
+
+
+def test_sharpening_is_fitted_at_the_blur_the_pairs_are_made_at(tmp_path, clean):
+    # a camera with an area x1/4 and halos reads as very sharp (0.3 px), under the pairs' range; the pairs
+    # R learns from are made at its middle (1 px) and must carry the camera's overshoot (the sharpening
+    # fitted at the reading left them 7% short; on phone-b that cost 0.6 dB)
+    cam = CameraModel(jpeg=JpegSetting(subsampling=2, quality=85))
+    rng = np.random.default_rng(7)
+    (tmp_path / "lr").mkdir()
+    files = []
+    for i in range(12):
+        lr = scene(100 + i).reshape(64, 4, 64, 4, 3).mean(axis=(1, 3))  # area x1/4, no blur
+        files.append(tmp_path / "lr" / f"{i}.png")
+        Image.fromarray((cam.finish(lr * 255, 0.8, 1.0, rng) * 255 + 0.5).astype(np.uint8)).save(files[-1])
+    est = estimate_camera(files, clean)
+    assert est.blur < 0.6 and est.middle_blur() == 1.0, est
+    pairs = [est.make(scene(i), (1.0, 1.0, 0.0), est.sharpen, est.noise, rng) * 255 for i in range(8)]
+    camera = _overshoot([np.asarray(Image.open(p), np.float32) for p in files])
+    assert abs(_overshoot(pairs) / camera - 1) < 0.05, (_overshoot(pairs), camera, est.sharpen)
 
 
 @pytest.mark.parametrize("sigmas", [(0.9, 0.5), (1.6, 0.7), (3.4, 2.0), (2.0, 2.0)])

@@ -10,7 +10,8 @@ pipeline (RealSR's "Impressionism" and the JPEG literature; docs/adapt.md has th
   JPEG re-encoded with its own settings is nearly a fixed point: the "JPEG ghost"), or none when no
   setting stands out (a camera that does not compress).
 * **Sharpening** (in-camera unsharp masking): the overshoot beside strong edges, against the same
-  statistic of clean photos put through blur, x1/4, unsharp masks of several amounts and that JPEG.
+  statistic of clean photos put through the pairs' blur (:meth:`CameraModel.middle_blur`), x1/4, unsharp
+  masks of several amounts and that JPEG.
 * **Noise patches** (the noise injection of Ji et al., "Real-World Super-Resolution via Kernel Estimation
   and Noise Injection", NTIRE 2020): the camera's own noise, cut from flat :data:`NOISE_PATCH` px squares
   of its photos (half that in small photos that have too few), each minus its fitted plane per channel,
@@ -245,6 +246,11 @@ class CameraModel:
         blur draws halos where too little leaves an output a little soft (docs/adapt.md, "Blur")."""
         return _BLUR[0], max(_BLUR[1], self.blur - _BLUR_MARGIN)
 
+    def middle_blur(self) -> float:
+        """The middle of :meth:`blur_range` (HR px): the isotropic blur at which the estimate fits the
+        sharpening and noise and the self-check makes its pairs, so both see the pairs' own blur."""
+        return sum(self.blur_range()) / 2
+
     def make(self, hr: np.ndarray, blur: tuple[float, float, float], sharpen: float, noise: float,
              rng: np.random.Generator, scale: int = 4) -> np.ndarray:
         """One LR image: H x W x 3 float HR in [0, 1] -> blur (sigma along, across in HR px, angle in
@@ -322,8 +328,11 @@ def estimate_camera(photos: list[Path], clean: list[Path], max_photos: int = 32,
 
     blur, sharpen, noise = 1.0, 0.0, 0.0
     for _ in range(2):  # each statistic moves with the other settings: each is fitted given the others
-        sharpen = _match(overshoot, [(a, _overshoot(reference(blur, a, noise))) for a in _SHARPEN_GRID])
-        noise = _match(spread, [(n, _flat_spread(reference(blur, sharpen, n))) for n in _NOISE_GRID])
+        # sharpening and noise at the blur the pairs are made at (not the reading: a sharp reading with
+        # bicubic's own overshoot would leave the pairs, made softer, with too little sharpening)
+        at = dataclasses.replace(base, blur=blur).middle_blur()
+        sharpen = _match(overshoot, [(a, _overshoot(reference(at, a, noise))) for a in _SHARPEN_GRID])
+        noise = _match(spread, [(n, _flat_spread(reference(at, sharpen, n))) for n in _NOISE_GRID])
         if softness is not None:
             blur = _match(softness, [(b, _softness(reference(b, sharpen, noise)) or 0.0) for b in _BLUR_GRID])
     return dataclasses.replace(base, sharpen=sharpen, noise=noise, blur=blur)

@@ -107,7 +107,7 @@ def self_pairs(files: list[Path], camera: CameraModel) -> list[ValImage]:
 
     out: list[ValImage] = []
     rng = np.random.default_rng(0)
-    blur = (sum(camera.blur_range()) / 2,) * 2 + (0.0,)  # the middle of the range the pairs draw
+    blur = (camera.middle_blur(),) * 2 + (0.0,)  # the middle of the range the pairs draw
     for path in reversed(files):
         if len(out) == MAX_IMAGES:
             break
