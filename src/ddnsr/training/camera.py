@@ -307,7 +307,9 @@ def estimate_camera(photos: list[Path], clean: list[Path], max_photos: int = 32,
     reference content): JPEG from the files or the pixels, the noise patches (``with_patches``), then the
     sharpening whose edge overshoot, the Gaussian noise whose flat-block spread and the blur whose edge
     softness match the camera's when the clean photos are taken through the same pipeline (blur, bicubic
-    x1/4, noise, sharpening, the patches, that JPEG). At most ``max_photos`` of each, spread evenly."""
+    x1/4, noise, sharpening, the patches, that JPEG); the sharpening and noise at the blur the pairs are
+    made at (:meth:`CameraModel.middle_blur`), the blur at each candidate. At most ``max_photos`` of each,
+    spread evenly."""
     photos, clean = _spread(photos, max_photos), _spread(clean, max_photos)
     real = [_read_crop(p) for p in photos]
     jpeg = _jpeg_from_files(photos) or _jpeg_from_pixels(real[:8])
